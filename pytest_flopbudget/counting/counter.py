@@ -1,0 +1,132 @@
+"""The counting modes: every aten call is looked up in the registry and its cost attributed to the
+modules running at the time.
+
+Two modes work together. ``_AtenCounter`` (a TorchDispatchMode) sees every aten call, whatever
+path led to it: modules, functional calls, tensor methods, in-place variants, fused kernels.
+``_CompositeCounter`` (a TorchFunctionMode) sees a few composite functions before aten lowers
+them (scaled dot-product attention, multi-head attention, RMS norm): it counts each as one unit
+and mutes the aten counter while it runs, so the total is the same whichever kernel the device
+picks. Nothing is patched: both modes and the module hooks live only inside ``OpCounter``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pytest_flopbudget.counting.registry import FREE, Registry
+from pytest_flopbudget.counting.scopes import ModuleScopes
+
+_Tensor = torch.Tensor
+
+
+def _shape_of(value: Any) -> Any:
+    """Tensors become shapes (tuples of ints); lists holding tensors are converted element-wise."""
+    if isinstance(value, _Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, _Tensor) for v in value):
+        return [tuple(v.shape) if isinstance(v, _Tensor) else v for v in value]
+    return value
+
+
+def _out_shape(out: Any) -> Any:
+    if isinstance(out, _Tensor):
+        return tuple(out.shape)
+    if isinstance(out, (list, tuple)):
+        return tuple(tuple(o.shape) if isinstance(o, _Tensor) else None for o in out)
+    return None
+
+
+class OpCounter:
+    """Accumulates flops and macs per module name, per op, and the ops with no formula."""
+
+    def __init__(self, registry: Registry, scopes: ModuleScopes) -> None:
+        self.registry = registry
+        self.scopes = scopes
+        self.flops = 0
+        self.macs = 0
+        self.module_flops: dict[str, int] = defaultdict(int)
+        self.module_macs: dict[str, int] = defaultdict(int)
+        self.op_flops: dict[str, int] = defaultdict(int)
+        self.op_macs: dict[str, int] = defaultdict(int)
+        self.uncounted: dict[str, int] = defaultdict(int)
+        self.muted = 0
+        self._aten = _AtenCounter(self)
+        self._composite = _CompositeCounter(self) if registry.function_rules else None
+
+    def __enter__(self) -> OpCounter:
+        if self._composite is not None:
+            self._composite.__enter__()
+        self._aten.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._aten.__exit__(*exc)
+        finally:
+            if self._composite is not None:
+                self._composite.__exit__(*exc)
+
+    def add(self, op_name: str, flops: int, macs: int) -> None:
+        flops, macs = int(flops), int(macs)
+        self.flops += flops
+        self.macs += macs
+        self.op_flops[op_name] += flops
+        self.op_macs[op_name] += macs
+        for name in self.scopes.active:
+            self.module_flops[name] += flops
+            self.module_macs[name] += macs
+
+    def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
+        shapes = [_shape_of(a) for a in args]
+        kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+        flops, macs = formula(*shapes, out=_out_shape(out), **kw_shapes)
+        self.add(op_name, flops, macs)
+
+
+class _AtenCounter(TorchDispatchMode):
+    def __init__(self, counter: OpCounter) -> None:
+        super().__init__()
+        self.counter = counter
+        self.resolve = counter.registry.resolve
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        counter = self.counter
+        if counter.muted:
+            return out
+        rule = self.resolve(func)
+        if rule is FREE:
+            return out
+        if rule is None:
+            counter.uncounted[str(func.overloadpacket)] += 1
+            return out
+        counter.count_call(str(func.overloadpacket), rule, args, kwargs, out)
+        return out
+
+
+class _CompositeCounter(TorchFunctionMode):
+    def __init__(self, counter: OpCounter) -> None:
+        super().__init__()
+        self.counter = counter
+        self.rules = counter.registry.function_rules
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        rule = self.rules.get(func)
+        counter = self.counter
+        if rule is None or counter.muted:
+            return func(*args, **kwargs)
+        counter.muted += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            counter.muted -= 1
+        op_name, formula = rule
+        counter.count_call(op_name, formula, args, kwargs, out)
+        return out

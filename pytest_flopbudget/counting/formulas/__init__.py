@@ -1,0 +1,44 @@
+"""Op-family formulas: pure functions from an aten call's shapes to ``(flops, macs)``.
+
+Every formula takes the call's arguments with each tensor replaced by its shape (a tuple of ints,
+``None`` stays ``None``, a list of tensors becomes a list of shapes) and the output's shape as
+``out=`` (a tuple of shapes for ops with several outputs). Each module exposes ``RULES``, a dict
+from aten op name (``"mm"`` for every overload, ``"add.Tensor"`` for one) to formula, which the
+registry resolves against the installed torch; names it lacks are skipped, so one table serves
+every supported torch release. Formula modules import no torch: they are arithmetic on ints.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Callable, Sequence
+
+Cost = tuple[int, int]
+Shape = Sequence[int]
+Formula = Callable[..., Cost]
+
+
+def numel(shape: Shape | None) -> int:
+    """Element count of a shape; a missing tensor has none."""
+    return 0 if shape is None else prod(shape)
+
+
+def first_shape(out: object) -> Shape:
+    """The first output's shape, whether the op returned one tensor or several."""
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], (tuple, list)):
+        return out[0]
+    return out  # type: ignore[return-value]
+
+
+def dot_products(n_outputs: int, length: int, bias: bool = False) -> Cost:
+    """``n_outputs`` dot products of ``length`` terms: K multiplies and K-1 adds each (the seed's
+    rule), one MAC per term (ptflops' rule); a bias adds one add per output to both."""
+    if n_outputs == 0 or length == 0:
+        return (0, 0)
+    extra = n_outputs if bias else 0
+    return (n_outputs * (2 * length - 1) + extra, n_outputs * length + extra)
+
+
+def per_element(n: int) -> Cost:
+    """One operation per element, counted alike in both numbers."""
+    return (n, n)

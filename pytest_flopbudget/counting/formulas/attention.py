@@ -1,0 +1,229 @@
+"""Attention: scaled dot-product attention and the fused multi-head attention kernels.
+
+One canonical count, whatever kernel aten picks (CPU flash, CUDA flash/efficient/cudnn, or the
+math decomposition seen on meta), for queries of shape (..., L, E), keys (..., S, E) and values
+(..., S, Ev), with Q = prod(leading dims of the query) query heads:
+
+    scores   Q·L·S dot products of E terms            (the seed's (H·W)·(2C-1)·(H·W))
+    scale    Q·L·S                                    (one multiply per score)
+    mask     Q·L·S when an explicit mask is given     (one add per score)
+    softmax  Q·L·S                                    (one per output element)
+    dropout  Q·L·S when dropout_p > 0
+    A·V      Q·L·Ev dot products of S terms           (left out by the seed, counted here)
+
+A causal mask is not a tensor the kernel reads; the masked half is counted like the rest, as
+torch's FlopCounterMode and DeepSpeed do. Grouped-query attention counts every query head.
+Multi-head attention adds its projections: Q from L tokens, K and V from S tokens, the output
+projection from L tokens, each a linear layer's count (with bias when it has one); averaging the
+returned weights over heads is a reduction over Q·L·S elements.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
+
+
+def _add(*costs: Cost) -> Cost:
+    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+
+
+def attention_core(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool) -> Cost:
+    """The canonical count above, from the shapes of Q, K and V."""
+    heads, length, embed = prod(q[:-2]), q[-2], q[-1]
+    source, value_dim = k[-2], v[-1]
+    n_scores = heads * length * source
+    elementwise = n_scores * (2 + int(masked) + int(dropout))
+    return _add(
+        dot_products(n_scores, embed),
+        (elementwise, elementwise),
+        dot_products(heads * length * value_dim, source),
+    )
+
+
+def attention_core_backward(q: Shape, k: Shape, v: Shape, *, dropout: bool) -> Cost:
+    """Gradients of Q, K, V: four products (dV = Aᵀ·dO, dA = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q), the
+    softmax backward and the scaling; recomputation inside flash kernels is not counted, so
+    every kernel gives one total."""
+    heads, length, embed = prod(q[:-2]), q[-2], q[-1]
+    source, value_dim = k[-2], v[-1]
+    n_scores = heads * length * source
+    elementwise = n_scores * (2 + int(dropout))
+    return _add(
+        dot_products(heads * source * value_dim, length),
+        dot_products(n_scores, value_dim),
+        dot_products(heads * length * embed, source),
+        dot_products(heads * source * embed, length),
+        (elementwise, elementwise),
+    )
+
+
+def sdpa(q: Shape, k: Shape, v: Shape, attn_mask: Shape | None = None, dropout_p: float = 0.0,
+         *args: object, out: object = None, **kwargs: object) -> Cost:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)``."""
+    mask = kwargs.get("attn_mask", attn_mask)
+    p = kwargs.get("dropout_p", dropout_p)
+    return attention_core(q, k, v, masked=isinstance(mask, (tuple, list)), dropout=bool(p))
+
+
+def flash_cpu(q: Shape, k: Shape, v: Shape, dropout_p: float = 0.0, *args: object,
+              out: object, **kwargs: object) -> Cost:
+    """``_scaled_dot_product_flash_attention_for_cpu(q, k, v, dropout_p, is_causal, *, attn_mask, scale)``."""
+    mask = kwargs.get("attn_mask")
+    return attention_core(q, k, v, masked=mask is not None, dropout=bool(dropout_p))
+
+
+def flash_cuda(q: Shape, k: Shape, v: Shape, dropout_p: float = 0.0, *args: object,
+               out: object, **kwargs: object) -> Cost:
+    """``_scaled_dot_product_flash_attention(q, k, v, dropout_p, is_causal, ...)``: no mask."""
+    return attention_core(q, k, v, masked=False, dropout=bool(dropout_p))
+
+
+def with_bias(q: Shape, k: Shape, v: Shape, attn_bias: Shape | None = None, *args: object,
+              out: object, **kwargs: object) -> Cost:
+    """Efficient, cudnn and overrideable kernels: ``(q, k, v, attn_bias, ..., dropout_p, ...)``."""
+    floats = [a for a in args if isinstance(a, float)]
+    dropout = bool(kwargs.get("dropout_p", floats[0] if floats else 0.0))
+    return attention_core(q, k, v, masked=attn_bias is not None, dropout=dropout)
+
+
+def flash_cpu_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
+                       out: object, **kwargs: object) -> Cost:
+    floats = [a for a in args if isinstance(a, float)]
+    return attention_core_backward(q, k, v, dropout=bool(floats and floats[0]))
+
+
+def _linear(tokens: int, in_features: int, out_features: int, bias: bool) -> Cost:
+    return dot_products(tokens * out_features, in_features, bias=bias)
+
+
+
+def multi_head_attention(
+    tokens_q: int,
+    tokens_kv: int,
+    batch: int,
+    embed: int,
+    heads: int,
+    kdim: int,
+    vdim: int,
+    *,
+    in_bias: bool,
+    out_bias: bool,
+    masked: bool,
+    dropout: bool,
+    average_weights: bool,
+) -> Cost:
+    """Projections + attention core + output projection (+ the head average of the weights)."""
+    head_dim = embed // heads
+    length, source = tokens_q // batch, tokens_kv // batch
+    q_shape, kv_shape = (batch, heads, length, head_dim), (batch, heads, source, head_dim)
+    costs = [
+        _linear(tokens_q, embed, embed, in_bias),
+        _linear(tokens_kv, kdim, embed, in_bias),
+        _linear(tokens_kv, vdim, embed, in_bias),
+        attention_core(q_shape, kv_shape, kv_shape, masked=masked, dropout=dropout),
+        _linear(tokens_q, embed, embed, out_bias),
+    ]
+    if average_weights:
+        n = batch * heads * length * source
+        costs.append((n, n))
+    return _add(*costs)
+
+
+def mha_forward_function(
+    query: Shape, key: Shape, value: Shape, embed_dim_to_check: int, num_heads: int,
+    in_proj_weight: Shape | None, in_proj_bias: Shape | None, bias_k: Shape | None,
+    bias_v: Shape | None, add_zero_attn: bool, dropout_p: float, out_proj_weight: Shape,
+    out_proj_bias: Shape | None, training: bool = True, key_padding_mask: Shape | None = None,
+    need_weights: bool = True, attn_mask: Shape | None = None, *args: object, out: object = None,
+    **kwargs: object,
+) -> Cost:
+    """``F.multi_head_attention_forward``: the path nn.MultiheadAttention takes off its fast path."""
+    training = kwargs.get("training", training)  # type: ignore[assignment]
+    key_padding_mask = kwargs.get("key_padding_mask", key_padding_mask)  # type: ignore[assignment]
+    need_weights = kwargs.get("need_weights", need_weights)  # type: ignore[assignment]
+    attn_mask = kwargs.get("attn_mask", attn_mask)  # type: ignore[assignment]
+    average = bool(kwargs.get("average_attn_weights", True))
+    is_batched = len(query) == 3
+    # inputs are (L, N, E) unless unbatched (L, E); nn.MultiheadAttention transposes batch_first
+    batch = query[1] if is_batched else 1
+    return multi_head_attention(
+        numel(query[:-1]), numel(key[:-1]), batch, embed_dim_to_check, num_heads,
+        key[-1], value[-1],
+        in_bias=in_proj_bias is not None, out_bias=out_proj_bias is not None,
+        masked=isinstance(attn_mask, (tuple, list)) or isinstance(key_padding_mask, (tuple, list)),
+        dropout=bool(training and dropout_p), average_weights=bool(need_weights and average),
+    )
+
+
+def native_mha(
+    query: Shape, key: Shape, value: Shape, embed_dim: int, num_head: int, qkv_weight: Shape,
+    qkv_bias: Shape | None, proj_weight: Shape, proj_bias: Shape | None, mask: Shape | None = None,
+    need_weights: bool = True, average_attn_weights: bool = True, *args: object, out: object = None,
+    **kwargs: object,
+) -> Cost:
+    """``_native_multi_head_attention``, nn.MultiheadAttention's inference fast path (batch first)."""
+    need_weights = kwargs.get("need_weights", need_weights)  # type: ignore[assignment]
+    average = kwargs.get("average_attn_weights", average_attn_weights)
+    mask = kwargs.get("mask", mask)  # type: ignore[assignment]
+    batch = query[0] if len(query) == 3 else 1
+    return multi_head_attention(
+        numel(query[:-1]), numel(key[:-1]), batch, embed_dim, num_head, key[-1], value[-1],
+        in_bias=qkv_bias is not None, out_bias=proj_bias is not None,
+        masked=mask is not None, dropout=False, average_weights=bool(need_weights and average),
+    )
+
+
+def transformer_encoder_layer(
+    src: Shape, embed_dim: int, num_heads: int, qkv_weight: Shape, qkv_bias: Shape | None,
+    proj_weight: Shape, proj_bias: Shape | None, use_gelu: bool, norm_first: bool, eps: float,
+    norm_weight_1: Shape | None, norm_bias_1: Shape | None, norm_weight_2: Shape | None,
+    norm_bias_2: Shape | None, ffn_weight_1: Shape, ffn_bias_1: Shape | None, ffn_weight_2: Shape,
+    ffn_bias_2: Shape | None, mask: Shape | None = None, *args: object, out: object = None,
+    **kwargs: object,
+) -> Cost:
+    """``_transformer_encoder_layer_fwd``, nn.TransformerEncoderLayer's inference fast path: the
+    same total as its modules (attention, two residual adds, two layer norms, the feed-forward
+    block with its relu/gelu), with the work attributed to the layer itself."""
+    mask = kwargs.get("mask", mask)  # type: ignore[assignment]
+    tokens = numel(src[:-1])
+    batch = src[0] if len(src) == 3 else 1
+    hidden = ffn_weight_1[0]
+    n = tokens * embed_dim
+    affine_1 = norm_weight_1 is not None or norm_bias_1 is not None
+    affine_2 = norm_weight_2 is not None or norm_bias_2 is not None
+    return _add(
+        multi_head_attention(
+            tokens, tokens, batch, embed_dim, num_heads, embed_dim, embed_dim,
+            in_bias=qkv_bias is not None, out_bias=proj_bias is not None,
+            masked=mask is not None, dropout=False, average_weights=False,
+        ),
+        (2 * n, 2 * n),  # two residual adds
+        (n, 2 * n if affine_1 else n),
+        (n, 2 * n if affine_2 else n),
+        _linear(tokens, embed_dim, hidden, ffn_bias_1 is not None),
+        (tokens * hidden, tokens * hidden),  # relu or gelu
+        _linear(tokens, hidden, embed_dim, ffn_bias_2 is not None),
+    )
+
+
+RULES = {
+    "_scaled_dot_product_flash_attention_for_cpu": flash_cpu,
+    "_scaled_dot_product_flash_attention": flash_cuda,
+    "_scaled_dot_product_efficient_attention": with_bias,
+    "_scaled_dot_product_cudnn_attention": with_bias,
+    "_scaled_dot_product_fused_attention_overrideable": with_bias,
+    "_scaled_dot_product_flash_attention_for_cpu_backward": flash_cpu_backward,
+    "_native_multi_head_attention": native_mha,
+    "_transformer_encoder_layer_fwd": transformer_encoder_layer,
+}
+
+# Composite functions counted as one unit, whatever aten lowers them to on each device: the
+# key is the function's import path, the value its name in Measurement.ops and its formula.
+FUNCTION_RULES = {
+    "torch.nn.functional.scaled_dot_product_attention": ("aten.scaled_dot_product_attention", sdpa),
+    "torch.nn.functional.multi_head_attention_forward": ("aten.multi_head_attention_forward", mha_forward_function),
+    "torch._native_multi_head_attention": ("aten._native_multi_head_attention", native_mha),
+    "torch._transformer_encoder_layer_fwd": ("aten._transformer_encoder_layer_fwd", transformer_encoder_layer),
+}

@@ -1,0 +1,31 @@
+"""Embeddings: a lookup is free (``embedding`` is on the registry's free list); a bag's sum or mean adds each looked-up element once.
+
+``embedding_bag`` with ``per_sample_weights`` also multiplies each looked-up element once. The
+backward of a lookup scatters each gradient element back with one add.
+"""
+
+from __future__ import annotations
+
+from pytest_flopbudget.counting.formulas import Cost, Shape, numel, per_element
+
+
+def embedding_bag(weight: Shape, indices: Shape, offsets: Shape | None = None,
+                  scale_grad_by_freq: bool = False, mode: int = 0, sparse: bool = False,
+                  per_sample_weights: Shape | None = None, *args: object, out: object,
+                  **kwargs: object) -> Cost:
+    looked_up = numel(indices) * weight[-1]
+    weighted = kwargs.get("per_sample_weights", per_sample_weights) is not None
+    return per_element(looked_up * (2 if weighted else 1))
+
+
+def embedding_backward(grad_out: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+    return per_element(numel(grad_out))
+
+
+RULES = {
+    "_embedding_bag": embedding_bag,
+    "_embedding_bag_forward_only": embedding_bag,
+    "embedding_dense_backward": embedding_backward,
+    "_embedding_bag_backward": embedding_backward,
+    "_embedding_bag_dense_backward": embedding_backward,
+}

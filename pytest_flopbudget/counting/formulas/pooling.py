@@ -1,0 +1,51 @@
+"""Pooling of every kind (max, avg, adaptive, 1d/2d/3d) and its backward.
+
+The seed's rule, as ptflops counts it: one operation per input element, the kernel size ignored.
+1d pools and lp-pooling lower to these 2d/3d kernels (lp-pooling adds its own pow/sign/abs/mul
+elementwise ops around an avg pool), so they need no rule of their own.
+"""
+
+from __future__ import annotations
+
+
+from pytest_flopbudget.counting.formulas import Cost, Shape, numel, per_element
+
+
+def pool(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+    return per_element(numel(x))
+
+
+def pool_backward(grad_out: Shape, x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+    """The gradient is scattered back to every input element once."""
+    return per_element(numel(x))
+
+
+RULES = {
+    "max_pool1d": pool,
+    "max_pool1d_with_indices": pool,
+    "max_pool2d": pool,
+    "max_pool2d_with_indices": pool,
+    "max_pool3d": pool,
+    "max_pool3d_with_indices": pool,
+    "avg_pool1d": pool,
+    "avg_pool2d": pool,
+    "avg_pool3d": pool,
+    "_adaptive_avg_pool2d": pool,
+    "_adaptive_avg_pool3d": pool,
+    "adaptive_avg_pool1d": pool,
+    "adaptive_max_pool1d": pool,
+    "adaptive_max_pool2d": pool,
+    "adaptive_max_pool3d": pool,
+    "fractional_max_pool2d": pool,
+    "fractional_max_pool3d": pool,
+    "mkldnn_max_pool2d": pool,
+    "mkldnn_adaptive_avg_pool2d": pool,
+    "max_pool2d_with_indices_backward": pool_backward,
+    "max_pool3d_with_indices_backward": pool_backward,
+    "avg_pool2d_backward": pool_backward,
+    "avg_pool3d_backward": pool_backward,
+    "_adaptive_avg_pool2d_backward": pool_backward,
+    "_adaptive_avg_pool3d_backward": pool_backward,
+    "adaptive_max_pool2d_backward": pool_backward,
+    "adaptive_max_pool3d_backward": pool_backward,
+}

@@ -1,0 +1,274 @@
+"""measure(): put a model and its inputs on the counting device, run it under the counter, and
+collect the numbers, without touching the caller's objects.
+
+"meta" runs under torch's FakeTensorMode: tensors carry shapes, dtypes and devices but no memory,
+and code that asks whether it is being traced (transformers' mask preparation) takes its
+data-independent path, where plain meta tensors would fail on ``.item()``. The caller's module is
+run through ``torch.func.functional_call`` with substitute parameters and buffers (fake ones on
+meta, copies elsewhere only where needed), so its weights, running statistics, devices, modes and
+``requires_grad`` flags are never changed, and ``backward=True`` uses ``torch.autograd.grad`` so no
+``.grad`` is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Union
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
+from pytest_flopbudget.counting.registry import Registry, default_registry
+from pytest_flopbudget.counting.scopes import ModuleScopes
+
+DeviceLike = Union[str, torch.device, None]
+
+
+class MeasurementError(Exception):
+    """The model or inputs could not be measured; the message says why and what to do."""
+
+
+def measure(
+    model: nn.Module | Callable[[], nn.Module],
+    inputs: Any,
+    *,
+    device: DeviceLike = None,
+    backward: bool = False,
+    registry: Registry | None = None,
+) -> Measurement:
+    """Count the FLOPs, MACs and parameters of one forward (and, with ``backward``, backward) pass.
+
+    ``model`` is a module or a zero-argument factory (built on ``device``); ``inputs`` a tensor, a
+    tuple/list of positional arguments, a dict of keyword arguments, or a zero-argument factory of
+    one of these. ``device`` None leaves everything where it is; "meta" uses no real memory.
+    """
+    target = resolve_device(device)
+    registry = registry or default_registry()
+    with _device_context(target) as fake_mode:
+        module = _build_model(model, target)
+        args, kwargs = _build_inputs(inputs, target, fake_mode)
+        params = _substitute_state(module, target, fake_mode)
+        names = {m: name for name, m in module.named_modules() if name}
+        scopes = ModuleScopes(names, track_backward=backward)
+        counter = OpCounter(registry, scopes)
+        try:
+            with scopes, counter, _grad_mode(backward):
+                output = torch.func.functional_call(module, params, args, kwargs, strict=False)
+                if backward:
+                    _run_backward(output, [p for p in params.values() if p.requires_grad], module)
+                    scopes.end_backward()
+        except Exception as error:
+            explained = _explain(error, module, target)
+            if explained is error:
+                raise
+            raise explained from error
+    return _collect(module, counter, target, backward)
+
+
+def resolve_device(device: DeviceLike) -> torch.device | None:
+    """None, or a torch.device that exists here (cuda without CUDA is an error, said clearly)."""
+    if device is None:
+        return None
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise MeasurementError(
+            f"device={device!r} is not a device torch knows; use 'cpu', 'cuda' or 'meta'"
+        ) from error
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise MeasurementError(
+            f"device={device!r} asked for CUDA, but torch {torch.__version__} here has no usable "
+            "CUDA device; count on 'cpu' or 'meta' instead (the numbers are the same)"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _device_context(target: torch.device | None) -> Iterator[Any]:
+    """FakeTensorMode for meta (yielded, so inputs can be converted), the default device otherwise."""
+    if target is not None and target.type == "meta":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        with fake_mode:
+            yield fake_mode
+    elif target is not None:
+        with target:
+            yield None
+    else:
+        yield None
+
+
+def _build_model(model: Any, target: torch.device | None) -> nn.Module:
+    if isinstance(model, nn.Module):
+        return model
+    if not callable(model):
+        raise MeasurementError(
+            f"model must be an nn.Module or a zero-argument callable returning one, "
+            f"got {type(model).__name__}"
+        )
+    built = model()
+    if not isinstance(built, nn.Module):
+        raise MeasurementError(
+            f"the model factory {_name_of(model)} returned {type(built).__name__}, not an nn.Module; "
+            "return the model itself (for example `return MyNet()`)"
+        )
+    return built
+
+
+def _build_inputs(inputs: Any, target: torch.device | None, fake_mode: Any) -> tuple[tuple, dict]:
+    if callable(inputs) and not isinstance(inputs, (torch.Tensor, nn.Module)):
+        inputs = inputs()
+    if isinstance(inputs, torch.Tensor):
+        args, kwargs = (inputs,), {}
+    elif isinstance(inputs, (tuple, list)):
+        args, kwargs = tuple(inputs), {}
+    elif isinstance(inputs, dict):
+        if not all(isinstance(k, str) for k in inputs):
+            raise MeasurementError("inputs given as a dict must map argument names (str) to values")
+        args, kwargs = (), dict(inputs)
+    else:
+        raise MeasurementError(
+            f"inputs must be a Tensor, a tuple/list of positional arguments, a dict of keyword "
+            f"arguments, or a zero-argument callable returning one of these; got {type(inputs).__name__}"
+        )
+    place = _placer(target, fake_mode)
+    return tree_map(place, args), tree_map(place, kwargs)
+
+
+def _placer(target: torch.device | None, fake_mode: Any) -> Callable[[Any], Any]:
+    """How one tensor reaches the counting device without the caller's tensor being changed."""
+
+    def place(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        if fake_mode is not None:
+            if isinstance(value, torch._subclasses.fake_tensor.FakeTensor):
+                return value
+            return fake_mode.from_tensor(value)
+        moved = value if target is None else value.to(target)
+        # a copy, so that in-place ops in the forward never reach the caller's tensor
+        return moved.clone() if moved is value else moved
+
+    return place
+
+
+def _substitute_state(module: nn.Module, target: torch.device | None, fake_mode: Any) -> dict[str, torch.Tensor]:
+    """Parameters and buffers to run the module with: the caller's own parameters where they are
+    already on the device (no copy), fresh copies of buffers (running statistics change in train
+    mode), fake tensors on meta."""
+    state: dict[str, torch.Tensor] = {}
+    for name, param in module.named_parameters():
+        state[name] = _moved(param, target, fake_mode, is_param=True)
+    for name, buffer in module.named_buffers():
+        state[name] = _moved(buffer, target, fake_mode, is_param=False)
+    return state
+
+
+def _moved(tensor: torch.Tensor, target: torch.device | None, fake_mode: Any, *, is_param: bool) -> torch.Tensor:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if fake_mode is not None:
+        if isinstance(tensor, FakeTensor):
+            return tensor
+        return fake_mode.from_tensor(tensor, static_shapes=True)
+    if target is not None and tensor.device != target:
+        moved = tensor.detach().to(target)
+        return moved.requires_grad_(tensor.requires_grad) if is_param else moved
+    if is_param:
+        return tensor
+    return tensor.detach().clone()
+
+
+@contextlib.contextmanager
+def _grad_mode(backward: bool) -> Iterator[None]:
+    if backward:
+        with torch.enable_grad():
+            yield
+    else:
+        yield
+
+
+def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) -> None:
+    """Backward of the sum of every floating-point output tensor, as a training step would run it;
+    gradients are returned, not accumulated into ``.grad``."""
+    leaves, _ = tree_flatten(_plain(output))
+    outputs = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not outputs:
+        raise MeasurementError(
+            f"backward=True, but no output of {type(module).__name__} requires grad: the model has "
+            "no trainable parameters on the path to its outputs, or its forward runs under no_grad"
+        )
+    targets = params or [t for t in outputs]
+    grads = [torch.ones_like(t) for t in outputs]
+    torch.autograd.grad(outputs, targets, grads, allow_unused=True)
+
+
+def _plain(output: Any) -> Any:
+    """Model outputs that are dict-like (transformers' ModelOutput) as plain dicts."""
+    if isinstance(output, dict):
+        return {k: _plain(v) for k, v in output.items()}
+    if isinstance(output, (list, tuple)):
+        return [_plain(v) for v in output]
+    return output
+
+
+def _collect(module: nn.Module, counter: OpCounter, target: torch.device | None, backward: bool) -> Measurement:
+    modules: dict[str, ModuleCost] = {}
+    for name, sub in module.named_modules():
+        params = sum(p.numel() for p in sub.parameters())
+        if name == "":
+            modules[name] = ModuleCost(type(sub).__name__, counter.flops, counter.macs, params)
+        else:
+            modules[name] = ModuleCost(
+                type(sub).__name__, counter.module_flops.get(name, 0), counter.module_macs.get(name, 0), params
+            )
+    all_params = list(module.parameters())
+    device = str(target) if target is not None else _device_of(all_params)
+    return Measurement(
+        flops=counter.flops,
+        macs=counter.macs,
+        params=sum(p.numel() for p in all_params),
+        trainable_params=sum(p.numel() for p in all_params if p.requires_grad),
+        modules=modules,
+        ops=dict(sorted(counter.op_flops.items())),
+        op_macs=dict(sorted(counter.op_macs.items())),
+        uncounted=dict(sorted(counter.uncounted.items())),
+        device=device,
+        backward=backward,
+    )
+
+
+def _device_of(params: list[torch.Tensor]) -> str:
+    devices = sorted({str(p.device) for p in params})
+    return devices[0] if len(devices) == 1 else ",".join(devices) or "cpu"
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+_DATA_DEPENDENT_HINTS = ("DataDependentOutputException", "DynamicOutputShapeException", "data-dependent")
+
+
+def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
+    """The original exception, with a note saying what was being measured and, on meta, what to do."""
+    if isinstance(error, MeasurementError):
+        return error
+    what = f"while measuring {type(module).__name__}" + (f" on {target}" if target is not None else "")
+    kind = type(error).__name__
+    text = f"{kind}: {error}"
+    if target is not None and target.type == "meta" and (
+        any(h in text for h in _DATA_DEPENDENT_HINTS) or ".item()" in text or "meta tensors" in text
+    ):
+        return MeasurementError(
+            f"{type(module).__name__} cannot run on meta: an op needs real values ({text.splitlines()[0]}). "
+            "Models whose shapes depend on data (nonzero, .item(), masks built from values) must be "
+            "measured on 'cpu' (device='cpu' or --flop-device=cpu)."
+        )
+    if hasattr(error, "add_note"):
+        error.add_note(f"(pytest-flopbudget: raised by the model's forward {what})")
+    return error

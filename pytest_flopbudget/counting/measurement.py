@@ -1,0 +1,106 @@
+"""The result of one measurement: plain data, free of torch, so reports and baselines can carry it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+GIGA = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ModuleCost:
+    """Inclusive cost of one module: its own ops plus those of every module it called."""
+
+    type: str
+    flops: int = 0
+    macs: int = 0
+    params: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "flops": self.flops, "macs": self.macs, "params": self.params}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModuleCost:
+        return cls(
+            type=str(data.get("type", "")),
+            flops=int(data.get("flops", 0)),
+            macs=int(data.get("macs", 0)),
+            params=int(data.get("params", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """FLOPs, MACs and parameters of one model on one input, with a per-module and per-op breakdown.
+
+    ``flops`` follows the seed article (a length-K dot product is K multiplies and K-1 adds);
+    ``macs`` follows ptflops (one multiply-accumulate per weight use). Both are exact integers.
+    """
+
+    flops: int
+    macs: int
+    params: int
+    trainable_params: int
+    modules: dict[str, ModuleCost] = field(default_factory=dict)
+    ops: dict[str, int] = field(default_factory=dict)
+    uncounted: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"
+    backward: bool = False
+    op_macs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / GIGA
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / GIGA
+
+    def table(self, depth: int = 2, *, sort: str = "name") -> str:
+        """The per-module table, down to ``depth`` levels below the root."""
+        from pytest_flopbudget.counting.table import render_module_table
+
+        return render_module_table(self, depth=depth, sort=sort)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form; ``from_dict`` gives back an equal Measurement."""
+        return {
+            "flops": self.flops,
+            "macs": self.macs,
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "device": self.device,
+            "backward": self.backward,
+            "modules": {name: cost.to_dict() for name, cost in self.modules.items()},
+            "ops": dict(self.ops),
+            "op_macs": dict(self.op_macs),
+            "uncounted": dict(self.uncounted),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        return cls(
+            flops=int(data["flops"]),
+            macs=int(data["macs"]),
+            params=int(data["params"]),
+            trainable_params=int(data.get("trainable_params", data["params"])),
+            modules={name: ModuleCost.from_dict(c) for name, c in data.get("modules", {}).items()},
+            ops={str(k): int(v) for k, v in data.get("ops", {}).items()},
+            op_macs={str(k): int(v) for k, v in data.get("op_macs", {}).items()},
+            uncounted={str(k): int(v) for k, v in data.get("uncounted", {}).items()},
+            device=str(data.get("device", "cpu")),
+            backward=bool(data.get("backward", False)),
+        )
+
+    def modules_to_depth(self, depth: int) -> dict[str, ModuleCost]:
+        """Modules at most ``depth`` levels below the root (the root itself is depth 0)."""
+        return {name: cost for name, cost in self.modules.items() if module_depth(name) <= depth}
+
+
+def module_depth(name: str) -> int:
+    """Depth of a qualified module name: "" is 0, "layer1" is 1, "layer1.0" is 2."""
+    return 0 if name == "" else name.count(".") + 1

@@ -1,0 +1,184 @@
+"""Which formula counts an aten call: built-in op families, user formulas, and the free ops.
+
+Resolution order for one aten overload, cached after its first call:
+user formula for the overload, then for its packet; built-in formula for the overload, then for
+the packet; the free list (views, copies, casts, creation, indexing); aten's ``pointwise`` tag
+(one per output element); otherwise uncounted, and reported as such, never silently zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import torch
+
+from pytest_flopbudget.counting.formulas import Formula
+from pytest_flopbudget.counting.formulas import (
+    activation,
+    attention,
+    conv,
+    elementwise,
+    embedding,
+    matmul,
+    norm,
+    pooling,
+    reduction,
+)
+
+FREE = "free"  # sentinel: the op moves or creates data but computes nothing
+
+_FAMILIES = (matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention)
+
+# Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
+# data movement (gather, scatter without reduction, cat), random fills, metadata queries.
+FREE_OPS = frozenset(
+    (
+        "view reshape _unsafe_view _reshape_alias expand expand_as permute transpose t squeeze "
+        "unsqueeze flatten unflatten unfold narrow select slice split split_with_sizes "
+        "unbind chunk tensor_split movedim as_strided alias detach lift_fresh lift_fresh_copy "
+        "view_as_real view_as_complex real imag _conj _neg_view resolve_conj resolve_neg "
+        "clone copy copy_ _to_copy to contiguous _copy_from _copy_from_and_resize "
+        "empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros "
+        "ones ones_like new_ones full full_like new_full fill fill_ zero_ arange linspace "
+        "logspace eye scalar_tensor tensor rand rand_like randn randn_like randint randint_like "
+        "randperm uniform_ normal_ bernoulli_ exponential_ random_ cauchy_ geometric_ "
+        "log_normal_ multinomial index index_select gather scatter masked_select masked_scatter "
+        "take take_along_dim cat stack hstack vstack concat concatenate repeat "
+        "repeat_interleave tile flip roll rot90 tril triu diag diagonal diag_embed "
+        "constant_pad_nd pad reflection_pad1d reflection_pad2d reflection_pad3d "
+        "replication_pad1d replication_pad2d replication_pad3d embedding nonzero "
+        "_local_scalar_dense item sym_size sym_stride sym_numel sym_storage_offset "
+        "size stride dim is_contiguous is_same_size _has_compatible_shallow_copy_type "
+        "resize_ resize_as_ set_ as_strided_ _resize_output_ "
+        "pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
+        "one_hot bucketize searchsorted unique _unique2 unique_consecutive unique_dim "
+        "_assert_async _assert_tensor_metadata _functional_assert_async "
+        "record_stream _version detach_ requires_grad_ _make_dep_token _foreach_copy_ "
+        "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
+        "_pin_memory pin_memory is_pinned _nested_tensor_from_mask "
+        "_nested_tensor_from_mask_left_aligned"
+    ).split()
+)
+_FREE_NAMESPACES = frozenset({"prim", "prims_common"})
+
+
+def _packet_name(op: Any) -> str:
+    """'aten.mm' for aten::mm, whatever form it came in."""
+    packet = getattr(op, "overloadpacket", op)
+    return str(packet)
+
+
+class Registry:
+    """Maps aten overloads to formulas; one instance is shared, users add to it."""
+
+    def __init__(self) -> None:
+        self._builtin: dict[Any, Formula] = {}
+        self._user: dict[Any, Formula] = {}
+        self._resolved: dict[Any, Any] = {}
+        self.function_rules: dict[Callable[..., Any], tuple[str, Formula]] = {}
+        for family in _FAMILIES:
+            for name, formula in family.RULES.items():
+                op = _aten_op(name)
+                if op is not None:
+                    self._builtin[op] = formula
+            for path, (op_name, formula) in getattr(family, "FUNCTION_RULES", {}).items():
+                fn = _import_path(path)
+                if fn is not None:
+                    self.function_rules[fn] = (op_name, formula)
+
+    def register(self, op: Any, formula: Formula) -> None:
+        """Count ``op`` (an aten/custom op, overload or packet, or a 'ns::name[.overload]' string)
+        with ``formula(*shapes, out=out_shape, **kwargs) -> (flops, macs)``."""
+        if not callable(formula):
+            raise TypeError(f"register_formula: the formula for {op!r} must be callable, got {formula!r}")
+        self._user[_as_op(op)] = formula
+        self._resolved.clear()
+
+    def unregister(self, op: Any) -> None:
+        self._user.pop(_as_op(op), None)
+        self._resolved.clear()
+
+    def resolve(self, func: torch._ops.OpOverload) -> Any:
+        """The formula for one overload, ``FREE``, or None when nothing is known of it."""
+        try:
+            return self._resolved[func]
+        except KeyError:
+            pass
+        rule = self._lookup(func)
+        self._resolved[func] = rule
+        return rule
+
+    def _lookup(self, func: torch._ops.OpOverload) -> Any:
+        packet = func.overloadpacket
+        for table in (self._user, self._builtin):
+            if func in table:
+                return table[func]
+            if packet in table:
+                return table[packet]
+        name = packet.__name__
+        if func.namespace in _FREE_NAMESPACES or name in FREE_OPS or name.rstrip("_") in FREE_OPS:
+            return FREE
+        if func.is_view:
+            return FREE
+        if torch.Tag.pointwise in func.tags:
+            return elementwise.elementwise
+        inplace_name = name[:-1] if name.endswith("_") and not name.startswith("_") else None
+        if inplace_name:
+            # in-place variants (add_, relu_, mul_) count as their functional form
+            base = getattr(torch.ops.aten, inplace_name, None)
+            if base is not None and base in self._builtin:
+                return self._builtin[base]
+        return None
+
+
+def _aten_op(name: str) -> Any:
+    """aten.<name> (packet) or aten.<name>.<overload>, or None where this torch lacks it."""
+    packet_name, _, overload = name.partition(".")
+    packet = getattr(torch.ops.aten, packet_name, None)
+    if packet is None or not overload:
+        return packet
+    return getattr(packet, overload, None)
+
+
+def _as_op(op: Any) -> Any:
+    if isinstance(op, str):
+        namespace, _, rest = op.partition("::")
+        if not rest:
+            namespace, rest = "aten", op
+        packet_name, _, overload = rest.partition(".")
+        packet = getattr(getattr(torch.ops, namespace), packet_name)
+        return getattr(packet, overload) if overload else packet
+    # torch.library.custom_op returns a CustomOpDef that wraps its OpOverload
+    return getattr(op, "_opoverload", op)
+
+
+def _import_path(path: str) -> Any:
+    module_path, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_path), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+_REGISTRY: Registry | None = None
+
+
+def default_registry() -> Registry:
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def register_formula(op: Any, fn: Formula) -> None:
+    """Count ``op`` with ``fn(*shapes, out=out_shape, **kwargs) -> (flops, macs)``.
+
+    Tensors arrive as their shapes (tuples of ints); ``out`` is the output's shape, or a tuple of
+    shapes for several outputs. A user formula wins over a built-in one."""
+    default_registry().register(op, fn)
+
+
+def unregister_formula(op: Any) -> None:
+    """Remove a formula added with ``register_formula``."""
+    default_registry().unregister(op)

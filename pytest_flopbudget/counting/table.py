@@ -1,0 +1,84 @@
+"""The readable per-module table of a Measurement (what ptflops prints, with both numbers)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_flopbudget.counting.measurement import Measurement
+
+_SORT_KEYS = ("name", "flops", "macs", "params")
+
+
+def human_count(value: int) -> str:
+    """A count with a unit suffix: 25557032 -> '25.56M'."""
+    for scale, suffix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{suffix}"
+    return str(value)
+
+
+def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str = "name") -> str:
+    """Module, type, GFLOPs, GMACs, params and share of the total flops, indented by depth."""
+    from pytest_flopbudget.counting.measurement import module_depth
+
+    if sort not in _SORT_KEYS:
+        raise ValueError(f"sort must be one of {', '.join(_SORT_KEYS)}, not {sort!r}")
+    rows = [(n, c) for n, c in measurement.modules.items() if module_depth(n) <= depth]
+    if sort == "name":
+        order = {n: i for i, n in enumerate(measurement.modules)}
+        rows.sort(key=lambda row: _tree_order(order, row[0]))
+    else:
+        rows.sort(key=lambda row: (-getattr(row[1], sort), row[0]))
+    total = measurement.flops or 1
+    decimals = _decimals(max(measurement.flops, measurement.macs))
+    header = ("module", "type", "GFLOPs", "GMACs", "params", "share")
+    lines = [header]
+    for name, cost in rows:
+        indent = "  " * module_depth(name) if sort == "name" else ""
+        label = indent + (name.rsplit(".", 1)[-1] if sort == "name" and name else name or "(total)")
+        lines.append(
+            (
+                label,
+                cost.type,
+                f"{cost.flops / 1e9:.{decimals}f}",
+                f"{cost.macs / 1e9:.{decimals}f}",
+                human_count(cost.params),
+                f"{100 * cost.flops / total:.1f}%",
+            )
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = []
+    for i, row in enumerate(lines):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:])]
+        out.append("  ".join(cells).rstrip())
+        if i == 0:
+            out.append("-" * len(out[0]))
+    footer = (
+        f"total: {measurement.gflops:.{decimals}f} GFLOPs, {measurement.gmacs:.{decimals}f} GMACs, "
+        f"{human_count(measurement.params)} params ({measurement.trainable_params} trainable)"
+        f" on {measurement.device}{', forward+backward' if measurement.backward else ''}"
+    )
+    out.append(footer)
+    if measurement.uncounted:
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(measurement.uncounted.items()))
+        out.append(f"uncounted ops (no formula): {listed}")
+    return "\n".join(out)
+
+
+def _decimals(largest: int) -> int:
+    """Enough decimals for the largest count to show four significant digits in G units."""
+    if largest <= 0:
+        return 3
+    return max(3, 3 - math.floor(math.log10(largest / 1e9)))
+
+
+def _tree_order(order: dict[str, int], name: str) -> tuple[int, ...]:
+    """Sort key that keeps children right under their parent, in registration order."""
+    parts = name.split(".") if name else []
+    key = []
+    for i in range(len(parts) + 1):
+        key.append(order.get(".".join(parts[:i]), 0))
+    return tuple(key)
