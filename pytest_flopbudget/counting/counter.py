@@ -93,6 +93,8 @@ class _AtenCounter(TorchDispatchMode):
         super().__init__()
         self.counter = counter
         self.resolve = counter.registry.resolve
+        # func -> (rule, "aten.name"): the hot path is one dict lookup per aten call
+        self._rules: dict[Any, tuple[Any, str]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -100,13 +102,16 @@ class _AtenCounter(TorchDispatchMode):
         counter = self.counter
         if counter.muted:
             return out
-        rule = self.resolve(func)
+        try:
+            rule, name = self._rules[func]
+        except KeyError:
+            rule, name = self._rules[func] = (self.resolve(func), str(func.overloadpacket))
         if rule is FREE:
             return out
         if rule is None:
-            counter.uncounted[str(func.overloadpacket)] += 1
+            counter.uncounted[name] += 1
             return out
-        counter.count_call(str(func.overloadpacket), rule, args, kwargs, out)
+        counter.count_call(name, rule, args, kwargs, out)
         return out
 
 

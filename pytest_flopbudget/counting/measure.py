@@ -217,15 +217,12 @@ def _plain(output: Any) -> Any:
 
 
 def _collect(module: nn.Module, counter: OpCounter, target: torch.device | None, backward: bool) -> Measurement:
+    subtree_params = _params_per_module(module)
     modules: dict[str, ModuleCost] = {}
     for name, sub in module.named_modules():
-        params = sum(p.numel() for p in sub.parameters())
-        if name == "":
-            modules[name] = ModuleCost(type(sub).__name__, counter.flops, counter.macs, params)
-        else:
-            modules[name] = ModuleCost(
-                type(sub).__name__, counter.module_flops.get(name, 0), counter.module_macs.get(name, 0), params
-            )
+        flops = counter.flops if name == "" else counter.module_flops.get(name, 0)
+        macs = counter.macs if name == "" else counter.module_macs.get(name, 0)
+        modules[name] = ModuleCost(type(sub).__name__, flops, macs, subtree_params.get(name, 0))
     all_params = list(module.parameters())
     device = str(target) if target is not None else _device_of(all_params)
     return Measurement(
@@ -240,6 +237,22 @@ def _collect(module: nn.Module, counter: OpCounter, target: torch.device | None,
         device=device,
         backward=backward,
     )
+
+
+def _params_per_module(module: nn.Module) -> dict[str, int]:
+    """Unique parameters under each module, in one pass: a weight tied across two subtrees counts
+    in both of them, and once in any module holding both."""
+    totals: dict[str, int] = {}
+    seen: dict[str, set[int]] = {}
+    for qualified, param in module.named_parameters(remove_duplicate=False):
+        parts = qualified.split(".")[:-1]
+        for depth in range(len(parts) + 1):
+            prefix = ".".join(parts[:depth])
+            ids = seen.setdefault(prefix, set())
+            if id(param) not in ids:
+                ids.add(id(param))
+                totals[prefix] = totals.get(prefix, 0) + param.numel()
+    return totals
 
 
 def _device_of(params: list[torch.Tensor]) -> str:
