@@ -23,12 +23,17 @@ from pytest_flopbudget.counting.formulas import (
     matmul,
     norm,
     pooling,
+    recurrent,
     reduction,
+    resampling,
 )
 
 FREE = "free"  # sentinel: the op moves or creates data but computes nothing
 
-_FAMILIES = (matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention)
+_FAMILIES = (
+    matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
+    resampling,
+)
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
 # data movement (gather, scatter without reduction, cat), random fills, metadata queries.
@@ -42,12 +47,13 @@ FREE_OPS = frozenset(
         "empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros "
         "ones ones_like new_ones full full_like new_full fill fill_ zero_ arange linspace "
         "logspace eye scalar_tensor tensor rand rand_like randn randn_like randint randint_like "
-        "randperm uniform_ normal_ bernoulli_ exponential_ random_ cauchy_ geometric_ "
+        "randperm uniform_ normal_ bernoulli bernoulli_ exponential_ random_ cauchy_ geometric_ "
         "log_normal_ multinomial index index_select gather scatter masked_select masked_scatter "
         "take take_along_dim cat stack hstack vstack concat concatenate repeat "
         "repeat_interleave tile flip roll rot90 tril triu diag diagonal diag_embed "
         "constant_pad_nd pad reflection_pad1d reflection_pad2d reflection_pad3d "
         "replication_pad1d replication_pad2d replication_pad3d embedding nonzero "
+        "unsafe_split unsafe_split_with_sizes unsafe_chunk "
         "_local_scalar_dense item sym_size sym_stride sym_numel sym_storage_offset "
         "size stride dim is_contiguous is_same_size _has_compatible_shallow_copy_type "
         "resize_ resize_as_ set_ as_strided_ _resize_output_ "

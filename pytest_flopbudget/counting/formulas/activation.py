@@ -3,6 +3,12 @@
 Listed explicitly so the rule does not depend on aten's ``pointwise`` tag (hardswish, glu and
 prelu's kernel carry none). GLU counts its output elements (half the input), like every other
 activation. Backward kernels count one per gradient element.
+
+Three ``torch.nn`` activations have no aten kernel of their own and are written in Python out of
+elementwise pieces: Softsign (``x / (1 + |x|)``), Tanhshrink (``x - tanh(x)``) and Softmin
+(``softmax(-x)``). ``FUNCTION_RULES`` counts each as one unit, one per output element, like every
+other activation, so the rule does not depend on how an activation happens to be implemented.
+A hand-written activation (``x * torch.sigmoid(x)``) is still counted op by op.
 """
 
 from __future__ import annotations
@@ -30,3 +36,10 @@ _SOFTMAX = (
 ).split()
 
 RULES = {name: activation for name in _FORWARD + _BACKWARD + _SOFTMAX}
+
+# Composite activations counted as one unit (the counter mutes the aten ops they lower to).
+FUNCTION_RULES = {
+    "torch.nn.functional.softsign": ("F.softsign", activation),
+    "torch.nn.functional.tanhshrink": ("F.tanhshrink", activation),
+    "torch.nn.functional.softmin": ("F.softmin", activation),
+}

@@ -5,6 +5,12 @@ in-place and scalar forms all count one per output element, in both numbers: ptf
 ``torch.add``/``torch.mul`` that way in MACs, and a MAC-based total that left out residual adds
 would hide real work. Ops that fuse two arithmetic steps per element (addcmul, addcdiv, lerp)
 count two. Any other aten op tagged ``pointwise`` falls back to this rule in the registry.
+
+Dropout in training: on CPU (and meta) aten lowers it to a free random fill, ``noise.div_(1-p)``
+and ``input * noise``, two per element; on CUDA to one ``native_dropout`` kernel, counted two per
+element too so every device gives one total. Its backward is ``grad * noise`` on CPU, one per
+element, and ``native_dropout_backward`` counts the same. Random number generation itself
+(``bernoulli``) is free, like the other random fills on the registry's free list.
 """
 
 from __future__ import annotations
@@ -27,9 +33,8 @@ _ONE = (
     "round trunc frac fmod remainder floor_divide clamp clamp_min clamp_max clip maximum minimum "
     "fmax fmin where masked_fill eq ne lt le gt ge logical_and logical_or logical_xor logical_not "
     "bitwise_and bitwise_or bitwise_xor bitwise_not isnan isinf isfinite nan_to_num square "
-    "heaviside hypot xlogy copysign sigmoid_ native_dropout native_dropout_backward bernoulli "
-    "_masked_scale"
+    "heaviside hypot xlogy copysign sigmoid_ native_dropout_backward _masked_scale"
 ).split()
-_TWO = "addcmul addcdiv lerp".split()
+_TWO = "addcmul addcdiv lerp native_dropout _fused_dropout".split()
 
 RULES = {**{name: elementwise for name in _ONE}, **{name: two_per_element for name in _TWO}}

@@ -1,8 +1,10 @@
 """Pooling of every kind (max, avg, adaptive, 1d/2d/3d) and its backward.
 
 The seed's rule, as ptflops counts it: one operation per input element, the kernel size ignored.
-1d pools and lp-pooling lower to these 2d/3d kernels (lp-pooling adds its own pow/sign/abs/mul
-elementwise ops around an avg pool), so they need no rule of their own.
+1d pools lower to these 2d kernels, so they need no rule of their own. Power-average (LP)
+pooling has no kernel: ``F.lp_pool{1,2,3}d`` is written in Python as pow, avg_pool, sign, relu,
+abs, mul and pow again; ``FUNCTION_RULES`` counts it as one pool, one per input element, like every
+other pool (the seed: "pooling, any kind").
 """
 
 from __future__ import annotations
@@ -48,4 +50,11 @@ RULES = {
     "_adaptive_avg_pool3d_backward": pool_backward,
     "adaptive_max_pool2d_backward": pool_backward,
     "adaptive_max_pool3d_backward": pool_backward,
+}
+
+# LP pooling counted as one unit (the counter mutes the aten ops it lowers to).
+FUNCTION_RULES = {
+    "torch.nn.functional.lp_pool1d": ("F.lp_pool1d", pool),
+    "torch.nn.functional.lp_pool2d": ("F.lp_pool2d", pool),
+    "torch.nn.functional.lp_pool3d": ("F.lp_pool3d", pool),
 }

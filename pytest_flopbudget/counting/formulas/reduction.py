@@ -4,13 +4,20 @@ One operation per input element, the rule the seed gives pooling (a pool is a wi
 reduction): sum, mean, amax, prod, argmax, cumsum, logsumexp's pieces, topk, sort (a lower bound:
 the comparisons of a sort grow as n·log n, counted here as n). Variance and standard deviation
 take two passes (mean, then squared deviations): two per element; p-norms square (or raise) and
-accumulate: two per element. ``index_add``/``scatter_add``/``index_put`` with accumulation add
-each source element once.
+accumulate: two per element. ``max``/``min`` with a second tensor (``max.other``) are
+elementwise, one per output element.
+
+Mixture-of-experts plumbing: ``topk`` and ``sort`` count one per input element (routing does
+compare every score); ``gather``, ``scatter`` (plain writes), ``index_select`` and indexing move
+data and are free (registry's free list). Accumulating writes add: ``index_add`` once per source
+element, ``scatter_add``/``scatter_reduce``/``scatter(..., reduce=)`` once per index element (only
+the first index.shape elements of src are read), ``index_put(accumulate=True)`` once per value
+given (before broadcasting).
 """
 
 from __future__ import annotations
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, numel, per_element
+from pytest_flopbudget.counting.formulas import Cost, Shape, first_shape, numel, per_element
 
 
 def reduce_input(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
@@ -22,14 +29,20 @@ def two_passes(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
     return (n, n)
 
 
-def scatter_accumulate(x: Shape, dim: int, index: Shape, src: Shape | None = None,
-                       *args: object, out: object, **kwargs: object) -> Cost:
-    """``index_add(x, dim, index, source)`` / ``scatter_add(x, dim, index, src)``."""
-    return per_element(numel(src if isinstance(src, (tuple, list)) else index))
+def elementwise(*args: object, out: object, **kwargs: object) -> Cost:
+    return per_element(numel(first_shape(out)))
 
 
-def scatter_reduce(x: Shape, dim: int, index: Shape, src: Shape, *args: object, out: object,
-                   **kwargs: object) -> Cost:
+def index_add(x: Shape, dim: int, index: Shape, source: Shape, *args: object, out: object,
+              **kwargs: object) -> Cost:
+    """``index_add(x, dim, index, source)``: every source element is added once."""
+    return per_element(numel(source))
+
+
+def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out: object,
+                       **kwargs: object) -> Cost:
+    """``scatter_add``/``scatter_reduce``/``scatter(reduce=)``: one per index element (src, when
+    a tensor, is read only where index reaches; a scalar value is broadcast to index's shape)."""
     return per_element(numel(index))
 
 
@@ -51,9 +64,15 @@ _TWO_PASSES = "var std var_mean std_mean linalg_vector_norm norm _linalg_norm".s
 RULES = {
     **{name: reduce_input for name in _ONE_PASS},
     **{name: two_passes for name in _TWO_PASSES},
-    "index_add": scatter_accumulate,
+    "max.other": elementwise,
+    "min.other": elementwise,
+    "index_add": index_add,
     "scatter_add": scatter_accumulate,
-    "scatter_reduce": scatter_reduce,
+    "scatter_reduce": scatter_accumulate,
+    "scatter.reduce": scatter_accumulate,
+    "scatter.value_reduce": scatter_accumulate,
+    "scatter_.reduce": scatter_accumulate,
+    "scatter_.value_reduce": scatter_accumulate,
     "index_put": index_put,
     "_index_put_impl": index_put,
 }
