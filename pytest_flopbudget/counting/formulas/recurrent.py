@@ -1,0 +1,136 @@
+"""Recurrent layers: RNN (tanh/relu), LSTM (with or without projections), GRU, and their cells.
+
+Every token (one batch element at one time step) of every layer and direction runs the same
+work, so a layer costs tokens × the per-token cost below; packed sequences count the tokens they
+hold. With G gates (RNN 1, GRU 3, LSTM 4), hidden size H, layer input size I (the model's input
+for layer 0, ``directions · H_out`` above it) and recurrent input size H_out (H, or the LSTM's
+``proj_size`` P):
+
+    input projection   G·H dot products of I terms      (+ G·H adds with the b_ih bias)
+    hidden projection  G·H dot products of H_out terms  (+ G·H adds with the b_hh bias)
+    gate work, per H   RNN 2:  gates sum, tanh/relu
+                       GRU 10: r and z (sum + sigmoid each), n = tanh(i_n + r·h_n) (3),
+                               h' = n + z·(h − n) (3)
+                       LSTM 13: gates sum (4), 3 sigmoids and a tanh (4), c' = f·c + i·g (3),
+                                tanh(c') (1), h' = o·tanh(c') (1)
+    LSTM projection    P dot products of H terms (no bias)
+    dropout            between layers in training with dropout > 0: one per output element
+
+This is exactly what torch's decomposed path runs op by op (the rule for every other family,
+applied to the cell's ops), and the unit count below is used on every device, whether aten runs
+``mkldnn_rnn_layer`` (CPU), cudnn, or the decomposed cells: ``torch.lstm``/``torch.gru``/
+``torch.rnn_*`` and the ``*_cell`` functions are counted as one unit each. ``macs`` follows the
+same split: a dot product of K terms is K MACs (+1 with a bias), gate work one per element.
+Initial zero states, the stacking of outputs and the gate chunking are free.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+GATE_WORK = {"rnn": 2, "gru": 10, "lstm": 13}  # elementwise operations per hidden unit, per token
+
+
+def _add(*costs: Cost) -> Cost:
+    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+
+
+def cell_per_token(kind: str, input_size: int, hidden: int, recurrent_size: int, *, bias: bool,
+                   proj_size: int = 0) -> Cost:
+    """One token through one layer and direction: the two projections, the gate work, and the
+    LSTM's output projection when ``proj_size`` > 0 (then ``recurrent_size`` is ``proj_size``)."""
+    gates = GATES[kind] * hidden
+    work = GATE_WORK[kind] * hidden
+    costs = [
+        dot_products(gates, input_size, bias=bias),
+        dot_products(gates, recurrent_size, bias=bias),
+        (work, work),
+    ]
+    if proj_size:
+        costs.append(dot_products(proj_size, hidden))
+    return _add(*costs)
+
+
+def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_biases: bool,
+                     num_layers: int, bidirectional: bool, dropout: float, train: bool) -> Cost:
+    """A stacked, possibly bidirectional recurrent network from the shapes of its flat weight
+    list (per layer and direction: w_ih, w_hh, [b_ih, b_hh], [w_hr]), as torch passes it."""
+    directions = 2 if bidirectional else 1
+    per_unit = len(params) // (num_layers * directions)
+    has_proj = per_unit - (4 if has_biases else 2) == 1
+    costs = []
+    out_features = 0
+    for unit in range(num_layers * directions):
+        weights = params[unit * per_unit:(unit + 1) * per_unit]
+        w_ih, w_hh = weights[0], weights[1]
+        hidden = w_ih[0] // GATES[kind]
+        proj = weights[-1][0] if has_proj else 0
+        per_token = cell_per_token(kind, w_ih[1], hidden, w_hh[1], bias=has_biases, proj_size=proj)
+        costs.append((tokens * per_token[0], tokens * per_token[1]))
+        out_features = proj or hidden
+    if train and dropout > 0 and num_layers > 1:
+        n = (num_layers - 1) * tokens * directions * out_features
+        costs.append((n, n))
+    return _add(*costs)
+
+
+def _network(kind: str):  # type: ignore[no-untyped-def]
+    def formula(x: Shape, *args: object, out: object = None, **kwargs: object) -> Cost:
+        """``torch.<kind>(input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
+        batch_first)`` or the packed form ``(data, batch_sizes, hx, params, has_biases, ...)``."""
+        if isinstance(args[2], list):  # packed: args[2] is the weight list, not has_biases
+            params, has_biases, num_layers, dropout, train, bidirectional = args[2:8]
+            tokens = x[0]
+        else:
+            params, has_biases, num_layers, dropout, train, bidirectional = args[1:7]
+            tokens = numel(x[:-1])
+        return recurrent_layers(
+            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),  # type: ignore[arg-type]
+            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),  # type: ignore[arg-type]
+        )
+
+    formula.__name__ = f"{kind}_network"
+    return formula
+
+
+def _cell(kind: str):  # type: ignore[no-untyped-def]
+    def formula(x: Shape, hx: object, w_ih: Shape, w_hh: Shape, b_ih: Shape | None = None,
+                b_hh: Shape | None = None, *args: object, out: object = None, **kwargs: object) -> Cost:
+        """``torch.<kind>_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None)``."""
+        tokens = numel(x[:-1])
+        hidden = w_ih[0] // GATES[kind]
+        cost = cell_per_token(kind, w_ih[1], hidden, w_hh[1], bias=b_ih is not None)
+        return (tokens * cost[0], tokens * cost[1])
+
+    formula.__name__ = f"{kind}_cell"
+    return formula
+
+
+def mkldnn_rnn_layer(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None, b_hh: Shape | None,
+                     *args: object, out: object = None, **kwargs: object) -> Cost:
+    """``mkldnn_rnn_layer(input, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, batch_sizes, mode,
+    hidden_size, num_layers, has_biases, bidirectional, batch_first, train)``: one LSTM layer in
+    one direction (CPU's fused kernel); seen only when the LSTM is not counted as one unit."""
+    hidden = w_ih[0] // GATES["lstm"]
+    cost = cell_per_token("lstm", w_ih[1], hidden, w_hh[1], bias=bool(args[7]) if len(args) > 7 else True)
+    tokens = numel(x[:-1])
+    return (tokens * cost[0], tokens * cost[1])
+
+
+RULES = {
+    "mkldnn_rnn_layer": mkldnn_rnn_layer,
+}
+
+FUNCTION_RULES = {
+    "torch.lstm": ("aten.lstm", _network("lstm")),
+    "torch.gru": ("aten.gru", _network("gru")),
+    "torch.rnn_tanh": ("aten.rnn_tanh", _network("rnn")),
+    "torch.rnn_relu": ("aten.rnn_relu", _network("rnn")),
+    "torch.lstm_cell": ("aten.lstm_cell", _cell("lstm")),
+    "torch.gru_cell": ("aten.gru_cell", _cell("gru")),
+    "torch.rnn_tanh_cell": ("aten.rnn_tanh_cell", _cell("rnn")),
+    "torch.rnn_relu_cell": ("aten.rnn_relu_cell", _cell("rnn")),
+}
