@@ -160,6 +160,14 @@ def _as_op(op: Any) -> Any:
 
 
 def _import_path(path: str) -> Any:
+    if path.startswith("torch.ops."):
+        # an aten entry point called directly (torch.ops.aten.name[.overload]): its packet or overload
+        target: Any = torch.ops
+        for part in path.split(".")[2:]:
+            target = getattr(target, part, None)
+            if target is None:
+                return None
+        return target
     module_path, _, attr = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module_path), attr)

@@ -8,7 +8,7 @@ math decomposition seen on meta), for queries of shape (..., L, E), keys (..., S
     scale    Q·L·S                                    (one multiply per score)
     mask     Q·L·S when an explicit mask is given     (one add per score)
     softmax  Q·L·S                                    (one per output element)
-    dropout  Q·L·S when dropout_p > 0
+    dropout  2·Q·L·S when dropout_p > 0           (the project's dropout rule: two per element)
     A·V      Q·L·Ev dot products of S terms           (left out by the seed, counted here)
 
 A causal mask is not a tensor the kernel reads; the masked half is counted like the rest, as
@@ -34,7 +34,7 @@ def attention_core(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool)
     heads, length, embed = prod(q[:-2]), q[-2], q[-1]
     source, value_dim = k[-2], v[-1]
     n_scores = heads * length * source
-    elementwise = n_scores * (2 + int(masked) + int(dropout))
+    elementwise = n_scores * (2 + int(masked) + 2 * int(dropout))
     return _add(
         dot_products(n_scores, embed),
         (elementwise, elementwise),
@@ -49,7 +49,7 @@ def attention_core_backward(q: Shape, k: Shape, v: Shape, *, dropout: bool) -> C
     heads, length, embed = prod(q[:-2]), q[-2], q[-1]
     source, value_dim = k[-2], v[-1]
     n_scores = heads * length * source
-    elementwise = n_scores * (2 + int(dropout))
+    elementwise = n_scores * (2 + int(dropout))  # dropout's backward: one per element
     return _add(
         dot_products(heads * source * value_dim, length),
         dot_products(n_scores, value_dim),
@@ -226,4 +226,10 @@ FUNCTION_RULES = {
     "torch.nn.functional.multi_head_attention_forward": ("aten.multi_head_attention_forward", mha_forward_function),
     "torch._native_multi_head_attention": ("aten._native_multi_head_attention", native_mha),
     "torch._transformer_encoder_layer_fwd": ("aten._transformer_encoder_layer_fwd", transformer_encoder_layer),
+    # the composite aten entry points, called directly: aten would decompose them before the
+    # dispatch mode sees them (the math path scales Q and K, not the scores), so they are units too
+    "torch.ops.aten.scaled_dot_product_attention": ("aten.scaled_dot_product_attention", sdpa),
+    "torch.ops.aten.scaled_dot_product_attention.default": ("aten.scaled_dot_product_attention", sdpa),
+    "torch.ops.aten._scaled_dot_product_attention_math": ("aten.scaled_dot_product_attention", sdpa),
+    "torch.ops.aten._scaled_dot_product_attention_math.default": ("aten.scaled_dot_product_attention", sdpa),
 }

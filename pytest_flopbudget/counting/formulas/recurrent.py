@@ -14,7 +14,8 @@ for layer 0, ``directions · H_out`` above it) and recurrent input size H_out (H
                        LSTM 13: gates sum (4), 3 sigmoids and a tanh (4), c' = f·c + i·g (3),
                                 tanh(c') (1), h' = o·tanh(c') (1)
     LSTM projection    P dot products of H terms (no bias)
-    dropout            between layers in training with dropout > 0: one per output element
+    dropout            between layers in training with dropout > 0: two per output element (the
+                       project's dropout rule: scale the mask, multiply)
 
 This is exactly what torch's decomposed path runs op by op (the rule for every other family,
 applied to the cell's ops), and the unit count below is used on every device, whether aten runs
@@ -72,7 +73,7 @@ def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_bia
         costs.append((tokens * per_token[0], tokens * per_token[1]))
         out_features = proj or hidden
     if train and dropout > 0 and num_layers > 1:
-        n = (num_layers - 1) * tokens * directions * out_features
+        n = 2 * (num_layers - 1) * tokens * directions * out_features  # two per element, as dropout
         costs.append((n, n))
     return _add(*costs)
 
