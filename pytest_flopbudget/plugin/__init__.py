@@ -1,1 +1,49 @@
-"""The pytest plugin (registered through the ``pytest11`` entry point). Placeholder until built."""
+"""The pytest plugin (registered through the ``pytest11`` entry point as ``flopbudget``).
+
+Importing it must stay cheap: pytest loads every installed plugin in every run, so nothing here
+imports torch; the ``flop_budget`` fixture imports the counting engine on its first ``measure``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_flopbudget.plugin.baseline import BaselineError, load
+from pytest_flopbudget.plugin.fixtures import FlopBudget, flop_budget, flop_device
+from pytest_flopbudget.plugin.marker import MARKER_HELP
+from pytest_flopbudget.plugin.options import Settings, add_options, check_device_available
+from pytest_flopbudget.plugin.scope import partial_options
+from pytest_flopbudget.plugin.state import SETTINGS_KEY
+
+PLUGIN_NAME = "flopbudget-manager"
+
+__all__ = ["FlopBudget", "flop_budget", "flop_device", "pytest_addoption", "pytest_configure"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    settings = Settings.from_config(config)
+    config.stash[SETTINGS_KEY] = settings
+    if hasattr(config, "workerinput") is False:
+        check_device_available(settings.device)
+        if settings.prune:
+            reason = partial_options(config)
+            if reason:
+                raise pytest.UsageError(
+                    f"--flop-prune-baseline refused: {reason}; pruning needs the whole suite, so that "
+                    "entries of tests that merely did not run are kept"
+                )
+    try:
+        baseline = load(settings.baseline_path)
+    except BaselineError as error:
+        raise pytest.UsageError(f"{error} (the file is left as it is)") from None
+    from pytest_flopbudget.plugin.manager import FlopBudgetPlugin, XdistHooks
+
+    plugin = FlopBudgetPlugin(config, settings, baseline)
+    config.pluginmanager.register(plugin, PLUGIN_NAME)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(plugin), PLUGIN_NAME + "-xdist")

@@ -1,0 +1,322 @@
+"""The baseline file: load and validate, merge, and write atomically.
+
+Format (version 1)::
+
+    # pytest-flopbudget baseline ...
+    format: 1
+    torch: 2.13.0
+    entries:
+      tests/test_models.py::test_resnet:          # node id of an unlabelled measurement
+        flops: 8210000000
+        macs: 4110000000
+        params: 25557032
+        modules:                                  # inclusive costs, depth <= BASELINE_DEPTH
+          layer1: {type: Sequential, flops: ..., macs: ..., params: ...}
+      tests/test_models.py::test_pair#encoder:    # node id + "#" + label of a labelled one
+
+Keys are sorted and nothing varies between machines (no timestamps, no hostnames), so the same
+measurements always give the same bytes, whatever the order the tests ran in (xdist included).
+The file is read with ``yaml.safe_load`` only; ``yaml.compose`` (which builds nodes, never objects)
+gives line numbers for shape errors and finds duplicate keys, which ``safe_load`` would silently merge.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+FORMAT_VERSION = 1
+BASELINE_DEPTH = 2
+LABEL_SEPARATOR = "#"
+METRICS = ("flops", "macs", "params")
+_HEADER = (
+    "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
+    "# Review changes like code; regenerate with `pytest --flop-update-baseline`.\n"
+)
+
+
+class BaselineError(Exception):
+    """The baseline file cannot be used; the message names the file and, where known, the line."""
+
+
+def entry_key(nodeid: str, label: str | None) -> str:
+    """Key of one measurement: the node id, plus "#label" for labelled measurements."""
+    return nodeid if label is None else f"{nodeid}{LABEL_SEPARATOR}{label}"
+
+
+def nodeid_of(key: str) -> str:
+    """The test a key belongs to (labels never contain the separator; node ids may, so split right)."""
+    return key.rsplit(LABEL_SEPARATOR, 1)[0] if LABEL_SEPARATOR in key else key
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    type: str
+    flops: int
+    macs: int
+    params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "flops": self.flops, "macs": self.macs, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The exact counts of one measurement, with modules to a small depth to name what grew."""
+
+    flops: int
+    macs: int
+    params: int
+    modules: Mapping[str, ModuleEntry] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flops": self.flops,
+            "macs": self.macs,
+            "params": self.params,
+            "modules": {name: self.modules[name].to_dict() for name in sorted(self.modules)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
+        """From the transport form (already checked: written by this plugin)."""
+        return cls(
+            int(data["flops"]), int(data["macs"]), int(data["params"]),
+            {name: ModuleEntry(str(m["type"]), int(m["flops"]), int(m["macs"]), int(m["params"]))
+             for name, m in data.get("modules", {}).items()},
+        )
+
+    @classmethod
+    def from_measurement(cls, measurement: Any, depth: int = BASELINE_DEPTH) -> Entry:
+        """From a counting.Measurement (duck-typed so this module never imports torch)."""
+        modules = {
+            name: ModuleEntry(cost.type, int(cost.flops), int(cost.macs), int(cost.params))
+            for name, cost in measurement.modules_to_depth(depth).items()
+            if name != ""  # the root is the entry itself
+        }
+        return cls(int(measurement.flops), int(measurement.macs), int(measurement.params), modules)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    entries: Mapping[str, Entry]
+    torch_version: str | None = None
+    exists: bool = False
+
+    def merged(self, measured: Mapping[str, Entry], remove: Iterable[str] = ()) -> dict[str, Entry]:
+        """Upsert what was measured, keep every other entry, drop ``remove`` (stale keys when pruning)."""
+        entries = dict(self.entries)
+        for key in remove:
+            entries.pop(key, None)
+        entries.update(measured)
+        return entries
+
+
+def load(path: Path) -> Baseline:
+    """Read and validate the baseline; a missing file is an empty baseline."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Baseline(path, {}, None, exists=False)
+    except (OSError, UnicodeDecodeError) as error:
+        raise BaselineError(f"{path}: cannot read the baseline: {error}") from None
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise BaselineError(f"{where}: the baseline is not valid YAML: {problem}") from None
+    if data is None:  # an empty file
+        return Baseline(path, {}, None, exists=True)
+    _check_duplicates(root, path)
+    return _validate(data, root, path)
+
+
+def _line(node: Any) -> int:
+    return node.start_mark.line + 1 if node is not None else 1
+
+
+def _check_duplicates(node: Any, path: Path) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise BaselineError(
+                    f"{path}:{_line(key_node)}: duplicate key {key!r} (first at line {seen[key]}); "
+                    "each test must appear once"
+                )
+            seen[key] = _line(key_node)
+            _check_duplicates(value_node, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _check_duplicates(child, path)
+
+
+def _child(node: Any, key: str) -> Any:
+    """The value node under ``key`` of a mapping node, for line numbers."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                return value_node
+    return node
+
+
+def _validate(data: Any, root: Any, path: Path) -> Baseline:
+    def fail(node: Any, message: str) -> BaselineError:
+        return BaselineError(f"{path}:{_line(node)}: invalid baseline: {message}")
+
+    if not isinstance(data, dict):
+        raise fail(root, f"expected a mapping with format, torch and entries, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - {"format", "torch", "entries"})
+    if unknown:
+        raise fail(_child(root, unknown[0]), f"unknown top-level key {unknown[0]!r}")
+    version = data.get("format")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise fail(_child(root, "format"), f"format must be {FORMAT_VERSION}, got {version!r}")
+    torch_version = data.get("torch")
+    if torch_version is not None and not isinstance(torch_version, str):
+        raise fail(_child(root, "torch"), f"torch must be a version string, got {torch_version!r}")
+    raw_entries = data.get("entries", {})
+    entries_node = _child(root, "entries")
+    if raw_entries is None:
+        raw_entries = {}
+    if not isinstance(raw_entries, dict):
+        raise fail(entries_node, "entries must be a mapping of test ids to counts")
+    entries: dict[str, Entry] = {}
+    for key, raw in raw_entries.items():
+        node = _child(entries_node, key)
+        if not isinstance(key, str) or not key:
+            raise fail(node, f"entry key {key!r} must be a test node id")
+        entries[key] = _validate_entry(key, raw, node, fail)
+    return Baseline(path, entries, torch_version, exists=True)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
+    if not isinstance(raw, dict):
+        raise fail(node, f"entry {key!r} must be a mapping with flops, macs, params, modules")
+    extra = sorted(set(map(str, raw)) - {*METRICS, "modules"})
+    if extra:
+        raise fail(_child(node, extra[0]), f"entry {key!r}: unknown field {extra[0]!r}")
+    for metric in METRICS:
+        if metric not in raw:
+            raise fail(node, f"entry {key!r}: missing {metric}")
+        if not _count(raw[metric]):
+            raise fail(_child(node, metric), f"entry {key!r}: {metric} must be a non-negative integer, got {raw[metric]!r}")
+    modules_raw = raw.get("modules", {}) or {}
+    modules_node = _child(node, "modules")
+    if not isinstance(modules_raw, dict):
+        raise fail(modules_node, f"entry {key!r}: modules must be a mapping")
+    modules: dict[str, ModuleEntry] = {}
+    for name, module in modules_raw.items():
+        module_node = _child(modules_node, name)
+        if not isinstance(name, str) or not isinstance(module, dict):
+            raise fail(module_node, f"entry {key!r}: module {name!r} must map a name to type, flops, macs, params")
+        extra = sorted(set(map(str, module)) - {*METRICS, "type"})
+        if extra:
+            raise fail(module_node, f"entry {key!r}: module {name!r}: unknown field {extra[0]!r}")
+        if not isinstance(module.get("type"), str):
+            raise fail(module_node, f"entry {key!r}: module {name!r}: type must be a string")
+        for metric in METRICS:
+            if not _count(module.get(metric)):
+                raise fail(module_node, f"entry {key!r}: module {name!r}: {metric} must be a non-negative integer")
+        modules[name] = ModuleEntry(module["type"], module["flops"], module["macs"], module["params"])
+    return Entry(raw["flops"], raw["macs"], raw["params"], modules)
+
+
+def dump(entries: Mapping[str, Entry], torch_version: str) -> str:
+    """The file's text: the same entries always give the same bytes."""
+    import yaml
+
+    data = {
+        "format": FORMAT_VERSION,
+        "torch": torch_version,
+        "entries": {key: entries[key].to_dict() for key in sorted(entries)},
+    }
+    # insertion order is already sorted (entries, modules) and puts the header fields first
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    return _HEADER + body
+
+
+def torch_version() -> str:
+    """Read from the package metadata, so writing a baseline never imports torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:  # pragma: no cover - torch is a dependency
+        return "unknown"
+
+
+def save(baseline: Baseline, entries: Mapping[str, Entry]) -> bool:
+    """Write ``entries`` if they differ from what the file holds; returns whether it wrote.
+
+    A temporary file in the same directory, fsynced, then ``os.replace``: a reader (or a crash)
+    sees the old file or the new one, never half of one.
+    """
+    if baseline.exists and dict(entries) == dict(baseline.entries):
+        return False
+    text = dump(entries, torch_version())
+    path = baseline.path
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _file_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)  # mkstemp makes 0600; a committed file should read like any other
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable where the platform allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,93 @@
+"""The ``flop_budget`` and ``flop_device`` fixtures.
+
+The recorder keeps each measurement on the test item's stash; the manager turns them into a verdict
+when the call report is made. Torch is imported by the first ``measure`` call, not before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_flopbudget.plugin.baseline import LABEL_SEPARATOR, Entry
+from pytest_flopbudget.plugin.state import MEASURED_KEY, SETTINGS_KEY
+from pytest_flopbudget.plugin.verdict import Measured
+
+if TYPE_CHECKING:
+    import torch
+
+    from pytest_flopbudget.counting.measurement import Measurement
+
+
+class FlopBudgetUsageError(Exception):
+    """The fixture was used in a way whose measurements could not be told apart or stored."""
+
+
+class FlopBudget:
+    """Measures models for one test; every measurement is recorded, the budget applies to the sum."""
+
+    def __init__(self, item: pytest.Item, device: str, junit_properties: bool) -> None:
+        self._item = item
+        self._device = device
+        self._junit = junit_properties
+        self._records: list[Measured] = item.stash.setdefault(MEASURED_KEY, [])
+
+    @property
+    def device(self) -> str:
+        """The counting device chosen by --flop-device."""
+        return self._device
+
+    @property
+    def measurements(self) -> list[Measurement]:
+        """What this test measured so far, in order (as Entry-level summaries are kept for reports)."""
+        return [r.extra["measurement"] for r in self._records]
+
+    def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None) -> Measurement:
+        """Count ``model`` on ``inputs`` on the --flop-device and record it for this test.
+
+        Give each measurement a distinct ``label`` when a test measures more than once: the baseline
+        keeps one entry per label (``<node id>#<label>``).
+        """
+        self._check_label(label)
+        from pytest_flopbudget.counting.measure import measure
+
+        result = measure(model, inputs, device=self._device, backward=backward)
+        self._records.append(Measured(label, Entry.from_measurement(result), {"measurement": result}))
+        if self._junit:
+            suffix = "" if label is None else f"[{label}]"
+            for metric in ("flops", "macs", "params"):
+                self._item.user_properties.append((f"{metric}{suffix}", getattr(result, metric)))
+        return result
+
+    def _check_label(self, label: str | None) -> None:
+        if label is not None and (not isinstance(label, str) or not label or LABEL_SEPARATOR in label):
+            raise FlopBudgetUsageError(
+                f"label={label!r}: a label must be a non-empty string without {LABEL_SEPARATOR!r}"
+            )
+        if not self._records:
+            return
+        taken = [r.label for r in self._records]
+        if label is None or None in taken:
+            raise FlopBudgetUsageError(
+                "flop_budget.measure() called more than once in one test: give every measurement a "
+                "distinct label, e.g. flop_budget.measure(encoder, x, label='encoder'), so each has "
+                "its own baseline entry"
+            )
+        if label in taken:
+            raise FlopBudgetUsageError(f"label={label!r} was already measured in this test; labels must be distinct")
+
+
+@pytest.fixture
+def flop_budget(request: pytest.FixtureRequest) -> FlopBudget:
+    """Measure models against this test's @pytest.mark.flop_budget and the baseline."""
+    settings = request.config.stash[SETTINGS_KEY]
+    return FlopBudget(request.node, settings.device, settings.junit_properties)
+
+
+@pytest.fixture
+def flop_device(request: pytest.FixtureRequest) -> torch.device:
+    """The torch.device chosen by --flop-device, to build inputs on it."""
+    import torch
+
+    return torch.device(request.config.stash[SETTINGS_KEY].device)

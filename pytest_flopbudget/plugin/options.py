@@ -1,0 +1,192 @@
+"""The ``--flop-`` options: registration, validation, and command line over ini over default.
+
+Every option is also an ini key of the same name with ``flop_`` instead of ``--flop-``. Values are
+checked by argparse ``type=`` functions, so a bad command-line value is a usage error (exit 4) that
+names the option; the same functions check ini values in ``Settings.from_config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+DEVICES = ("cpu", "cuda", "meta")
+DEFAULT_BASELINE = "flop_baseline.yaml"
+
+
+def device_type(value: str) -> str:
+    """cpu, cuda, cuda:N or meta; whether CUDA exists is checked later, and only if asked for."""
+    text = str(value).strip().lower()
+    if text in DEVICES:
+        return text
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"{value!r} is not a counting device; choose one of cpu, cuda, meta")
+
+
+def tolerance_type(value: str) -> Fraction:
+    """A non-negative fraction ("0.05") or percentage ("5%"), kept exact for the comparisons."""
+    text = str(value).strip()
+    percent = text.endswith("%")
+    number = text[:-1].strip() if percent else text
+    try:
+        as_float = float(number)
+        exact = Fraction(number)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a fraction; write e.g. 0.05 or 5%"
+        ) from None
+    if not math.isfinite(as_float) or exact < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a finite fraction >= 0 (e.g. 0.05 or 5%)")
+    return exact / 100 if percent else exact
+
+
+def path_type(value: str) -> str:
+    """A non-empty path that is not an existing directory (we will write a file there)."""
+    text = str(value).strip()
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path is not a file name")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{value!r} is a directory; give a file path")
+    return text
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str  # the ini key; the flag is --flop-... with dashes
+    help: str
+    kind: str  # "bool" or "value"
+    check: Callable[[str], Any] | None = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS = (
+    _Option("flop_device", "device to count on: cpu, cuda or meta (meta allocates nothing; default cpu)",
+            "value", device_type, "DEVICE"),
+    _Option("flop_baseline", f"baseline YAML file (default {DEFAULT_BASELINE} in the rootdir)",
+            "value", path_type, "PATH"),
+    _Option("flop_update_baseline", "write the measurements of the tests that ran into the baseline, "
+            "keeping every other entry", "bool"),
+    _Option("flop_prune_baseline", "remove baseline entries of tests that no longer exist (full runs only)",
+            "bool"),
+    _Option("flop_tolerance", "allowed growth over the baseline, as a fraction (0.05 or 5%; default 0)",
+            "value", tolerance_type, "FRACTION"),
+    _Option("flop_strict", "also fail on missing baseline entries, stale entries and improvements "
+            "beyond the tolerance (keeps baselines exact in CI)", "bool"),
+    _Option("flop_report", "write the measurements as JSON, or as Markdown (appended) if PATH ends in .md",
+            "value", path_type, "PATH"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register each option in one ``--flop-`` group and as an ini key."""
+    group = parser.getgroup("flopbudget", "compute budgets (pytest-flopbudget)")
+    for option in OPTIONS:
+        if option.kind == "bool":
+            group.addoption(option.flag, action="store_true", default=None, dest=option.name, help=option.help)
+            parser.addini(option.name, option.help, type="bool", default=False)
+        else:
+            group.addoption(option.flag, action="store", default=None, dest=option.name, type=option.check,
+                            metavar=option.metavar, help=option.help)
+            parser.addini(option.name, option.help, type="string", default="")
+    parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
+                  "properties (record_property)", type="bool", default=False)
+
+
+def _from_ini(config: pytest.Config, option: _Option) -> Any:
+    raw = config.getini(option.name)
+    if option.kind == "bool":
+        return bool(raw)
+    if raw in ("", None):
+        return None
+    assert option.check is not None
+    try:
+        return option.check(raw)
+    except argparse.ArgumentTypeError as error:
+        raise pytest.UsageError(f"ini option {option.name} = {raw!r}: {error}") from None
+
+
+def _value(config: pytest.Config, option: _Option) -> tuple[Any, str]:
+    """The value and where it came from: command line over ini over default."""
+    given = config.getoption(option.name, None)
+    if given is not None:
+        return given, "cli"
+    return _from_ini(config, option), "ini"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved options of one run."""
+
+    device: str
+    baseline_path: Path
+    update: bool
+    prune: bool
+    tolerance: Fraction
+    strict: bool
+    report_path: Path | None
+    junit_properties: bool
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for option in OPTIONS:
+            values[option.name], sources[option.name] = _value(config, option)
+        rootdir = Path(str(config.rootpath))
+        inidir = Path(str(config.inipath)).parent if config.inipath else rootdir
+        invocation = Path(str(config.invocation_params.dir))
+
+        def resolve(name: str) -> Path | None:
+            # a command-line path is relative to where pytest was started, an ini path to the ini file
+            raw = values[name]
+            if raw is None:
+                return None
+            base = invocation if sources[name] == "cli" else inidir
+            return (base / raw).resolve() if not os.path.isabs(raw) else Path(raw)
+
+        baseline = resolve("flop_baseline") or (rootdir / DEFAULT_BASELINE)
+        return cls(
+            device=values["flop_device"] or "cpu",
+            baseline_path=baseline,
+            update=bool(values["flop_update_baseline"]),
+            prune=bool(values["flop_prune_baseline"]),
+            tolerance=values["flop_tolerance"] if values["flop_tolerance"] is not None else Fraction(0),
+            strict=bool(values["flop_strict"]),
+            report_path=resolve("flop_report"),
+            junit_properties=bool(config.getini("flop_junit_properties")),
+        )
+
+
+def check_device_available(device: str) -> None:
+    """CUDA asked for but absent is a usage error; torch is imported only when CUDA was asked for."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise pytest.UsageError(
+            f"--flop-device={device}: torch {torch.__version__} has no usable CUDA device here; "
+            "use --flop-device=cpu or meta (the counts are the same)"
+        )
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise pytest.UsageError(f"--flop-device={device}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+def format_fraction(value: Fraction) -> str:
+    """A tolerance as the user would write it: 0, 0.05, 0.125."""
+    if value == 0:
+        return "0"
+    return f"{float(value):g}"

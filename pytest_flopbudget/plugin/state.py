@@ -1,0 +1,16 @@
+"""Stash keys shared by the plugin's modules (public pytest API: pytest.StashKey)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_flopbudget.plugin.marker import Budget
+    from pytest_flopbudget.plugin.options import Settings
+    from pytest_flopbudget.plugin.verdict import Measured
+
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+BUDGET_KEY = pytest.StashKey["Budget | None"]()
+MEASURED_KEY = pytest.StashKey["list[Measured]"]()

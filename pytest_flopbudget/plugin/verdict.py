@@ -1,0 +1,334 @@
+"""Verdicts: a test's measurements against its budget and the baseline.
+
+Pure data and pure functions, no pytest and no torch, so they are unit-tested with plain numbers and
+travel from xdist workers to the controller as JSON (``to_dict``/``from_dict``). Each verdict knows
+how to describe itself: a short ``long_repr`` for the failure line and a ``section`` with details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Mapping, Sequence
+
+from pytest_flopbudget.plugin.baseline import METRICS, Entry, entry_key
+from pytest_flopbudget.plugin.marker import Budget, Limit, format_count, human_count
+
+UPDATE_HINT = "pytest --flop-update-baseline"
+MEASURE_HINT = (
+    "request the `flop_budget` fixture and call `flop_budget.measure(model, inputs)` "
+    "(model: an nn.Module or a factory; inputs: a tensor, tuple, dict or factory)"
+)
+
+# row verdicts, worst first; the summary counts rows by these words
+OVER_BUDGET, REGRESSED, UNMEASURED, NEW, IMPROVED, OK = (
+    "over budget", "regressed", "unmeasured", "new", "improved", "ok",
+)
+
+
+def change(new: int, old: int) -> float | None:
+    """Relative change, None when there is nothing to compare with."""
+    if old == 0:
+        return None if new == 0 else float("inf")
+    return (new - old) / old
+
+
+def percent(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value == float("inf"):
+        return "+inf%"
+    return f"{value * 100:+.1f}%"
+
+
+@dataclass(frozen=True)
+class ModuleChange:
+    """A module whose counts grew against the baseline (or that is new)."""
+
+    name: str
+    type: str
+    old: Mapping[str, int]
+    new: Mapping[str, int]
+
+    def deltas(self) -> dict[str, int]:
+        return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in METRICS}
+
+    def describe(self) -> str:
+        parts = []
+        for metric, delta in self.deltas().items():
+            if delta > 0:
+                parts.append(f"{metric} {self.old.get(metric, 0):,} -> {self.new.get(metric, 0):,} "
+                             f"({percent(change(self.new.get(metric, 0), self.old.get(metric, 0)))})")
+        return f"{self.name} ({self.type}): " + ", ".join(parts)
+
+
+def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
+    """Modules with any of flops, macs, params up, largest change first (in the ``order`` metrics)."""
+    changes = []
+    for name in sorted(set(old.modules) | set(new.modules)):
+        before = old.modules.get(name)
+        after = new.modules.get(name)
+        old_counts = {m: getattr(before, m) for m in METRICS} if before else {}
+        new_counts = {m: getattr(after, m) for m in METRICS} if after else {}
+        kind = (after or before).type  # type: ignore[union-attr]
+        item = ModuleChange(name, kind, old_counts, new_counts)
+        if any(d > 0 for d in item.deltas().values()):
+            changes.append(item)
+    changes.sort(key=lambda c: (tuple(-c.deltas()[m] for m in order), c.name))
+    return tuple(changes)
+
+
+@dataclass(frozen=True)
+class EntryVerdict:
+    """One measurement against its baseline entry."""
+
+    key: str
+    label: str | None
+    measured: Entry
+    baseline: Entry | None
+    status: str  # ok, regressed, improved or new
+    failing: bool
+    grown: tuple[ModuleChange, ...] = ()
+    regressed_metrics: tuple[str, ...] = ()
+
+    def largest_change(self) -> tuple[str, float] | None:
+        """The metric that moved most against the baseline, signed."""
+        if self.baseline is None:
+            return None
+        moves = [(m, change(getattr(self.measured, m), getattr(self.baseline, m))) for m in METRICS]
+        moved = [(m, c) for m, c in moves if c]
+        if not moved:
+            return ("flops", 0.0)
+        return max(moved, key=lambda mc: abs(mc[1]))  # type: ignore[arg-type]
+
+    def change_text(self) -> str:
+        moved = self.largest_change()
+        if moved is None:
+            return "new"
+        metric, value = moved
+        return "=" if value == 0 else f"{percent(value)} {metric}"
+
+
+def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | None,
+                tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
+    """Above baseline x (1 + tolerance) regresses; below it improves; no entry is new.
+
+    Regressions fail unless the run updates the baseline; under --flop-strict, new entries and
+    improvements beyond the tolerance fail too (outside an update run).
+    """
+    if baseline is None:
+        return EntryVerdict(key, label, measured, None, NEW, failing=strict and not update)
+    regressed = tuple(m for m in METRICS if getattr(measured, m) > getattr(baseline, m) * (1 + tolerance))
+    if regressed:
+        order = regressed + tuple(m for m in METRICS if m not in regressed)
+        return EntryVerdict(key, label, measured, baseline, REGRESSED, failing=not update,
+                            grown=grown_modules(baseline, measured, order), regressed_metrics=regressed)
+    lower = [m for m in METRICS if getattr(measured, m) < getattr(baseline, m)]
+    if lower:
+        beyond = any(getattr(measured, m) < getattr(baseline, m) * (1 - tolerance) for m in lower)
+        return EntryVerdict(key, label, measured, baseline, IMPROVED, failing=strict and beyond and not update)
+    return EntryVerdict(key, label, measured, baseline, OK, failing=False)
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One limit of the marker against the sum of the test's measurements."""
+
+    argument: str
+    metric: str
+    limit: Fraction
+    measured: int
+
+    @property
+    def over(self) -> bool:
+        return self.measured > self.limit
+
+    @property
+    def used(self) -> float:
+        return float(Fraction(self.measured) / self.limit)
+
+    def describe(self) -> str:
+        sign = ">" if self.over else "<="
+        return (f"{self.argument}: {self.measured:,} {self.metric} ({format_count(self.measured, self.metric)}) "
+                f"{sign} limit {format_count(self.limit, self.metric)} ({self.used * 100:.1f}% of budget, "
+                f"{percent(self.used - 1)})")
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    """Everything the plugin decided about one test; travels to the xdist controller as a dict."""
+
+    nodeid: str
+    marked: bool
+    checks: tuple[BudgetCheck, ...] = ()
+    entries: tuple[EntryVerdict, ...] = ()
+    tolerance: Fraction = Fraction(0)
+    update: bool = False
+    __test__ = False  # not a pytest test class, despite the name
+
+    @property
+    def unmeasured(self) -> bool:
+        return self.marked and not self.entries
+
+    @property
+    def over_budget(self) -> tuple[BudgetCheck, ...]:
+        return tuple(c for c in self.checks if c.over)
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.over_budget) or self.unmeasured or any(e.failing for e in self.entries)
+
+    @property
+    def budget_used(self) -> float | None:
+        return max((c.used for c in self.checks), default=None)
+
+    def row_status(self, entry: EntryVerdict) -> str:
+        return OVER_BUDGET if self.over_budget else entry.status
+
+    @property
+    def status(self) -> str:
+        """The test's worst verdict word."""
+        if self.over_budget:
+            return OVER_BUDGET
+        if self.unmeasured:
+            return UNMEASURED
+        words = [e.status for e in self.entries if e.failing] or [e.status for e in self.entries]
+        for word in (REGRESSED, NEW, IMPROVED, OK):
+            if word in words:
+                return word
+        return OK
+
+    def long_repr(self) -> str:
+        """The failure in a few lines: measured value, limit or baseline, change in %."""
+        lines = []
+        if self.unmeasured:
+            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {MEASURE_HINT}")
+        for check in self.over_budget:
+            lines.append(f"over budget: {check.describe()}")
+        for entry in self.entries:
+            if not entry.failing:
+                continue
+            assert entry.baseline is not None or entry.status == NEW
+            if entry.status == NEW:
+                lines.append(f"{entry.key}: no baseline entry (--flop-strict); create it with `{UPDATE_HINT}`")
+                continue
+            assert entry.baseline is not None
+            metrics = entry.regressed_metrics if entry.status == REGRESSED else METRICS
+            for metric in metrics:
+                new, old = getattr(entry.measured, metric), getattr(entry.baseline, metric)
+                if new == old:
+                    continue
+                word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
+                lines.append(f"{entry.key}: {metric} {word}: {new:,} vs baseline {old:,} "
+                             f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
+            if entry.status == REGRESSED:
+                if entry.grown:
+                    names = ", ".join(f"{c.name} ({c.type})" for c in entry.grown[:5])
+                    more = f" and {len(entry.grown) - 5} more" if len(entry.grown) > 5 else ""
+                    lines.append(f"  grown: {names}{more}")
+                lines.append(f"  if intended, accept with `{UPDATE_HINT}` and commit the baseline")
+            else:
+                lines.append(f"  tighten the baseline with `{UPDATE_HINT}`")
+        return "\n".join(lines)
+
+    def section(self) -> str:
+        """Details for the report section: every limit, every measurement, every grown module."""
+        lines = []
+        for check in self.checks:
+            lines.append(("OVER  " if check.over else "ok    ") + check.describe())
+        for entry in self.entries:
+            lines.append(f"{entry.key}: {entry.status}")
+            for metric in METRICS:
+                new = getattr(entry.measured, metric)
+                if entry.baseline is None:
+                    lines.append(f"  {metric:<6} {new:>20,}")
+                else:
+                    old = getattr(entry.baseline, metric)
+                    lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
+            for grown in entry.grown:
+                lines.append(f"  grew: {grown.describe()}")
+        if self.unmeasured:
+            lines.append(MEASURE_HINT)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "marked": self.marked,
+            "tolerance": str(self.tolerance),
+            "update": self.update,
+            "checks": [{"argument": c.argument, "metric": c.metric, "limit": str(c.limit), "measured": c.measured}
+                       for c in self.checks],
+            "entries": [_entry_to_dict(e) for e in self.entries],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestVerdict:
+        return cls(
+            nodeid=data["nodeid"],
+            marked=data["marked"],
+            checks=tuple(BudgetCheck(c["argument"], c["metric"], Fraction(c["limit"]), int(c["measured"]))
+                         for c in data["checks"]),
+            entries=tuple(_entry_from_dict(e) for e in data["entries"]),
+            tolerance=Fraction(data["tolerance"]),
+            update=data["update"],
+        )
+
+
+def _entry_to_dict(entry: EntryVerdict) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "label": entry.label,
+        "measured": entry.measured.to_dict(),
+        "baseline": entry.baseline.to_dict() if entry.baseline else None,
+        "status": entry.status,
+        "failing": entry.failing,
+        "grown": [{"name": g.name, "type": g.type, "old": dict(g.old), "new": dict(g.new)} for g in entry.grown],
+        "regressed": list(entry.regressed_metrics),
+    }
+
+
+def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
+    return EntryVerdict(
+        key=data["key"],
+        label=data["label"],
+        measured=Entry.from_dict(data["measured"]),
+        baseline=Entry.from_dict(data["baseline"]) if data["baseline"] else None,
+        status=data["status"],
+        failing=data["failing"],
+        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"]) for g in data["grown"]),
+        regressed_metrics=tuple(data["regressed"]),
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measurement of a test, as the fixture recorded it."""
+
+    label: str | None
+    entry: Entry
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], baseline: Mapping[str, Entry],
+          *, tolerance: Fraction, strict: bool, update: bool) -> TestVerdict:
+    """The verdict of one test: the budget applies to the sum of its measurements, the baseline to each."""
+    if budget is not None and budget.tolerance is not None:
+        tolerance = budget.tolerance
+    # a test that measured nothing fails as unmeasured, not as "0% of budget"
+    checks = tuple(_check(limit, measured) for limit in (budget.limits if budget and measured else ()))
+    entries = tuple(
+        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update)
+        for m in measured
+        for key in [entry_key(nodeid, m.label)]
+    )
+    return TestVerdict(nodeid, budget is not None, checks, entries, tolerance, update)
+
+
+def _check(limit: Limit, measured: Sequence[Measured]) -> BudgetCheck:
+    total = sum(getattr(m.entry, limit.metric) for m in measured)
+    return BudgetCheck(limit.argument, limit.metric, limit.value, total)
+
+
+__all__ = ["BudgetCheck", "EntryVerdict", "Measured", "ModuleChange", "TestVerdict", "human_count", "judge",
+           "judge_entry"]
