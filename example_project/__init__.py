@@ -1,0 +1,1 @@
+"""An example model repository that keeps its models inside a compute budget with pytest-flopbudget."""

@@ -1,0 +1,5 @@
+"""``python -m pytest_flopbudget``: the ``flopbudget`` command."""
+
+from pytest_flopbudget.cli import main
+
+raise SystemExit(main())
