@@ -18,7 +18,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pytest_flopbudget.counting.registry import FREE, Registry
+from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, Registry
 from pytest_flopbudget.counting.scopes import ModuleScopes
 
 _Tensor = torch.Tensor
@@ -98,16 +98,21 @@ class _AtenCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         counter = self.counter
         if counter.muted:
-            return out
+            return func(*args, **kwargs)
         try:
             rule, name = self._rules[func]
         except KeyError:
             rule, name = self._rules[func] = (self.resolve(func), str(func.overloadpacket))
         if rule is FREE:
-            return out
+            return func(*args, **kwargs)
+        if rule is DECOMPOSE:
+            # a composite op reaches this mode whole under inference_mode (conv2d, linear,
+            # layer_norm...): run its decomposition inside this mode so its aten calls are counted
+            with self:
+                return func.decompose(*args, **kwargs)
+        out = func(*args, **kwargs)
         if rule is None:
             counter.uncounted[name] += 1
             return out

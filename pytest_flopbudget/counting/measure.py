@@ -146,9 +146,7 @@ def _placer(target: torch.device | None, fake_mode: Any) -> Callable[[Any], Any]
         if not isinstance(value, torch.Tensor):
             return value
         if fake_mode is not None:
-            if isinstance(value, torch._subclasses.fake_tensor.FakeTensor):
-                return value
-            return fake_mode.from_tensor(value)
+            return _fake(value, fake_mode)
         moved = value if target is None else value.to(target)
         # a copy, so that in-place ops in the forward never reach the caller's tensor
         return moved.clone() if moved is value else moved
@@ -169,18 +167,30 @@ def _substitute_state(module: nn.Module, target: torch.device | None, fake_mode:
 
 
 def _moved(tensor: torch.Tensor, target: torch.device | None, fake_mode: Any, *, is_param: bool) -> torch.Tensor:
-    from torch._subclasses.fake_tensor import FakeTensor
-
     if fake_mode is not None:
-        if isinstance(tensor, FakeTensor):
-            return tensor
-        return fake_mode.from_tensor(tensor, static_shapes=True)
+        return _fake(tensor, fake_mode)
     if target is not None and tensor.device != target:
         moved = tensor.detach().to(target)
         return moved.requires_grad_(tensor.requires_grad) if is_param else moved
     if is_param:
         return tensor
     return tensor.detach().clone()
+
+
+def _fake(tensor: torch.Tensor, fake_mode: Any) -> torch.Tensor:
+    """A fake tensor for ``tensor``, without copying its data. Tensors on the meta device become
+    fake *cpu* tensors, so weights built on meta and inputs built on cpu (or the other way round)
+    meet on one device, and aten picks the same kernels it picks on a real CPU."""
+    from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
+
+    if tensor.device.type != "meta":
+        if isinstance(tensor, FakeTensor):
+            return tensor
+        return fake_mode.from_tensor(tensor, static_shapes=True)
+    with unset_fake_temporarily():
+        shell = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
+    fake = fake_mode.fake_tensor_converter.from_meta_and_device(fake_mode, shell, torch.device("cpu"))
+    return fake.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else fake
 
 
 @contextlib.contextmanager
@@ -204,7 +214,10 @@ def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) ->
         )
     targets = params or [t for t in outputs]
     grads = [torch.ones_like(t) for t in outputs]
-    torch.autograd.grad(outputs, targets, grads, allow_unused=True)
+    # a free view in front of each output, so gradient hooks on the outputs themselves fire and
+    # the last module's backward is attributed to it like every other module's
+    roots = [t.view_as(t) for t in outputs]
+    torch.autograd.grad(roots, targets, grads, allow_unused=True)
 
 
 def _plain(output: Any) -> Any:

@@ -3,7 +3,8 @@
 Resolution order for one aten overload, cached after its first call:
 user formula for the overload, then for its packet; built-in formula for the overload, then for
 the packet; the free list (views, copies, casts, creation, indexing); aten's ``pointwise`` tag
-(one per output element); otherwise uncounted, and reported as such, never silently zero.
+(one per output element); a composite op (seen whole only under inference_mode) is decomposed
+and its parts counted; otherwise uncounted, and reported as such, never silently zero.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pytest_flopbudget.counting.formulas import (
 )
 
 FREE = "free"  # sentinel: the op moves or creates data but computes nothing
+DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its decomposition
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
@@ -129,6 +131,8 @@ class Registry:
             return FREE
         if torch.Tag.pointwise in func.tags:
             return elementwise.elementwise
+        if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
+            return DECOMPOSE
         inplace_name = name[:-1] if name.endswith("_") and not name.startswith("_") else None
         if inplace_name:
             # in-place variants (add_, relu_, mul_) count as their functional form
