@@ -121,8 +121,24 @@ def mkldnn_rnn_layer(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None, b_h
     return (tokens * cost[0], tokens * cost[1])
 
 
+def mkldnn_rnn_layer_backward(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None,
+                              b_hh: Shape | None, *args: object, out: object = None,
+                              **kwargs: object) -> Cost:
+    """The fused LSTM layer's backward, per token: each projection's two gradient products (input
+    and weight, each as large as the forward product), the bias gradients (one add per gate
+    output and bias) and the gate derivatives (the forward's 13·H again)."""
+    hidden = w_ih[0] // GATES["lstm"]
+    gates = GATES["lstm"] * hidden
+    has_biases = bool(args[12]) if len(args) > 12 else True
+    products = _add(dot_products(gates, w_ih[1]), dot_products(gates, w_hh[1]))
+    work = GATE_WORK["lstm"] * hidden + (2 * gates if has_biases else 0)
+    tokens = numel(x[:-1])
+    return (tokens * (2 * products[0] + work), tokens * (2 * products[1] + work))
+
+
 RULES = {
     "mkldnn_rnn_layer": mkldnn_rnn_layer,
+    "mkldnn_rnn_layer_backward": mkldnn_rnn_layer_backward,
 }
 
 FUNCTION_RULES = {
