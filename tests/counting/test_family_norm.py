@@ -1,0 +1,133 @@
+"""Normalisation worked by hand: flops one per element (the seed's BN/LN rule), macs one per
+element doubled when the layer has a scale or shift (ptflops' rule); params 2·C when affine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+import pytest_flopbudget as fb
+from pytest_flopbudget.counting.formulas import norm
+from pytest_flopbudget.counting.registry import default_registry
+
+
+def measure_both(model, inputs, **kwargs):
+    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
+    meta = fb.measure(model, inputs, device="meta", **kwargs)
+    assert (cpu.flops, cpu.macs, cpu.params, cpu.ops) == (meta.flops, meta.macs, meta.params, meta.ops)
+    assert cpu.uncounted == {} and meta.uncounted == {}
+    return cpu
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+C = 4
+SHAPES = {"1d": (2, C, 5), "2d": (2, C, 3, 5), "3d": (2, C, 2, 3, 3)}
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("cls", ["BatchNorm", "InstanceNorm"])
+def test_batch_and_instance_norm_eval(cls, shape, affine):
+    module = getattr(nn, f"{cls}{shape}")(C, affine=affine).eval()
+    x = torch.randn(*SHAPES[shape])
+    m = measure_both(module, x)
+    n = x.numel()
+    assert m.flops == n
+    assert m.macs == (2 * n if affine else n)
+    assert m.params == (2 * C if affine else 0)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_train_counts_the_norm_and_the_batch_counter(affine):
+    x = torch.randn(*SHAPES["2d"])
+    m = measure_both(nn.BatchNorm2d(C, affine=affine), x)
+    n = x.numel()
+    # running statistics are updated inside the kernel; num_batches_tracked += 1 is one add
+    assert m.ops == {"aten.native_batch_norm": n, "aten.add_": 1}
+    assert m.macs == (2 * n if affine else n) + 1
+
+
+def test_instance_norm_train_without_running_stats_counts_the_elements():
+    x = torch.randn(*SHAPES["2d"])
+    m = measure_both(nn.InstanceNorm2d(C, affine=True), x)  # train mode, no running stats
+    assert (m.flops, m.macs) == (x.numel(), 2 * x.numel())
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm(affine):
+    x = torch.randn(2, C, 3, 5)
+    m = measure_both(nn.GroupNorm(2, C, affine=affine), x)
+    n = x.numel()
+    assert (m.flops, m.macs, m.params) == (n, 2 * n if affine else n, 2 * C if affine else 0)
+
+
+@pytest.mark.parametrize("weight,bias", [(True, True), (True, False), (False, False)])
+def test_layer_norm(weight, bias):
+    x = torch.randn(2, 3, C)
+    m = measure_both(nn.LayerNorm(C, elementwise_affine=weight, bias=bias), x)
+    n = x.numel()
+    assert (m.flops, m.macs) == (n, 2 * n if weight else n)
+    assert m.params == (C if weight else 0) + (C if bias else 0)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_rms_norm_module_is_one_unit(affine):
+    x = torch.randn(2, 3, C)
+    m = measure_both(nn.RMSNorm(C, elementwise_affine=affine), x)
+    n = x.numel()
+    assert m.ops == {"aten.rms_norm": n}
+    assert (m.flops, m.macs, m.params) == (n, 2 * n if affine else n, C if affine else 0)
+
+
+def test_rms_norm_functional_counts_like_the_module():
+    x, w = torch.randn(2, 3, C), torch.randn(C)
+    m = measure_both(Fn(lambda x, w: F.rms_norm(x, (C,), w)), (x, w))
+    assert (m.flops, m.macs) == (x.numel(), 2 * x.numel())
+
+
+def test_fused_rms_norm_kernel_counts_like_the_decomposed_path():
+    # On CPU F.rms_norm lowers to pow/mean/add/rsqrt/mul, muted and counted as one unit; on CUDA
+    # it dispatches aten._fused_rms_norm. The rule that kernel resolves to must give the same.
+    x, w = torch.randn(2, 3, C), torch.randn(C)
+    decomposed = measure_both(Fn(lambda x, w: F.rms_norm(x, (C,), w)), (x, w))
+    rule = default_registry().resolve(torch.ops.aten._fused_rms_norm.default)
+    assert rule is norm.rms_norm
+    out = (tuple(x.shape), (2, 3, 1))
+    assert rule(tuple(x.shape), [C], tuple(w.shape), 1e-6, out=out) == (decomposed.flops, decomposed.macs)
+    assert rule(tuple(x.shape), [C], None, 1e-6, out=out) == (x.numel(), x.numel())
+
+
+class HandWrittenRMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm, copied: no F.rms_norm, so it is counted op by op."""
+
+    def __init__(self, hidden, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+def test_hand_written_rms_norm_is_counted_op_by_op():
+    b, t = 2, 3
+    x = torch.randn(b, t, C)
+    m = measure_both(HandWrittenRMSNorm(C), x)
+    n, rows = x.numel(), b * t
+    # pow n, mean n, + eps per row, rsqrt per row, x * r n, weight * n
+    assert m.ops == {"aten.pow": n, "aten.mean": n, "aten.add": rows, "aten.rsqrt": rows, "aten.mul": 2 * n}
+    assert m.flops == m.macs == 4 * n + 2 * rows
