@@ -1,0 +1,90 @@
+"""Every torch.nn activation and softmax worked by hand: one operation per output element (the
+seed's ReLU/GELU rule), in both numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+import torch.nn.modules.activation as activations
+
+import pytest_flopbudget as fb
+
+
+def measure_both(model, inputs, **kwargs):
+    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
+    meta = fb.measure(model, inputs, device="meta", **kwargs)
+    assert (cpu.flops, cpu.macs, cpu.params, cpu.ops) == (meta.flops, meta.macs, meta.params, meta.ops)
+    assert cpu.uncounted == {} and meta.uncounted == {}
+    return cpu
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+# MultiheadAttention lives in the same module but is attention, counted (and tested) elsewhere
+NAMES = [n for n in activations.__all__ if n != "MultiheadAttention"]
+REQUIRED_ARGS = {"Threshold": (0.1, 0.0), "Softmax": (1,), "Softmin": (1,), "LogSoftmax": (1,)}
+
+
+def test_every_activation_is_listed():
+    assert {"ReLU", "GELU", "GLU", "SiLU", "Mish", "Hardswish", "PReLU", "Softplus", "Softsign",
+            "Tanhshrink", "Softmin", "Softmax", "LogSoftmax"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_counts_one_per_output_element(name):
+    module = getattr(activations, name)(*REQUIRED_ARGS.get(name, ()))
+    b, c, h, w = 2, 4, 3, 6
+    m = measure_both(module, torch.randn(b, c, h, w))
+    # GLU halves its last dimension (a·σ(b)): its output is half the input
+    out_elements = b * c * h * (w // 2 if name == "GLU" else w)
+    assert m.flops == m.macs == out_elements
+    assert m.params == (1 if name == "PReLU" else 0)
+
+
+@pytest.mark.parametrize("name", ["ReLU", "ReLU6", "Hardtanh", "SiLU", "Mish", "Hardswish", "Hardsigmoid",
+                                  "ELU", "CELU", "SELU", "LeakyReLU", "RReLU"])
+def test_in_place_activation_counts_like_the_functional_one(name):
+    x = torch.randn(2, 3, 5)
+    m = measure_both(getattr(nn, name)(inplace=True), x)
+    assert m.flops == m.macs == x.numel()
+
+
+def test_prelu_with_one_slope_per_channel():
+    x = torch.randn(2, 3, 5)
+    m = measure_both(nn.PReLU(3), x)
+    assert (m.flops, m.params) == (x.numel(), 3)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [lambda x: F.softmax(x, -1), lambda x: F.log_softmax(x, 1), lambda x: x.softmax(0),
+     lambda x: torch.ops.aten._safe_softmax(x, -1), lambda x: F.softmin(x, -1),
+     lambda x: F.silu(x), lambda x: F.gelu(x, approximate="tanh"), lambda x: torch.sigmoid(x)],
+    ids=["softmax", "log_softmax", "tensor.softmax", "_safe_softmax", "softmin", "silu", "gelu-tanh", "sigmoid"],
+)
+def test_functional_forms(fn):
+    x = torch.randn(2, 3, 5)
+    m = measure_both(Fn(fn), x)
+    assert m.flops == m.macs == x.numel()
+
+
+def test_hand_written_activation_is_counted_op_by_op():
+    x = torch.randn(2, 3, 5)
+    m = measure_both(Fn(lambda x: x * torch.sigmoid(x)), x)  # SiLU written out: sigmoid + mul
+    assert m.ops == {"aten.sigmoid": x.numel(), "aten.mul": x.numel()}
+
+
+def test_activation_backward_counts_one_per_gradient_element():
+    x = torch.randn(2, 3)
+    model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.GELU())
+    m = measure_both(model, x, backward=True)
+    assert m.ops["aten.gelu"] == m.ops["aten.gelu_backward"] == 2 * 4
