@@ -1,0 +1,124 @@
+"""Reductions, scans and selections worked by hand: one per input element (var/std/norm two);
+mixture-of-experts plumbing: topk/sort one per input element, gather/scatter/indexing free,
+accumulating writes one per element accumulated."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import pytest_flopbudget as fb
+
+
+def measure_both(model, inputs, **kwargs):
+    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
+    meta = fb.measure(model, inputs, device="meta", **kwargs)
+    assert (cpu.flops, cpu.macs, cpu.ops) == (meta.flops, meta.macs, meta.ops)
+    assert cpu.uncounted == {} and meta.uncounted == {}
+    return cpu
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+X = (2, 3, 4)
+N = 24
+
+CASES = {
+    # name: (fn, ops per input element)
+    "sum": (lambda x: x.sum(), 1),
+    "sum-dim": (lambda x: x.sum(1), 1),
+    "mean": (lambda x: x.mean(-1), 1),
+    "amax": (lambda x: x.amax(-1), 1),
+    "max-dim": (lambda x: x.max(-1).values, 1),
+    "argmax": (lambda x: x.argmax(-1), 1),
+    "prod": (lambda x: x.prod(-1), 1),
+    "cumsum": (lambda x: x.cumsum(1), 1),
+    "cumprod": (lambda x: x.cumprod(-1), 1),
+    "logsumexp": (lambda x: x.logsumexp(-1), 1),
+    "var": (lambda x: x.var(-1), 2),
+    "std": (lambda x: x.std(-1), 2),
+    "var_mean": (lambda x: torch.var_mean(x, -1)[0], 2),
+    "norm": (lambda x: x.norm(), 2),
+    "vector_norm": (lambda x: torch.linalg.vector_norm(x, dim=-1), 2),
+    "topk": (lambda x: x.topk(2, -1).values, 1),
+    "sort": (lambda x: x.sort(-1).values, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_reduction_counts_each_input_element(name):
+    fn, per_element = CASES[name]
+    m = measure_both(Fn(fn), torch.randn(X))
+    assert m.flops == m.macs == per_element * N
+
+
+INDEX = torch.tensor([[[0, 3]] * 3] * 2)  # (2, 3, 2) along the last dim
+
+FREE = {
+    "gather": lambda x: x.gather(-1, INDEX),
+    "scatter-src": lambda x: x.scatter(-1, INDEX, torch.ones(2, 3, 2)),
+    "scatter-value": lambda x: x.scatter(-1, INDEX, 1.0),
+    "index_select": lambda x: x.index_select(0, torch.tensor([1, 0, 1])),
+    "advanced-index": lambda x: x[torch.tensor([1, 0])],
+    "index_put-write": lambda x: x.index_put((torch.tensor([0, 1]),), torch.ones(3, 4)),
+    "cat-stack": lambda x: torch.stack([torch.cat([x, x]), torch.cat([x, x])]),
+}
+
+
+@pytest.mark.parametrize("name", list(FREE))
+def test_data_movement_is_free(name):
+    m = measure_both(Fn(FREE[name]), torch.randn(X))
+    assert m.flops == m.macs == 0
+
+
+ACCUMULATE = {
+    # name: (fn, elements accumulated)
+    # src larger than index: only index.numel() elements are read and added
+    "scatter_add": (lambda x: x.scatter_add(-1, INDEX, torch.ones(2, 3, 3)), 12),
+    "scatter_add_-in-place": (lambda x: x.scatter_add_(-1, INDEX, torch.ones(2, 3, 2)), 12),
+    "scatter_reduce": (lambda x: x.scatter_reduce(-1, INDEX, torch.ones(2, 3, 3), "amax"), 12),
+    "scatter-reduce-add": (lambda x: x.scatter(-1, INDEX, torch.ones(2, 3, 2), reduce="add"), 12),
+    "scatter_-reduce-multiply": (lambda x: x.scatter_(-1, INDEX, 2.0, reduce="multiply"), 12),
+    # index_add adds every source element: 3 slices of (3, 4)
+    "index_add": (lambda x: x.index_add(0, torch.tensor([0, 0, 1]), torch.ones(3, 3, 4)), 36),
+    "index_add_-in-place": (lambda x: x.index_add_(0, torch.tensor([0, 0, 1]), torch.ones(3, 3, 4)), 36),
+    "index_put-accumulate": (lambda x: x.index_put((torch.tensor([0, 1]),), torch.ones(2, 3, 4), accumulate=True), 24),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCUMULATE))
+def test_accumulating_writes_count_each_accumulated_element(name):
+    fn, n = ACCUMULATE[name]
+    m = measure_both(Fn(fn), torch.randn(X))
+    assert m.flops == m.macs == n
+
+
+def test_moe_router_by_hand():
+    # a top-2 router over E experts: logits (mm), softmax, topk, then each token's expert outputs
+    # combined back with index_add; copying the tokens out per choice is free
+    tokens, dim, experts, k = 6, 4, 3, 2
+    router = nn.Linear(dim, experts, bias=False)
+
+    def route(x):
+        probs = router(x).softmax(-1)
+        weights, _ = probs.topk(k, -1)
+        picked = x.index_select(0, torch.arange(tokens).repeat_interleave(k))  # free data movement
+        return torch.zeros_like(x).index_add(0, torch.arange(tokens).repeat_interleave(k), picked * weights.reshape(-1, 1))
+
+    m = measure_both(Fn(route), torch.randn(tokens, dim))
+    logits = tokens * experts
+    assert m.ops == {
+        "aten.mm": logits * (2 * dim - 1),
+        "aten._softmax": logits,
+        "aten.topk": logits,
+        "aten.mul": tokens * k * dim,
+        "aten.index_add": tokens * k * dim,
+    }
