@@ -1,0 +1,79 @@
+"""--flop- options and their ini keys: validation at start-up, precedence, the header line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import Project, linear_flops
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--flop-device=gpu"], "*--flop-device: 'gpu' is not a counting device; choose one of cpu, cuda, meta*"),
+    (["--flop-tolerance=-0.5"], "*--flop-tolerance: '-0.5' must be a finite fraction >= 0*"),
+    (["--flop-tolerance=nan"], "*--flop-tolerance: 'nan' is not a fraction*"),
+    (["--flop-tolerance=lots"], "*--flop-tolerance: 'lots' is not a fraction*"),
+    (["--flop-report=."], "*--flop-report: '.' is a directory*"),
+    (["--flop-baseline="], "*--flop-baseline: an empty path*"),
+])
+def test_bad_option_values_are_usage_errors(project: Project, args: list[str], message: str) -> None:
+    result = project.run(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(("ini", "message"), [
+    ("flop_device = tpu", "*ini option flop_device = 'tpu': 'tpu' is not a counting device*"),
+    ("flop_tolerance = -1", "*ini option flop_tolerance = '-1': *>= 0*"),
+])
+def test_bad_ini_values_are_usage_errors(project: Project, ini: str, message: str) -> None:
+    project.pytester.makeini(f"[pytest]\n{ini}\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when CUDA is absent")
+def test_cuda_without_cuda_is_a_usage_error(project: Project) -> None:
+    result = project.run("--flop-device=cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--flop-device=cuda: torch * has no usable CUDA device here*"])
+
+
+def test_ini_values_apply_and_the_command_line_wins(project: Project) -> None:
+    project.pytester.makeini(
+        "[pytest]\nflop_device = meta\nflop_tolerance = 0.5\nflop_baseline = budgets/base.yaml\n"
+        "flop_report = out/report.json\nflop_update_baseline = true\n"
+    )
+    project.write("test_a.py", "def test_a(flop_budget):\n"
+                               "    m = flop_budget.measure(torch.nn.Linear(8, 4), torch.zeros(3, 8))\n"
+                               "    open('device.txt', 'w').write(m.device)\n")
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["flopbudget: baseline budgets/base.yaml (not created yet), device meta, tolerance 0.5"])
+    path = project.pytester.path
+    assert (path / "device.txt").read_text() == "meta"
+    assert (path / "budgets/base.yaml").exists()  # flop_update_baseline and flop_baseline applied
+    report = json.loads((path / "out/report.json").read_text())
+    assert report["tests"][0]["flops"] == linear_flops(3, 8, 4)
+    assert report["tolerance"] == "0.5"
+    # command line over ini
+    result = project.run("--flop-device=cpu", "--flop-tolerance=5%")
+    result.stdout.fnmatch_lines(["flopbudget: baseline budgets/base.yaml (1 entries), device cpu, tolerance 0.05"])
+    assert (path / "device.txt").read_text() == "cpu"
+
+
+def test_ini_tolerance_and_strict_take_effect(project: Project) -> None:
+    project.write("test_a.py", project.linear_test("test_a", 8, 4, 3))
+    project.run("--flop-update-baseline").assert_outcomes(passed=1)
+    project.write("test_a.py", project.linear_test("test_a", 8, 5, 3))  # +25% flops and params
+    project.run().assert_outcomes(failed=1)
+    project.pytester.makeini("[pytest]\nflop_tolerance = 0.3\n")
+    project.run().assert_outcomes(passed=1)
+    project.write("test_a.py", project.linear_test("test_a", 8, 3, 3))  # -25%
+    project.run().assert_outcomes(passed=1)
+    project.pytester.makeini("[pytest]\nflop_tolerance = 0.1\nflop_strict = true\n")
+    result = project.run("-v")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*::test_a FLOPS IMPROVED*", "*flops improved beyond the tolerance (--flop-strict)*"])
