@@ -1,0 +1,32 @@
+"""Budgets of the language models: a module-level marker, overridden where a test needs its own."""
+
+import pytest
+import torch
+
+from example_project.models import gpt, llama_7b
+
+# Every test in this module gets this budget unless it carries its own marker (the closest wins).
+pytestmark = pytest.mark.flop_budget(max_gflops=38.5, max_params="14.2M")
+
+
+def tokens(length: int, batch: int = 1):
+    return lambda: torch.zeros(batch, length, dtype=torch.long)
+
+
+@pytest.mark.parametrize("length", [128, 512, 1024])
+def test_gpt_forward(flop_budget, length):
+    flop_budget.measure(gpt, tokens(length))
+
+
+@pytest.mark.flop_budget(max_gflops=185, max_params="14.2M")
+def test_gpt_training_step(flop_budget):
+    # backward=True adds the backward pass: the compute of one training step, optimizer excluded
+    flop_budget.measure(gpt, tokens(256, batch=8), backward=True)
+
+
+@pytest.mark.flop_budget(max_gmacs=860, max_params=6.75e9)
+def test_llama_7b_forward(flop_budget):
+    # 27 GB of float32 weights: the factory is built on the counting device, and pytest.ini sets
+    # flop_device = meta, so nothing is allocated and this takes about a second
+    measured = flop_budget.measure(llama_7b, tokens(128))
+    assert measured.params == 6_738_415_616  # LLaMA-7B's published parameter count
