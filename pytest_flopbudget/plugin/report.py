@@ -6,6 +6,7 @@ All three come from the same rows, so the files say exactly what the terminal sa
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +185,9 @@ def markdown(plugin: FlopBudgetPlugin) -> str:
 def write_file(path: Path, plugin: FlopBudgetPlugin) -> None:
     """JSON (replaced) or Markdown (appended, as GitHub's $GITHUB_STEP_SUMMARY expects)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".md":
+    # GitHub's $GITHUB_STEP_SUMMARY has no .md suffix (.../step_summary_<uuid>) but is Markdown
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path.suffix.lower() == ".md" or (step_summary and path.resolve() == Path(step_summary).resolve()):
         with path.open("a", encoding="utf-8") as handle:
             handle.write(markdown(plugin))
     else:
