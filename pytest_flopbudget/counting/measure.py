@@ -104,7 +104,7 @@ def _device_context(target: torch.device | None) -> Iterator[Any]:
 
 def _build_model(model: Any, target: torch.device | None) -> nn.Module:
     if isinstance(model, nn.Module):
-        return model
+        return _uncompiled(model)
     if not callable(model):
         raise MeasurementError(
             f"model must be an nn.Module or a zero-argument callable returning one, "
@@ -116,7 +116,13 @@ def _build_model(model: Any, target: torch.device | None) -> nn.Module:
             f"the model factory {_name_of(model)} returned {type(built).__name__}, not an nn.Module; "
             "return the model itself (for example `return MyNet()`)"
         )
-    return built
+    return _uncompiled(built)
+
+
+def _uncompiled(module: nn.Module) -> nn.Module:
+    """torch.compile's wrapper counts as the module it wraps (same ops, names without _orig_mod)."""
+    original = getattr(module, "_orig_mod", None)
+    return original if isinstance(original, nn.Module) else module
 
 
 def _build_inputs(inputs: Any, target: torch.device | None, fake_mode: Any) -> tuple[tuple, dict]:
@@ -159,11 +165,26 @@ def _substitute_state(module: nn.Module, target: torch.device | None, fake_mode:
     already on the device (no copy), fresh copies of buffers (running statistics change in train
     mode), fake tensors on meta."""
     state: dict[str, torch.Tensor] = {}
+    if fake_mode is None:
+        _refuse_meta_state(module, target)
     for name, param in module.named_parameters():
         state[name] = _moved(param, target, fake_mode, is_param=True)
     for name, buffer in module.named_buffers():
         state[name] = _moved(buffer, target, fake_mode, is_param=False)
     return state
+
+
+def _refuse_meta_state(module: nn.Module, target: torch.device | None) -> None:
+    """Weights on meta hold no values: only a meta count can run them."""
+    for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
+        for name, tensor in named:
+            if tensor.device.type == "meta" and (target is None or target.type != "meta"):
+                where = f"device={str(target)!r}" if target is not None else "device=None"
+                raise MeasurementError(
+                    f"{kind} {name!r} of {type(module).__name__} is on the meta device and has no "
+                    f"values, so it cannot run with {where}; measure with device='meta' "
+                    "(or --flop-device=meta), which counts the same numbers without memory"
+                )
 
 
 def _moved(tensor: torch.Tensor, target: torch.device | None, fake_mode: Any, *, is_param: bool) -> torch.Tensor:

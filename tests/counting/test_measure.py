@@ -302,3 +302,35 @@ def test_measurement_round_trips_through_a_dict():
     again = fb.Measurement.from_dict(m.to_dict())
     assert again == m
     assert again.gflops == m.flops / 1e9 and again.gmacs == m.macs / 1e9
+
+
+def test_weights_on_meta_need_a_meta_count():
+    with torch.device("meta"):
+        half = nn.Linear(4, 4)
+    mixed = nn.Sequential(nn.Linear(4, 4), half)
+    x = torch.randn(3, 4)
+    for device in (None, "cpu"):
+        with pytest.raises(fb.MeasurementError, match=r"parameter '1.weight'.*device='meta'"):
+            fb.measure(mixed, x, device=device)
+    assert fb.measure(mixed, x, device="meta").flops == 2 * linear_flops(3, 4, 4)
+
+
+def test_measure_inside_torch_flop_counter_mode():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(3, 4)
+    alone = fb.measure(model, x)
+    with FlopCounterMode(display=False) as outer:
+        nested = fb.measure(model, x)
+    assert nested.to_dict() == alone.to_dict()
+    assert outer.get_total_flops() == 2 * (3 * 8 * 4 + 3 * 2 * 8)  # torch's own 2·MACs of the mms
+
+
+def test_measure_a_compiled_module():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(3, 4)
+    compiled = torch.compile(model)
+    m = fb.measure(compiled, x)
+    assert m.flops == linear_flops(3, 4, 8) + 3 * 8 + linear_flops(3, 8, 2)
+    assert set(m.modules) == {"", "0", "1", "2"}  # named like the model it wraps
