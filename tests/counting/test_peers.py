@@ -204,7 +204,14 @@ LAYERS = {
     "relu": (nn.ReLU(), (1, 3, 6), numel((1, 3, 6))),
     "gelu": (nn.GELU(), (1, 3, 6), numel((1, 3, 6))),
     "max-pool": (nn.MaxPool2d(2), (1, 3, 4, 4), numel((1, 3, 4, 4))),
+    "elu": (nn.ELU(), (1, 3, 6), numel((1, 3, 6))),
+    "prelu": (nn.PReLU(), (1, 3, 6), numel((1, 3, 6))),
+    "avg-pool": (nn.AvgPool2d(2), (1, 3, 4, 4), numel((1, 3, 4, 4))),
+    "adaptive-avg-pool": (nn.AdaptiveAvgPool2d(2), (1, 3, 4, 4), numel((1, 3, 4, 4))),
     "relu6": (nn.ReLU6(), (1, 3, 6), 0),  # calls F.hardtanh, which ptflops does not patch
+    "leaky-relu": (nn.LeakyReLU(), (1, 3, 6), 0),  # F.leaky_relu, not patched
+    "silu": (nn.SiLU(), (1, 3, 6), 0),  # no module hook; the patched F.silu counts it once
+    "mish": (nn.Mish(), (1, 3, 6), -numel((1, 3, 6))),  # unknown to ptflops: 0
 }
 
 
