@@ -2,7 +2,13 @@
 
 The seed counts one operation per element (flops); ptflops counts the same and doubles it when the
 layer is affine (macs), for the scale and shift. Running statistics are buffers, not work counted
-here. Backward: one per input element for each gradient asked for (input, weight, bias).
+here (nn.BatchNorm's ``num_batches_tracked += 1`` in training is an ordinary add, one).
+Backward: one per input element for each gradient asked for (input, weight, bias).
+
+RMS norm is one unit whichever way it runs: ``F.rms_norm``/``torch.rms_norm`` through
+``FUNCTION_RULES`` (its CPU decomposition muted), the CUDA ``_fused_rms_norm`` kernel through
+``RULES``. A hand-written RMSNorm (transformers' LlamaRMSNorm) makes no such call and is counted op
+by op: 4 per element and 2 per row.
 """
 
 from __future__ import annotations
