@@ -18,7 +18,7 @@ import transformers as tf
 
 import pytest_flopbudget as fb
 
-from models import (
+from arch_configs import (
     bert_config,
     build,
     clip_vision_config,
