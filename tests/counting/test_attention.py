@@ -82,6 +82,27 @@ def test_multi_head_attention_formula_cross_attention_with_kdim_vdim():
     assert got == (sum(p[0] for p in parts), sum(p[1] for p in parts))
 
 
+def test_kernel_formulas_on_tuples_agree():
+    q, k, v = (2, 4, 5, 8), (2, 4, 7, 8), (2, 4, 7, 6)
+    plain = core(8, 5, 7, 8, 6)
+    masked = core(8, 5, 7, 8, 6, mask=True)
+    assert attention.sdpa(q, k, v) == plain
+    assert attention.sdpa(q, k, v, (5, 7)) == masked
+    assert attention.sdpa(q, k, v, None, 0.0, True) == plain  # is_causal: no mask tensor
+    assert attention.flash_cpu(q, k, v, 0.0, False, out=None) == plain
+    assert attention.flash_cpu(q, k, v, 0.0, False, out=None, attn_mask=(5, 7)) == masked
+    assert attention.with_bias(q, k, v, (2, 4, 5, 7), True, 0.0, False, out=None) == masked
+
+
+def test_transformer_encoder_layer_formula_on_tuples():
+    e, hidden = 16, 32
+    got = attention.transformer_encoder_layer(
+        (2, 5, e), e, 4, (3 * e, e), (3 * e,), (e, e), (e,), False, False, 1e-5, (e,), (e,), (e,), (e,),
+        (hidden, e), (hidden,), (e, hidden), (e,), None, out=None,
+    )
+    assert got == encoder_layer_by_hand(2, 5, e, 4, hidden)
+
+
 # --- SDPA: one total on every path ----------------------------------------------------------
 
 @pytest.mark.parametrize("device", DEVICES)
