@@ -1,0 +1,99 @@
+"""Terminal summary verbosity, JSON and Markdown reports, JUnit properties, and torch staying unimported."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import Project, linear_flops, linear_params
+
+
+def three_tests(project: Project) -> None:
+    project.write(
+        "test_r.py",
+        project.linear_test("test_ok", 8, 4, 2, f"max_params={2 * linear_params(8, 4)}"),
+        project.linear_test("test_over", 8, 4, 2, f"max_params={linear_params(8, 4) - 1}"),
+        project.linear_test("test_pair", 4, 2, 1, label="enc"),
+    )
+
+
+def test_summary_table_and_verbosity(project: Project) -> None:
+    three_tests(project)
+    result = project.run()
+    result.stdout.fnmatch_lines([
+        "*= flop budget =*",
+        "test * GFLOPs * GMACs * params * budget * change * verdict",
+        f"test_r.py::test_ok * {linear_flops(2, 8, 4) / 1e9:.3g} * {linear_params(8, 4)} * 50.0% * new * new",
+        f"test_r.py::test_over * 102.9% * new * OVER BUDGET",
+        "test_r.py::test_pair#enc * - * new * new",
+        "flopbudget: 0 ok, 1 over budget, 0 regressed, 0 improved, 2 new, 0 stale",
+    ])
+    quiet = project.run("-q")
+    assert "GFLOPs" not in quiet.stdout.str()
+    quiet.stdout.fnmatch_lines(["flopbudget: 0 ok, 1 over budget, 0 regressed, 0 improved, 2 new, 0 stale"])
+
+
+def test_default_hides_ok_rows_of_long_tables_and_v_shows_them(project: Project) -> None:
+    project.write("test_many.py", "@pytest.mark.parametrize('i', range(22))\ndef test_m(flop_budget, i):\n"
+                                  "    flop_budget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2))\n")
+    project.run("--flop-update-baseline", "-q")
+    result = project.run()
+    result.stdout.fnmatch_lines(["(22 ok rows hidden; -v shows every row)", "flopbudget: 22 ok, *"])
+    assert "test_many.py::test_m[0]  " not in result.stdout.str()
+    verbose = project.run("-v")
+    assert sum(line.startswith("test_many.py::test_m[") and line.endswith(" ok") for line in verbose.outlines) == 22
+
+
+def test_json_and_markdown_reports(project: Project) -> None:
+    three_tests(project)
+    project.run("--flop-report=report.json")
+    data = json.loads((project.pytester.path / "report.json").read_text())
+    rows = {row["key"]: row for row in data["tests"]}
+    assert list(rows) == sorted(rows)
+    assert rows["test_r.py::test_ok"]["flops"] == linear_flops(2, 8, 4)
+    assert rows["test_r.py::test_ok"]["params"] == linear_params(8, 4)
+    assert rows["test_r.py::test_ok"]["budget_used"] == 0.5
+    assert rows["test_r.py::test_over"]["verdict"] == "over budget" and rows["test_r.py::test_over"]["failing"]
+    assert rows["test_r.py::test_pair#enc"]["label"] == "enc"
+    assert data["counts"] == {"ok": 0, "over budget": 1, "regressed": 0, "improved": 0, "new": 2, "stale": 0}
+
+    summary = project.pytester.path / "summary.md"
+    summary.write_text("# earlier step\n")
+    project.run(f"--flop-report={summary}")
+    project.run(f"--flop-report={summary}")
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n")  # appended, as $GITHUB_STEP_SUMMARY expects
+    assert text.count("## pytest-flopbudget") == 2
+    assert f"| `test_r.py::test_ok` | {linear_flops(2, 8, 4) / 1e9:.3g} |" in text
+    assert "| **over budget** |" in text
+    assert "flopbudget: 0 ok, 1 over budget, 0 regressed, 0 improved, 2 new, 0 stale" in text
+
+
+def test_junit_properties_are_opt_in(project: Project) -> None:
+    project.write("test_j.py", project.linear_test("test_j", 8, 4, 3))
+    project.run("--junit-xml=plain.xml")
+    assert ET.parse(project.pytester.path / "plain.xml").find(".//property") is None
+    project.pytester.makeini("[pytest]\nflop_junit_properties = true\n")
+    project.run("--junit-xml=out.xml")
+    props = {p.get("name"): p.get("value") for p in ET.parse(project.pytester.path / "out.xml").iter("property")}
+    assert props == {"flops": str(linear_flops(3, 8, 4)), "macs": "108", "params": str(linear_params(8, 4))}
+
+
+def test_torch_is_not_imported_without_measuring(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_plain="import sys\n\n"
+                   "def test_plain():\n    assert 1 + 1 == 2\n\n"
+                   "def test_no_torch_yet():\n    assert 'torch' not in sys.modules\n",
+        conftest="import sys\n\n"
+                 "def pytest_collection_finish(session):\n"
+                 "    open('after_collect.txt', 'w').write(str('torch' in sys.modules))\n\n"
+                 "def pytest_unconfigure(config):\n"
+                 "    open('at_end.txt', 'w').write(str('torch' in sys.modules))\n",
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "flopbudget")
+    result.assert_outcomes(passed=2)
+    assert "flopbudget: baseline" in result.stdout.str()  # the plugin was loaded
+    assert (pytester.path / "after_collect.txt").read_text() == "False"
+    assert (pytester.path / "at_end.txt").read_text() == "False"
