@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,12 @@ def markdown(plugin: FlopBudgetPlugin) -> str:
     lines.append(count_line(counts))
     lines += ["", *(f"> {hint}" for hint in hints(plugin, counts))] if hints(plugin, counts) else []
     return "\n".join(lines) + "\n\n"
+
+
+def is_markdown(path: Path) -> bool:
+    """A .md path, or GitHub's step summary file (whose name has no suffix)."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    return path.suffix.lower() == ".md" or (bool(summary) and Path(summary).resolve() == path.resolve())
 
 
 def write_file(path: Path, plugin: FlopBudgetPlugin) -> None:

@@ -70,6 +70,17 @@ def test_json_and_markdown_reports(project: Project) -> None:
     assert "flopbudget: 0 ok, 1 over budget, 0 regressed, 0 improved, 2 new, 0 stale" in text
 
 
+def test_github_step_summary_gets_markdown(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    three_tests(project)
+    summary = project.pytester.path / "step_summary_1234"
+    summary.write_text("previous\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    project.run(f"--flop-report={summary}")
+    text = summary.read_text()
+    assert text.startswith("previous\n## pytest-flopbudget")
+    assert "| `test_r.py::test_over` |" in text
+
+
 def test_junit_properties_are_opt_in(project: Project) -> None:
     project.write("test_j.py", project.linear_test("test_j", 8, 4, 3))
     project.run("--junit-xml=plain.xml")
