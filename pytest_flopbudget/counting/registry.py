@@ -21,6 +21,7 @@ from pytest_flopbudget.counting.formulas import (
     conv,
     elementwise,
     embedding,
+    loss,
     matmul,
     norm,
     pooling,
@@ -34,7 +35,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling,
+    resampling, loss,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
