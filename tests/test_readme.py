@@ -1,0 +1,203 @@
+"""README.md: every shell command in its code blocks is either run here, verbatim, with the output
+it shows compared to the real one, or known (install and CI commands) and checked as far as a test can."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+SEE_IT_WORK = "pytest example_project"
+DEMO = "FLOPBUDGET_DEMO_REGRESSION=1 pytest example_project -k gpt_training_step"
+CLI = "flopbudget example_project.models:vit --input-shape 1,3,224,224 --depth 1"
+CI = "python -m pytest --flop-strict --flop-report=$GITHUB_STEP_SUMMARY"
+RUN = {SEE_IT_WORK, DEMO, CLI, CI}
+
+# Not run by this suite, each for a reason, each checked below as far as a test can.
+KNOWN = {
+    "pip install -r requirements-dev.txt": "installs; .ci/run runs it on a fresh machine",
+    "python -m pytest": "this very suite; .ci/run runs it",
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu": "installs (CI snippet)",
+    "pip install -e . pytest-flopbudget": "installs the user's project (CI snippet)",
+    "pytest --flop-update-baseline": "a user's repository; options checked against the plugin",
+    "git diff flop_baseline.yaml": "a user's repository",
+    "pytest --flop-prune-baseline": "a user's repository; options checked against the plugin",
+    "pytest --flop-device=meta": "a user's repository; options checked against the plugin",
+}
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README, re.M | re.S)
+
+
+def strip_comment(line: str) -> str:
+    return re.sub(r"\s+#.*$", "", line).strip()
+
+
+def shell_commands() -> list[str]:
+    commands = [strip_comment(line) for block in blocks("bash") for line in block.splitlines()]
+    for block in blocks("yaml"):
+        for step in yaml.safe_load(block)["jobs"]["flops"]["steps"]:
+            if "run" in step:
+                commands.append(strip_comment(step["run"]))
+    return [c for c in commands if c]
+
+
+def text_block_after(command: str) -> str:
+    """The ```text block that shows the output of the ```bash block holding ``command``."""
+    match = re.search(rf"^```bash\n[^`]*?{re.escape(command)}[^`]*?^```\n\n```text\n(.*?)^```", README, re.M | re.S)
+    assert match, f"README has no output block after {command!r}"
+    return match.group(1)
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FLOPBUDGET_", "GITHUB_"))}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The README's commands, started together (they are independent) and awaited by each test."""
+    project = tmp_path_factory.mktemp("user_repo") / "example_project"
+    shutil.copytree(ROOT / "example_project", project, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    summary = project.parent / f"step_summary_{uuid.uuid4()}"  # GitHub's file has no suffix
+    started = {
+        command: subprocess.Popen(
+            ["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for command, cwd, env in (
+            (SEE_IT_WORK, ROOT, user_env()),
+            (DEMO, ROOT, user_env()),
+            (CLI, ROOT, user_env()),
+            # the CI step as a user's repository runs it: from the root of (a copy of) the example
+            (CI, project, user_env(GITHUB_STEP_SUMMARY=str(summary))),
+        )
+    }
+    results = {}
+    try:
+        for command, process in started.items():
+            out, _ = process.communicate(timeout=300)
+            results[command] = (process.returncode, out)
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+    results["summary"] = summary
+    return results
+
+
+def test_every_command_is_run_or_known():
+    commands = shell_commands()
+    assert len(commands) == len(set(commands)), "a command appears twice"
+    unknown = set(commands) - RUN - set(KNOWN)
+    assert not unknown, f"README commands no test knows: {unknown}; run them here or add them to KNOWN"
+    missing = (RUN | set(KNOWN)) - set(commands)
+    assert not missing, f"commands no longer in the README: {missing}"
+
+
+def test_ci_script_installs_and_runs_what_the_readme_says():
+    script = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [line for line in script if line and not line.startswith("#")]
+    assert commands[-1] == "python -m pytest"
+    assert "python -m pip install -q -r requirements-dev.txt" in commands
+    assert "torch==2.13.0" in (ROOT / "requirements-dev.txt").read_text().split()
+
+
+@pytest.mark.parametrize("command", sorted(c for c in KNOWN if c.startswith("pytest ")))
+def test_known_pytest_commands_use_real_options(command):
+    from pytest_flopbudget.plugin.options import OPTIONS
+
+    flags = {option.flag: option for option in OPTIONS}
+    for token in shlex.split(command)[1:]:
+        name, _, value = token.partition("=")
+        assert name in flags, f"{command}: {name} is not a pytest-flopbudget option"
+        option = flags[name]
+        assert (option.kind == "bool") == (value == ""), f"{command}: {name} takes {option.kind}"
+        if value:
+            option.check(value)
+
+
+def test_see_it_work_passes_and_prints_the_table_shown(runs):
+    code, out = runs[SEE_IT_WORK]
+    assert code == 0, out[-3000:]
+    assert f"rootdir: {ROOT / 'example_project'}" in out and "configfile: pytest.ini" in out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ flop budget =+", line))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("flopbudget: "))
+    shown = re.search(r"^```text\n(=+ flop budget =+\n.*?)^```", README, re.M | re.S)
+    assert shown, "README shows no budget table"
+    assert "\n".join(lines[start : end + 1]) + "\n" == shown.group(1)
+    assert "9 ok, 0 over budget, 0 regressed" in out and "9 passed" in out
+
+
+def test_demo_regression_fails_and_names_what_grew(runs):
+    code, out = runs[DEMO]
+    assert code == 1, out[-3000:]
+    assert "OVER BUDGET" in out and "tests/test_language.py::test_gpt_training_step" in out
+    assert "flops regressed" in out and "grown: blocks" in out
+    assert "1 failed" in out
+
+
+def test_cli_prints_the_table_shown_with_the_engines_numbers(runs, monkeypatch):
+    code, out = runs[CLI]
+    assert code == 0, out
+    table = "\n".join(line for line in out.splitlines() if not line.startswith("flopbudget: "))  # progress
+    assert table + "\n" == text_block_after(CLI)
+
+    import torch
+
+    import pytest_flopbudget as fb
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from example_project.models import vit
+
+    expected = fb.measure(vit, lambda: torch.randn(1, 3, 224, 224), device="meta")
+    assert f"total: {expected.flops / 1e9:.3f} GFLOPs, {expected.macs / 1e9:.3f} GMACs" in table
+    # ViT-Tiny by hand: 12 blocks of 12*192^2 + 13*192 weights, patch conv, tokens, norm and head
+    dim = 192
+    params = 12 * (12 * dim * dim + 13 * dim) + (3 * 16 * 16 * dim + dim) + dim + 197 * dim + 2 * dim + (dim * 1000 + 1000)
+    assert expected.params == params and f"({params} trainable) on meta" in table
+
+
+def test_ci_step_passes_and_writes_the_step_summary(runs):
+    code, out = runs[CI]
+    assert code == 0, out[-3000:]
+    summary = runs["summary"].read_text()
+    assert summary.startswith("## pytest-flopbudget\n")
+    assert "| `tests/test_vision.py::test_resnet` | 3.632 |" in summary
+    assert "9 ok, 0 over budget" in summary
+
+
+def test_python_blocks(monkeypatch):
+    writing, api = blocks("python")
+    compile(writing, "README: writing budgets", "exec")  # imports a user's package: compiled only
+    from pytest_flopbudget.plugin.marker import KEYWORDS
+
+    for keyword in re.findall(r"(\w+)=", re.search(r"flop_budget\((.*?)\)", writing).group(1)):
+        assert keyword in KEYWORDS
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(api, "README: Python API", "exec"), {})
+    first = out.getvalue().split()
+    baseline = yaml.safe_load((ROOT / "example_project" / "flop_baseline.yaml").read_text())
+    resnet = baseline["entries"]["tests/test_vision.py::test_resnet"]
+    # the example measures resnet on meta too: the API block's numbers are the committed ones
+    assert [int(first[0]), int(first[1]), int(first[2])] == [resnet["flops"], resnet["macs"], resnet["params"]]
+    assert int(first[4]) == resnet["modules"]["layer1"]["macs"]
