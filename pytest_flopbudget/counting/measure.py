@@ -47,9 +47,10 @@ def measure(
     """
     target = resolve_device(device)
     registry = registry or default_registry()
-    with _device_context(target) as fake_mode:
-        module = _build_model(model, target)
-        args, kwargs = _build_inputs(inputs, target, fake_mode)
+    with _fake_mode_for(target) as fake_mode:
+        with _build_device(target):
+            module = _build_model(model, target)
+            args, kwargs = _build_inputs(inputs, target, fake_mode)
         params = _substitute_state(module, target, fake_mode)
         names = {m: name for name, m in module.named_modules() if name}
         scopes = ModuleScopes(names, track_backward=backward)
@@ -87,19 +88,23 @@ def resolve_device(device: DeviceLike) -> torch.device | None:
 
 
 @contextlib.contextmanager
-def _device_context(target: torch.device | None) -> Iterator[Any]:
-    """FakeTensorMode for meta (yielded, so inputs can be converted), the default device otherwise."""
+def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
+    """FakeTensorMode for meta (yielded, so tensors can be converted to fake ones), else nothing."""
     if target is not None and target.type == "meta":
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
         with fake_mode:
             yield fake_mode
-    elif target is not None:
-        with target:
-            yield None
     else:
         yield None
+
+
+def _build_device(target: torch.device | None) -> Any:
+    """The default device while factories run. On meta, weights are built as fake *meta* tensors:
+    weight initialisers skip meta tensors (trunc_normal_ would otherwise ask a fake tensor for
+    values); ``_fake`` then moves them to the one fake device the forward runs on."""
+    return target if target is not None else contextlib.nullcontext()
 
 
 def _build_model(model: Any, target: torch.device | None) -> nn.Module:

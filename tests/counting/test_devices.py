@@ -142,3 +142,21 @@ def test_llama_7b_on_meta_without_weights():
     estimate = 2 * (params - vocab * hidden) * tokens + layers * 4 * scores * head_dim
     assert abs(m.flops - estimate) / estimate < 0.01
     assert 1690 < m.gflops < 1710
+
+
+def test_factories_with_value_dependent_initialisers_build_on_meta():
+    """trunc_normal_ asks its tensor for values (ViT, ConvNeXt and Swin use it); on meta the
+    factory must still build without memory and count like cpu."""
+
+    class Truncated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(4, 4)
+            nn.init.trunc_normal_(self.layer.weight, std=0.02)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x) + torch.arange(4)  # a tensor created in forward, on the default device
+
+    expected = 2 * 4 * (2 * 4 - 1) + 2 * 4 + 2 * 4  # linear, its bias, the add
+    assert fb.measure(Truncated, lambda: torch.randn(2, 4), device="meta").flops == expected
+    assert fb.measure(Truncated, lambda: torch.randn(2, 4), device="cpu").flops == expected
