@@ -7,6 +7,7 @@ well formed, so ``flopbudget --help`` and usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import json
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -275,13 +276,9 @@ def _run(request: Request) -> Any:
         raise CliError("inputs of two reduced floating dtypes; the model can be cast to only one")
     float_dtype = next(iter(floats), None)
     build = _factory(request.target, obj, float_dtype)
-    if not request.debug:
-        # FakeTensorMode logs the full traceback of a failing op before raising it; the one-line
-        # error below says the same, and --debug shows the traceback
-        logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     if request.device == "cpu":
         _check_cpu_memory(request.target, build, float_dtype)
-    with _Progress(f"counting {request.target} on {request.device}"):
+    with _quiet_fake_tensor_log(request.debug), _Progress(f"counting {request.target} on {request.device}"):
         try:
             return fb.measure(build, _inputs(request.shapes, dtypes), device=request.device, backward=request.backward)
         except CliError:
@@ -293,6 +290,20 @@ def _run(request: Request) -> Any:
             raise CliError(
                 f"the model's forward failed on inputs {shapes}: {type(error).__name__}: {_one_line(error)}"
             ) from error
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_log(debug: bool) -> Iterator[None]:
+    """FakeTensorMode logs the full traceback of a failing op before raising it; the one-line error
+    says the same, and --debug shows the traceback."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    if not debug:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def estimate_weight_bytes(build: Callable[[], Any], float_dtype: Any = None) -> int | None:
