@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import Project, linear_flops, linear_params
 
@@ -16,31 +18,33 @@ def test_many(flop_budget, i):
 def run_bytes(project: Project, *args: str, ret: int = pytest.ExitCode.OK) -> bytes:
     if project.baseline.exists():
         project.baseline.unlink()
-    result = project.pytester.runpytest_subprocess("-p", "no:cacheprovider", "--flop-update-baseline", *args)
+    result = project.pytester.runpytest("-p", "no:cacheprovider", "--flop-update-baseline", *args)
     assert result.ret == ret, result.stdout.str()[-2000:]
     return project.baseline.read_bytes()
 
 
 def test_verdicts_travel_to_the_controller(project: Project) -> None:
-    project.write(
-        "test_a.py",
-        project.linear_test("test_fits", 8, 4, 3, f"max_gflops={linear_flops(3, 8, 4)}e-9"),
-        project.linear_test("test_over", 8, 4, 3, f"max_params={linear_params(8, 4) - 1}"),
-        project.linear_test("test_grows", 8, 4, 3),
-        MANY.format(count=6),
-    )
-    sequential = run_bytes(project, ret=pytest.ExitCode.TESTS_FAILED)  # test_over fails, is still recorded
-    assert b"test_a.py::test_over:" in sequential
-    assert run_bytes(project, "-n", "2", ret=pytest.ExitCode.TESTS_FAILED) == sequential  # written by the controller from the reports
-    project.write("test_a.py", project.linear_test("test_grows", 8, 6, 3))
-    result = project.pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "-v", "--flop-report=r.json")
-    result.assert_outcomes(failed=1)
+    fits = project.linear_test("test_fits", 8, 4, 3, f"max_gflops={linear_flops(3, 8, 4)}e-9")
+    over = project.linear_test("test_over", 8, 4, 3, f"max_params={linear_params(8, 4) - 1}")
+    project.write("test_a.py", fits, over, project.linear_test("test_grows", 8, 4, 3), MANY.format(count=6))
+    project.run("--flop-update-baseline").assert_outcomes(passed=8, failed=1)
+    # one xdist run: workers judge against the baseline (a regression, accepted by the update; an
+    # over-budget failure); the controller reports both and writes the merged baseline
+    project.write("test_a.py", fits, over, project.linear_test("test_grows", 8, 6, 3), MANY.format(count=6))
+    result = project.run("-n", "2", "-v", "--flop-update-baseline", "--flop-report=r.json")
+    result.assert_outcomes(passed=8, failed=1)
     result.stdout.fnmatch_lines([
-        "*FLOPS REGRESSED*test_a.py::test_grows*",
-        f"test_a.py::test_grows: flops regressed: {linear_flops(3, 8, 6)} vs baseline {linear_flops(3, 8, 4)}*",
-        "test_a.py::test_grows * REGRESSED",
-        "*1 regressed, 0 improved, 0 new, 14 stale",
+        "*OVER BUDGET*test_a.py::test_over*",
+        f"over budget: max_params: {linear_params(8, 4)} params * > limit {linear_params(8, 4) - 1} *",
+        "test_a.py::test_grows * +50.0% flops  regressed",
+        "test_a.py::test_over * OVER BUDGET",
+        "flopbudget: 13 ok, 1 over budget, 1 regressed, 0 improved, 0 new, 0 stale",
     ])
+    rows = {r["key"]: r for r in json.loads((project.pytester.path / "r.json").read_text())["tests"]}
+    assert rows["test_a.py::test_grows"]["baseline"]["flops"] == linear_flops(3, 8, 4)
+    assert rows["test_a.py::test_grows"]["flops"] == linear_flops(3, 8, 6)
+    parallel = project.baseline.read_bytes()
+    assert run_bytes(project, ret=pytest.ExitCode.TESTS_FAILED) == parallel  # same bytes from scratch, -n 0
 
 
 @pytest.mark.slow
