@@ -32,14 +32,43 @@ LIMITS: Mapping[str, tuple[str, int]] = {
 KEYWORDS = (*LIMITS, "tolerance")
 
 _SUFFIXES = {"": None, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
-_QUANTITY = re.compile(r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<suffix>[kKmMgGbBtT]?)\s*$")
+_NUMBER = r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?)"
+# ASCII digits and spaces only; re.ASCII keeps \d from matching other scripts' digits
+_QUANTITY = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<suffix>[kKmMgGbBtT]?)\s*$", re.ASCII)
+_FRACTION = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<percent>%?)\s*$", re.ASCII)
+# a string longer than this, or an exponent beyond this, is no limit anyone writes; refusing them
+# keeps Fraction from building numbers of millions of digits ("1e999999999" would hang the run)
+MAX_TEXT = 100
+MAX_EXPONENT = 1000
+# numbers (in counted units) must fit a float and a percentage of budget: 10**400 would overflow the
+# report, 10**5000 cannot even be printed (int max str digits)
+MAX_MAGNITUDE = 10**200
+
+
+def out_of_range(exact: Fraction) -> bool:
+    return abs(exact) > MAX_MAGNITUDE or exact.denominator > 10**1200 or bool(exact and abs(exact) * MAX_MAGNITUDE < 1)
+
+
+def _in_range(argument: str, value: Any, exact: Fraction) -> Fraction:
+    if out_of_range(exact):
+        raise MarkerError(argument, value, "out of range: keep it between 1e-200 and 1e200 (in flops, macs or params)")
+    return exact
+
+
+def safe_repr(value: Any, limit: int = 80) -> str:
+    """repr() for messages: never raises, never floods the terminal."""
+    try:
+        text = repr(value)
+    except Exception:  # a hostile or broken __repr__ must not turn an ERROR into an INTERNALERROR
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class MarkerError(ValueError):
     """One bad argument of a flop_budget marker; ``describe`` names the test too."""
 
     def __init__(self, argument: str, value: Any, reason: str) -> None:
-        super().__init__(f"{argument}={value!r}: {reason}")
+        super().__init__(f"{argument}={safe_repr(value)}: {reason}")
         self.argument = argument
         self.value = value
         self.reason = reason
@@ -75,25 +104,19 @@ def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
     if isinstance(value, bool):
         raise MarkerError(argument, value, "a bool is not a limit; give a number or a string like '26M'")
     if isinstance(value, numbers.Real):
-        as_float = float(value)
-        if math.isnan(as_float):
-            raise MarkerError(argument, value, "NaN is not a limit")
-        if math.isinf(as_float):
-            raise MarkerError(argument, value, "an infinite limit is no limit; leave the argument out")
-        # repr() gives the shortest decimal that round-trips, so 8.5 and 1e-7 are taken as written
-        exact = Fraction(repr(as_float)) if isinstance(value, float) else Fraction(value)  # type: ignore[arg-type]
-        scaled = exact * unit
+        scaled = _exact_real(argument, value) * unit
     elif isinstance(value, str):
-        match = _QUANTITY.match(value)
+        match = _QUANTITY.match(value) if len(value) <= MAX_TEXT else None
         if match is None:
             raise MarkerError(
                 argument, value, "not a number; write a number or a string with a unit suffix k, M, G, T ('26M', '4.1G')"
             )
-        number = Fraction(match["number"])
+        number = _exact_decimal(argument, value, match)
         suffix = _SUFFIXES[match["suffix"].lower()]
         scaled = number * unit if suffix is None else number * suffix
     else:
         raise MarkerError(argument, value, f"a {type(value).__name__} is not a limit; give a number or a string like '26M'")
+    scaled = _in_range(argument, value, scaled)
     if scaled < 0:
         raise MarkerError(argument, value, "a limit cannot be negative")
     if scaled == 0:
@@ -101,23 +124,60 @@ def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
     return scaled
 
 
+def _exact_real(argument: str, value: Any) -> Fraction:
+    """A real number exactly: ints of any size, Fractions, floats as written, numpy scalars."""
+    try:
+        if isinstance(value, numbers.Integral):
+            return Fraction(int(value))
+        if isinstance(value, numbers.Rational):
+            return Fraction(int(value.numerator), int(value.denominator))
+        as_float = float(value)
+    except (TypeError, ValueError, OverflowError, ArithmeticError) as error:
+        raise MarkerError(argument, value, f"cannot be read as a number ({type(error).__name__})") from None
+    if math.isnan(as_float):
+        raise MarkerError(argument, value, "NaN is not a limit" if argument != "tolerance" else "NaN is not a fraction")
+    if math.isinf(as_float):
+        raise MarkerError(argument, value, "an infinite limit is no limit; leave the argument out"
+                          if argument != "tolerance" else "must be a finite fraction")
+    # repr() gives the shortest decimal that round-trips, so 8.5 and 1e-7 are taken as written
+    return Fraction(repr(as_float))
+
+
+def _exact_decimal(argument: str, value: str, match: re.Match[str]) -> Fraction:
+    """The matched decimal number exactly, refusing exponents that would build enormous integers."""
+    exponent = match["exponent"]
+    if exponent is not None and abs(int(exponent)) > MAX_EXPONENT:
+        raise MarkerError(argument, value, f"exponent out of range (at most 1e{MAX_EXPONENT})")
+    return Fraction(match["number"])
+
+
+def decimal_fraction(text: str) -> Fraction | None:
+    """A decimal or percentage string ("0.05", "5%", "-1e-3") exactly, or None when it
+    is not one (shared with --flop-tolerance); never evaluates, never builds enormous numbers."""
+    match = _FRACTION.match(text) if len(text) <= MAX_TEXT else None
+    if match is None:
+        return None
+    exponent = match["exponent"]
+    if exponent is not None and abs(int(exponent)) > MAX_EXPONENT:
+        return None
+    exact = Fraction(match["number"])
+    return exact / 100 if match["percent"] else exact
+
+
 def parse_tolerance(value: Any) -> Fraction:
     """A fraction >= 0 (0.05) or a percentage string ("5%")."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise MarkerError("tolerance", value, "give a fraction such as 0.05 or '5%'")
-    text = repr(float(value)) if isinstance(value, float) else str(value).strip()
-    percent = text.endswith("%")
-    body = text[:-1].strip() if percent else text
-    try:
-        as_float = float(body)
-        exact = Fraction(body)
-    except (ValueError, ZeroDivisionError):
-        raise MarkerError("tolerance", value, "not a fraction; write e.g. 0.05 or '5%'") from None
-    if math.isnan(as_float) or math.isinf(as_float):
-        raise MarkerError("tolerance", value, "must be a finite fraction")
+    if isinstance(value, str):
+        exact = decimal_fraction(value)
+        if exact is None:
+            raise MarkerError("tolerance", value, "not a fraction; write e.g. 0.05 or '5%'")
+    else:
+        exact = _exact_real("tolerance", value)
+    exact = _in_range("tolerance", value, exact)
     if exact < 0:
         raise MarkerError("tolerance", value, "cannot be negative")
-    return exact / 100 if percent else exact
+    return exact
 
 
 def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
@@ -165,6 +225,6 @@ def human_count(value: int | Fraction | float) -> str:
 def _g(number: float) -> str:
     if number == int(number) and abs(number) < 1e15:
         return str(int(number))
-    if abs(number) >= 0.01:
+    if 0.01 <= abs(number) < 1e15:
         return f"{number:.3f}".rstrip("0").rstrip(".")
     return f"{number:.3g}"

@@ -8,7 +8,6 @@ names the option; the same functions check ini values in ``Settings.from_config`
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,19 +32,17 @@ def device_type(value: str) -> str:
 
 def tolerance_type(value: str) -> Fraction:
     """A non-negative fraction ("0.05") or percentage ("5%"), kept exact for the comparisons."""
-    text = str(value).strip()
-    percent = text.endswith("%")
-    number = text[:-1].strip() if percent else text
-    try:
-        as_float = float(number)
-        exact = Fraction(number)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a fraction; write e.g. 0.05 or 5%"
-        ) from None
-    if not math.isfinite(as_float) or exact < 0:
+    from pytest_flopbudget.plugin.marker import decimal_fraction, out_of_range, safe_repr
+
+    # matched by a regular expression with a bounded exponent ("1e999999999" would hang Fraction)
+    exact = decimal_fraction(str(value))
+    if exact is None:
+        raise argparse.ArgumentTypeError(f"{safe_repr(value)} is not a fraction; write e.g. 0.05 or 5%")
+    if out_of_range(exact):
+        raise argparse.ArgumentTypeError(f"{safe_repr(value)} is out of range (between 1e-200 and 1e200)")
+    if exact < 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be a finite fraction >= 0 (e.g. 0.05 or 5%)")
-    return exact / 100 if percent else exact
+    return exact
 
 
 def path_type(value: str) -> str:

@@ -102,7 +102,7 @@ def _number(value: float | None) -> str:
 
 
 def _used(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
+    return "-" if value is None else f"{value * 100:.1f}%" if value < 1e6 else f"{value * 100:.3g}%"
 
 
 def table_lines(rows: list[Row]) -> list[str]:

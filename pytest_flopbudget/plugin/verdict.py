@@ -38,7 +38,7 @@ def percent(value: float | None) -> str:
         return "n/a"
     if value == float("inf"):
         return "+inf%"
-    return f"{value * 100:+.1f}%"
+    return f"{value * 100:+.1f}%" if abs(value) < 1e6 else f"{value * 100:+.3g}%"  # absurd limits stay short
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class BudgetCheck:
     def describe(self) -> str:
         sign = ">" if self.over else "<="
         return (f"{self.argument}: {self.measured:,} {self.metric} ({format_count(self.measured, self.metric)}) "
-                f"{sign} limit {format_count(self.limit, self.metric)} ({self.used * 100:.1f}% of budget, "
+                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used)[1:]} of budget, "
                 f"{percent(self.used - 1)})")
 
 
