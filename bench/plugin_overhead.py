@@ -182,6 +182,11 @@ def run_all(quick: bool = False, log: Callable[[str], None] = print) -> dict[str
                 "measured-cpu": ["measured", "--flop-device=cpu"],
                 "measured-meta": ["measured", "--flop-device=meta"],
                 "unmeasured-no-plugin": ["unmeasured", "-p", "no:flopbudget"],
+                # a quarter of the tests: the slope between the two sizes is the marginal cost per
+                # test, free of one-time costs (torch's first FakeTensorMode() builds its ShapeEnv
+                # machinery and imports sympy: about a second of CPU, once per process)
+                "unmeasured-25": ["unmeasured/test_unmeasured_0.py"],
+                "measured-meta-25": ["measured/test_measured_0.py", "--flop-device=meta"],
             },
             rounds=1 if quick else 3,
         )

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 workloads, 2 repeats, fewer plugin runs")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per worker (default 5, quick 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per worker (default 3, quick 2)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--workloads", default=None, help="comma-separated subset of workloads")
     parser.add_argument("--counters", default=None, help="comma-separated subset of counters")
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from workloads import WORKLOADS
 
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.repeats or (2 if args.quick else 3)
     names = args.workloads.split(",") if args.workloads else [n for n, w in WORKLOADS.items() if w.quick or not args.quick]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
