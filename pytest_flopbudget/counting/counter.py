@@ -25,11 +25,12 @@ _Tensor = torch.Tensor
 
 
 def _shape_of(value: Any) -> Any:
-    """Tensors become shapes (tuples of ints); lists holding tensors are converted element-wise."""
+    """Tensors become shapes (torch.Size, a tuple of ints); lists holding tensors are converted
+    element-wise."""
     if isinstance(value, _Tensor):
-        return tuple(value.shape)
-    if isinstance(value, (list, tuple)) and any(isinstance(v, _Tensor) for v in value):
-        return [tuple(v.shape) if isinstance(v, _Tensor) else v for v in value]
+        return value.shape
+    if isinstance(value, (list, tuple)) and value and any(isinstance(v, _Tensor) for v in value):
+        return [v.shape if isinstance(v, _Tensor) else v for v in value]
     return value
 
 
@@ -49,8 +50,9 @@ class OpCounter:
         self.scopes = scopes
         self.flops = 0
         self.macs = 0
-        self.module_flops: dict[str, int] = defaultdict(int)
-        self.module_macs: dict[str, int] = defaultdict(int)
+        # cost per tuple of active module names, spread over the modules once at the end: one
+        # dict update per counted op however deep the module stack is
+        self._by_scopes: dict[tuple[str, ...], list[int]] = {}
         self.op_flops: dict[str, int] = defaultdict(int)
         self.op_macs: dict[str, int] = defaultdict(int)
         self.uncounted: dict[str, int] = defaultdict(int)
@@ -77,9 +79,22 @@ class OpCounter:
         self.macs += macs
         self.op_flops[op_name] += flops
         self.op_macs[op_name] += macs
-        for name in self.scopes.active:
-            self.module_flops[name] += flops
-            self.module_macs[name] += macs
+        cost = self._by_scopes.get(self.scopes.active)
+        if cost is None:
+            self._by_scopes[self.scopes.active] = [flops, macs]
+        else:
+            cost[0] += flops
+            cost[1] += macs
+
+    def module_totals(self) -> dict[str, tuple[int, int]]:
+        """Inclusive (flops, macs) of every module that ran an op, nested modules included."""
+        totals: dict[str, list[int]] = {}
+        for names, (flops, macs) in self._by_scopes.items():
+            for name in names:
+                cost = totals.setdefault(name, [0, 0])
+                cost[0] += flops
+                cost[1] += macs
+        return {name: (cost[0], cost[1]) for name, cost in totals.items()}
 
     def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
         shapes = [_shape_of(a) for a in args]
