@@ -334,3 +334,23 @@ def test_measure_a_compiled_module():
     m = fb.measure(compiled, x)
     assert m.flops == linear_flops(3, 4, 8) + 3 * 8 + linear_flops(3, 8, 2)
     assert set(m.modules) == {"", "0", "1", "2"}  # named like the model it wraps
+
+
+def test_a_forward_that_replaces_or_updates_buffers_leaves_them_as_they_were():
+    class Cache(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+            self.register_buffer("last", torch.zeros(3))
+
+        def forward(self, x):
+            self.steps += 1  # updated in place
+            self.last = x.detach().sum(0)  # replaced by a new tensor
+            return x * 2
+
+    model = Cache()
+    steps, last = model.steps, model.last
+    for device in (None, "cpu", "meta"):
+        fb.measure(model, torch.ones(4, 3), device=device)
+    assert model.steps is steps and int(model.steps) == 0
+    assert model.last is last and torch.equal(model.last, torch.zeros(3))
