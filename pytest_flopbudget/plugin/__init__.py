@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import BaselineError, load
+from pytest_flopbudget.plugin.baseline import BaselineError, clean_stale_temp_files, load
 from pytest_flopbudget.plugin.fixtures import FlopBudget, flop_budget, flop_device
 from pytest_flopbudget.plugin.marker import MARKER_HELP
 from pytest_flopbudget.plugin.options import Settings, add_options, check_device_available
@@ -37,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"--flop-prune-baseline refused: {reason}; pruning needs the whole suite, so that "
                     "entries of tests that merely did not run are kept"
                 )
+    if not hasattr(config, "workerinput"):
+        clean_stale_temp_files(settings.baseline_path)  # left by a run killed while writing
     try:
         baseline = load(settings.baseline_path)
     except BaselineError as error:

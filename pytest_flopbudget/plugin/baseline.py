@@ -22,11 +22,17 @@ gives line numbers for shape errors and finds duplicate keys, which ``safe_load`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+
+# imported with the plugin, once per process: libyaml's extension module does not survive being
+# imported again after sys.modules is restored (pytester's in-process runs do that), so a yaml first
+# imported inside such a run would hand the next one nodes its constructor cannot read
+import yaml  # noqa: F401
 
 FORMAT_VERSION = 1
 BASELINE_DEPTH = 2
@@ -119,24 +125,34 @@ class Baseline:
 def load(path: Path) -> Baseline:
     """Read and validate the baseline; a missing file is an empty baseline."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (some Windows editors add one) is not content
     except FileNotFoundError:
         return Baseline(path, {}, None, exists=False)
     except (OSError, UnicodeDecodeError) as error:
         raise BaselineError(f"{path}: cannot read the baseline: {error}") from None
     import yaml
 
+    # parsed once, by libyaml where available (a 10 MB file in seconds, not minutes); the node tree
+    # gives line numbers and duplicate keys, the safe constructor builds plain data from it
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(error, "problem", None) or str(error)
         raise BaselineError(f"{where}: the baseline is not valid YAML: {problem}") from None
+    except RecursionError:
+        raise BaselineError(f"{path}: the baseline is not valid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        # the safe constructor's own errors: a date like 2001-13-45, an integer of 5000 digits
+        raise BaselineError(f"{path}: the baseline is not valid YAML: {error}") from None
+    finally:
+        loader.dispose()
     if data is None:  # an empty file
         return Baseline(path, {}, None, exists=True)
-    _check_duplicates(root, path)
+    _check_duplicates(root, path, set())
     return _validate(data, root, path)
 
 
@@ -144,23 +160,27 @@ def _line(node: Any) -> int:
     return node.start_mark.line + 1 if node is not None else 1
 
 
-def _check_duplicates(node: Any, path: Path) -> None:
+def _check_duplicates(node: Any, path: Path, visited: set[int]) -> None:
+    """Iterates each node once: aliases make the tree a graph ("billion laughs" would never end)."""
     import yaml
 
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
             if key in seen:
                 raise BaselineError(
                     f"{path}:{_line(key_node)}: duplicate key {key!r} (first at line {seen[key]}); "
                     "each test must appear once"
                 )
             seen[key] = _line(key_node)
-            _check_duplicates(value_node, path)
+            _check_duplicates(value_node, path, visited)
     elif isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            _check_duplicates(child, path)
+            _check_duplicates(child, path, visited)
 
 
 def _child(node: Any, key: str) -> Any:
@@ -172,6 +192,19 @@ def _child(node: Any, key: str) -> Any:
             if key_node.value == key:
                 return value_node
     return node
+
+
+def _children(node: Any) -> dict[str, Any]:
+    """Value nodes of a mapping node by key, first occurrence (duplicates are refused before)."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    found: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            found.setdefault(key_node.value, value_node)
+    return found
 
 
 def _validate(data: Any, root: Any, path: Path) -> Baseline:
@@ -196,8 +229,9 @@ def _validate(data: Any, root: Any, path: Path) -> Baseline:
     if not isinstance(raw_entries, dict):
         raise fail(entries_node, "entries must be a mapping of test ids to counts")
     entries: dict[str, Entry] = {}
+    nodes = _children(entries_node)  # one pass: _child per entry would be quadratic in the entries
     for key, raw in raw_entries.items():
-        node = _child(entries_node, key)
+        node = nodes.get(key, entries_node) if isinstance(key, str) else entries_node
         if not isinstance(key, str) or not key:
             raise fail(node, f"entry key {key!r} must be a test node id")
         entries[key] = _validate_entry(key, raw, node, fail)
@@ -297,6 +331,64 @@ def save(baseline: Baseline, entries: Mapping[str, Entry]) -> bool:
         raise
     _fsync_dir(path.parent)
     return True
+
+
+def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()) -> tuple[bool, int]:
+    """Merge ``measured`` into the file as it is *now* and write it; returns (written, entries).
+
+    The read-merge-write runs under an exclusive lock (``flock`` on the baseline's directory), and
+    the file is re-read under that lock: two pytest processes updating one baseline at the same time
+    (two CI jobs on one checkout) each keep the other's entries. Temporary files left by a writer that
+    was killed are removed first (no writer holds the lock, so none is in use).
+    """
+    with _locked(path.parent) as _:
+        _remove_stale_temp_files(path)
+        current = load(path)
+        entries = current.merged(measured, remove=remove)
+        return save(current, entries), len(entries)
+
+
+def clean_stale_temp_files(path: Path) -> None:
+    """Remove temporary files of killed writers, if no writer is running now (never waits)."""
+    if not path.parent.is_dir() or not any(_temp_files(path)):
+        return
+    with _locked(path.parent, blocking=False) as acquired:
+        if acquired:
+            _remove_stale_temp_files(path)
+
+
+def _temp_files(path: Path) -> Iterator[Path]:
+    return (p for p in path.parent.glob(f".{path.name}.*.tmp") if p.is_file() and not p.is_symlink())
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    for stale in list(_temp_files(path)):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive flock on ``directory`` (nothing is created, nothing left behind); yields
+    whether it is held. Without fcntl (Windows) there is no lock and updates are not serialised."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield True
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            held = True
+        except BlockingIOError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock (so does the process dying)
 
 
 def _file_mode(path: Path) -> int:

@@ -14,7 +14,7 @@ from typing import Any, Generator
 import pytest
 
 from pytest_flopbudget.plugin import report as reporting
-from pytest_flopbudget.plugin.baseline import Baseline, Entry, nodeid_of, save
+from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, nodeid_of, update
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
 from pytest_flopbudget.plugin.options import Settings, format_fraction
 from pytest_flopbudget.plugin.scope import RunScope
@@ -45,6 +45,7 @@ class FlopBudgetPlugin:
         self.stale: list[str] = []
         self.notes: list[str] = []
         self.stale_failed = False
+        self.write_failed = False
 
     # -- every process -------------------------------------------------------------------------
 
@@ -145,6 +146,8 @@ class FlopBudgetPlugin:
             pruned = list(self.stale)
         if self.settings.update or self.settings.prune:
             self._write_baseline(measured, pruned, exitstatus)
+            if self.write_failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.settings.strict and self.stale and not pruned:
             self.stale_failed = True
             if session.exitstatus == pytest.ExitCode.OK:
@@ -160,12 +163,17 @@ class FlopBudgetPlugin:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             self.notes.append(f"baseline {path} not written: the run was interrupted or errored")
             return
-        entries = self.baseline.merged(measured if self.settings.update else {}, remove=pruned)
-        written = save(self.baseline, entries)
+        try:
+            # merged into the file as it is now, under a lock: a concurrent update's entries are kept
+            written, count = update(path, measured if self.settings.update else {}, remove=pruned)
+        except (BaselineError, OSError) as error:
+            self.write_failed = True
+            self.notes.append(f"baseline {path} not written: {error}")
+            return
         if pruned:
             self.notes.append(f"pruned {len(pruned)} stale entr{'y' if len(pruned) == 1 else 'ies'}: {', '.join(pruned)}")
             self.stale = []
-        self.notes.append(f"baseline {'written' if written else 'unchanged'}: {path} ({len(entries)} entries)")
+        self.notes.append(f"baseline {'written' if written else 'unchanged'}: {path} ({count} entries)")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
                                 config: pytest.Config) -> None:

@@ -1,0 +1,170 @@
+"""Faults while the baseline is written: SIGKILL at any moment, and two processes updating at once.
+
+The contract: the file is always the old one or the new one, never partial; temporary files of a
+killed writer are removed by the next run; concurrent updates lose no entry (the read-merge-write
+is locked, and the file re-read under the lock)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_flopbudget.plugin import baseline as bl
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL") or sys.platform == "win32",
+                                reason="POSIX signals and flock")
+
+WRITER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from pytest_flopbudget.plugin import baseline as bl
+
+    real_fsync = os.fsync
+    def slow_fsync(fd):  # fault injection: widen the window between the temp file and the rename
+        time.sleep(0.03)
+        real_fsync(fd)
+    os.fsync = slow_fsync
+
+    def entries(version):
+        return {f"tests/test_m.py::test_{i}[{'p' * 40}]": bl.Entry(i * version, i, i) for i in range(400)}
+
+    path = Path(sys.argv[1])
+    print("ready", flush=True)
+    version = 1
+    while True:
+        version = 3 - version  # 2, 1, 2, 1...
+        bl.update(path, entries(version))
+""")
+
+
+def contents(version: int) -> bytes:
+    entries = {f"tests/test_m.py::test_{i}[{'p' * 40}]": bl.Entry(i * version, i, i) for i in range(400)}
+    return bl.dump(entries, bl.torch_version()).encode()
+
+
+def temp_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_old_or_new_and_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "flop_baseline.yaml"
+    old, new = contents(1), contents(2)
+    path.write_bytes(old)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    rng = random.Random(1234)
+    seen = {"old": 0, "new": 0, "temp left": 0}
+    for _ in range(18):
+        child = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        data = path.read_bytes()
+        assert data in (old, new), "a partial baseline"
+        seen["old" if data == old else "new"] += 1
+        seen["temp left"] += bool(temp_files(tmp_path))
+        assert bl.load(path).exists  # and it parses
+    # the kills did land at different points: both versions seen, and some mid-write (temp file left)
+    assert seen["old"] and seen["new"] and seen["temp left"], seen
+    bl.clean_stale_temp_files(path)
+    assert temp_files(tmp_path) == []
+    assert path.read_bytes() in (old, new)
+
+
+def test_a_stale_temp_file_is_removed_by_the_next_run_and_never_read(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(test_a="import torch\n\ndef test_a(flop_budget):\n"
+                                   "    flop_budget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2))\n")
+    stale = user_project.path / ".flop_baseline.yaml.abc123.tmp"
+    stale.write_text("format: 1\nentries:\n  half-writ")
+    other = user_project.path / "notes.tmp"  # not ours: left alone
+    other.write_text("keep")
+    result = user_project.runpytest("-p", "no:cacheprovider")  # not even an update: start-up cleans
+    result.assert_outcomes(passed=1)
+    assert not stale.exists() and other.read_text() == "keep"
+    assert not (user_project.path / "flop_baseline.yaml").exists()
+
+
+def test_update_merges_into_the_file_as_it_is_now(tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    start = bl.load(path)  # what a run saw at start-up: nothing
+    bl.update(path, {"a": bl.Entry(1, 1, 1)})  # meanwhile another process wrote its entry
+    written, count = bl.update(start.path, {"b": bl.Entry(2, 2, 2)})
+    assert written and count == 2
+    assert set(bl.load(path).entries) == {"a", "b"}
+    assert bl.update(path, {"b": bl.Entry(2, 2, 2)}) == (False, 2)  # nothing changed: not rewritten
+
+
+KILLED_RUN = """
+import pytest, torch
+
+@pytest.mark.parametrize("i", range(120))
+def test_k(flop_budget, i):
+    flop_budget.measure(torch.nn.Linear(4, {width} + i % 5), torch.zeros(1, 4))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_real_update_run(user_project: pytest.Pytester) -> None:
+    path = user_project.path / "flop_baseline.yaml"
+    user_project.makepyfile(test_k=KILLED_RUN.format(width=1))
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--flop-update-baseline"]
+    assert subprocess.run(command, cwd=user_project.path, capture_output=True).returncode == 0
+    old = path.read_bytes()
+    user_project.makepyfile(test_k=KILLED_RUN.format(width=2))
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(3):
+        child = subprocess.Popen(command, cwd=user_project.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.8, 3.0))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        data = path.read_bytes()
+        assert data == old or bl.load(path).entries == {
+            f"test_k.py::test_k[{i}]": bl.Entry((7 * (2 + i % 5)) + (2 + i % 5), 4 * (2 + i % 5), 5 * (2 + i % 5))
+            for i in range(120)}
+        outcomes.add(data == old)
+    # the next run, even a plain one, leaves no temporary file behind
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=user_project.path,
+                            capture_output=True, text=True)
+    assert "INTERNALERROR" not in result.stdout
+    assert temp_files(user_project.path) == []
+
+
+CONCURRENT = """
+import pytest, torch
+
+@pytest.mark.parametrize("i", range(40))
+def test_{name}(flop_budget, i):
+    flop_budget.measure(torch.nn.Linear(4, 1 + i % 5), torch.zeros(1, 4))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_updating_one_baseline_lose_nothing(user_project: pytest.Pytester) -> None:
+    for name in ("left", "right"):
+        user_project.makepyfile(**{f"test_{name}": CONCURRENT.format(name=name)})
+    path = user_project.path / "flop_baseline.yaml"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    for attempt in range(2):
+        if path.exists():
+            path.unlink()
+        jobs = [subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                                  f"test_{name}.py", "--flop-update-baseline"],
+                                 cwd=user_project.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                for name in ("left", "right")]
+        outputs = [job.communicate(timeout=300)[0].decode() for job in jobs]
+        assert all(job.returncode == 0 for job in jobs), outputs
+        keys = set(bl.load(path).entries)
+        assert keys == {f"test_{name}.py::test_{name}[{i}]" for name in ("left", "right") for i in range(40)}, \
+            (attempt, len(keys), outputs)
+        assert temp_files(user_project.path) == []
