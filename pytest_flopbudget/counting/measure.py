@@ -45,6 +45,11 @@ def measure(
     ``model`` is a module or a zero-argument factory (built on ``device``); ``inputs`` a tensor, a
     tuple/list of positional arguments, a dict of keyword arguments, or a zero-argument factory of
     one of these. ``device`` None leaves everything where it is; "meta" uses no real memory.
+
+    ``backward=True`` also counts the backward pass of the *sum of every floating-point tensor that
+    requires grad* in the output, wherever it sits (a tensor, a tuple, a dict, a ModelOutput, nested
+    lists); integer tensors, detached tensors and non-tensors are ignored, and an output with no such
+    tensor is a MeasurementError. Gradients are returned, never accumulated into ``.grad``.
     """
     target = resolve_device(device)
     registry = registry or default_registry()
