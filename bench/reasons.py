@@ -20,7 +20,7 @@ FAMILIES = {
     "_batch_norm_with_update _batch_norm_no_update native_layer_norm native_group_norm rms_norm _fused_rms_norm",
     "activation/softmax": "relu relu6 gelu silu sigmoid tanh hardswish hardsigmoid hardtanh leaky_relu _softmax "
     "_log_softmax _safe_softmax",
-    "pooling": "max_pool2d max_pool2d_with_indices avg_pool2d _adaptive_avg_pool2d adaptive_avg_pool1d "
+    "pooling/mean": "max_pool2d max_pool2d_with_indices avg_pool2d _adaptive_avg_pool2d adaptive_avg_pool1d "
     "adaptive_max_pool2d mean",
 }
 _FAMILY_OF = {op: fam for fam, ops in FAMILIES.items() for op in ops.split()}
@@ -94,8 +94,8 @@ _LEAVES_OUT = {
 _CANDIDATES = [
     ("attention",),
     ("attention", "elementwise/other"),
-    ("attention", "norm", "activation/softmax", "elementwise/other", "pooling"),
-    ("norm", "activation/softmax", "elementwise/other", "pooling"),
+    ("attention", "norm", "activation/softmax", "elementwise/other", "pooling/mean"),
+    ("norm", "activation/softmax", "elementwise/other", "pooling/mean"),
     ("activation/softmax", "elementwise/other"),
     ("elementwise/other",),
 ]

@@ -131,13 +131,20 @@ def _targets(s: dict[str, Any], plugin: dict | None) -> list[str]:
         lines.append(f"| 7B decoder on meta, peak RSS | < 1 GB | {rss:.0f} MB (of which {s.get('7b/fb-meta/rss_import', 0):.0f} MB is importing torch + transformers) | {verdict(rss < 1024)} |")
     if t is not None and fcm_t is not None:
         lines.append(f"| 7B on meta vs FlopCounterMode (same model under FakeTensorMode) | no slower | {t:.2f} s vs {fcm_t:.2f} s ({t / fcm_t:.2f}×) | {verdict(t <= fcm_t * 1.05)} |")
+    fcm_plain = s.get("7b/torch-fcm-meta/s")
+    if t is not None and fcm_plain is not None:
+        lines.append(
+            f"| 7B on meta vs FlopCounterMode on plain meta tensors (`torch.device('meta')`; it does not fail "
+            f"on `.item()` with transformers 5 and no attention mask) | no slower | {t:.2f} s vs {fcm_plain:.2f} s "
+            f"({t / fcm_plain:.2f}×) | {verdict(t <= fcm_plain * 1.05)} |"
+        )
     if plugin is None:
         lines.append("| plugin start-up, no measuring test | ≤ 30 ms | not run (--skip-plugin) | — |")
     else:
         st = s.get("startup_ms")
         imp = s.get("plugin_import_ms")
         lines.append(
-            f"| plugin start-up, no measuring test | ≤ 30 ms | {st:+.0f} ms session median (noisy, see below); "
+            f"| plugin start-up, no measuring test | ≤ 30 ms | {st:+.0f} ms CPU, session medians; "
             f"plugin import alone {imp:.0f} ms | {verdict(None if imp is None else max(st, imp) <= 30)} |"
             if st is not None and imp is not None else "| plugin start-up | ≤ 30 ms | not measured | — |"
         )
@@ -316,14 +323,16 @@ def _plugin_section(plugin: dict | None) -> list[str]:
     times = st.get("times_s", {})
     lines += [
         "Start-up, a project with one trivial test and no model (hyperfine-style: fresh `python -m pytest` "
-        f"subprocesses, the two variants alternated, {len(times.get('loaded', []))} rounds after a warm-up):",
+        f"subprocesses, the two variants alternated, {len(times.get('loaded', []))} rounds after a warm-up; "
+        "CPU time of the pytest process, user + sys, so that other jobs on the machine do not inflate it):",
         "",
-        "| variant | median (ms) | min (ms) | max (ms) |",
-        "|---|---|---|---|",
+        "| variant | median CPU (ms) | min (ms) | max (ms) | median wall (ms) |",
+        "|---|---|---|---|---|",
     ]
+    walls = st.get("median_wall_s", {})
     for k, label in (("loaded", "plugin loaded"), ("disabled", "`-p no:flopbudget`")):
         if times.get(k):
-            lines.append(f"| {label} | {_ms(med[k])} | {_ms(min(times[k]))} | {_ms(max(times[k]))} |")
+            lines.append(f"| {label} | {_ms(med[k])} | {_ms(min(times[k]))} | {_ms(max(times[k]))} | {_ms(walls.get(k))} |")
     if "loaded" in med and "disabled" in med:
         lines.append("")
         lines.append(
@@ -342,28 +351,30 @@ def _plugin_section(plugin: dict | None) -> list[str]:
     lines += [
         f"Per measured test: {n} tests, each building a small conv/BN/linear model (1×3×32×32 input), "
         "run as plain forwards, or measured through the `flop_budget` fixture with a budget marker; "
-        f"sessions alternated, {len(se.get('times_s', {}).get('unmeasured', []))} rounds, medians:",
+        f"sessions alternated, {len(se.get('times_s', {}).get('unmeasured', []))} rounds, medians of the pytest "
+        "process's CPU time (wall time alongside):",
         "",
-        "| session | median (s) | overhead per test vs unmeasured (ms) |",
-        "|---|---|---|",
+        "| session | median CPU (s) | median wall (s) | overhead per test vs unmeasured (ms, CPU) |",
+        "|---|---|---|---|",
     ]
     base = med.get("unmeasured")
     for k in ("unmeasured", "unmeasured-no-plugin", "measured-cpu", "measured-meta"):
         if k in med:
             over = "—" if k == "unmeasured" or base is None else f"{1000 * (med[k] - base) / n:+.1f}"
-            lines.append(f"| {k} | {med[k]:.2f} | {over} |")
+            lines.append(f"| {k} | {med[k]:.2f} | {se.get('median_wall_s', {}).get(k, float('nan')):.2f} | {over} |")
     if "unmeasured-25" in med and "measured-meta-25" in med and "measured-meta" in med and base is not None:
         over_100 = med["measured-meta"] - base
         over_25 = med["measured-meta-25"] - med["unmeasured-25"]
         marginal = 1000 * (over_100 - over_25) / (n - 25)
         fixed = over_25 - 25 * marginal / 1000
         lines += [
-            f"| unmeasured-25 | {med['unmeasured-25']:.2f} | — |",
-            f"| measured-meta-25 | {med['measured-meta-25']:.2f} | {1000 * over_25 / 25:+.1f} (per test of 25) |",
+            f"| unmeasured-25 | {med['unmeasured-25']:.2f} | {se.get('median_wall_s', {}).get('unmeasured-25', float('nan')):.2f} | — |",
+            f"| measured-meta-25 | {med['measured-meta-25']:.2f} | {se.get('median_wall_s', {}).get('measured-meta-25', float('nan')):.2f} | {1000 * over_25 / 25:+.1f} (per test of 25) |",
             "",
             f"Split of the meta overhead (two session sizes, 25 and {n} tests): **{marginal:.1f} ms per additional "
-            f"measured test** and a one-time {fixed:.2f} s per session (torch's first `FakeTensorMode()` in a "
-            "process imports sympy and builds its symbolic-shape machinery; the engine then reuses it).",
+            f"measured test** and a one-time {fixed:.2f} s per session: in torch 2.13 the first "
+            "TorchDispatchMode used in a process imports `torch._dynamo` (about 1 s of CPU; FlopCounterMode pays "
+            "it too), and the first `FakeTensorMode()` sets up its symbolic-shape machinery; later measures reuse both.",
         ]
     if se.get("failures"):
         lines.append("")

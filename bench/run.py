@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default=None, help="comma-separated subset of workloads")
     parser.add_argument("--counters", default=None, help="comma-separated subset of counters")
     parser.add_argument("--skip-plugin", action="store_true", help="leave out the pytest plugin sections")
+    parser.add_argument("--plugin-only", action="store_true", help="rerun the plugin sections only, keeping the counter results in --json")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--json", default=str(HERE / "results.json"))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per worker")
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
+    if args.plugin_only:
+        plan = []
     results: list[dict] = [{} for _ in plan]
     done = 0
     # Timings are CPU time inside each worker, so two workers side by side do not skew the ratios;
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/run.py" + (" --quick" if args.quick else ""),
         "total_s": round(time.perf_counter() - started, 1),
     }
+    if args.plugin_only:
+        results = json.loads(Path(args.json).read_text())["results"]
     Path(args.json).write_text(json.dumps({"meta": meta, "results": results, "plugin": plugin}, indent=1))
     write_report(Path(args.out), meta, results, plugin)
     print(f"wrote {args.out} and {args.json} in {meta['total_s']} s")
