@@ -180,7 +180,7 @@ def run_all(quick: bool = False, log: Callable[[str], None] = print) -> dict[str
         result["startup"] = _interleaved(
             root,
             {"loaded": ["trivial"], "disabled": ["trivial", "-p", "no:flopbudget"]},
-            rounds=5 if quick else 15,
+            rounds=5 if quick else 11,
         )
         ok, why = plugin_available(root)
         result["available"] = ok
@@ -202,7 +202,7 @@ def run_all(quick: bool = False, log: Callable[[str], None] = print) -> dict[str
                 "unmeasured-25": ["unmeasured/test_unmeasured_0.py"],
                 "measured-meta-25": ["measured/test_measured_0.py", "--flop-device=meta"],
             },
-            rounds=1 if quick else 5,
+            rounds=1 if quick else 4,
         )
     return result
 

@@ -119,6 +119,8 @@ def _targets(s: dict[str, Any], plugin: dict | None) -> list[str]:
         v = s.get(f"{name}/fb-cpu/x_forward")
         vg = s.get(f"{name}/fb-cpu/x_forward_grad")
         fcm = s.get(f"{name}/torch-fcm/x_forward")
+        if v is None:
+            continue
         reached = f"{_x(v)} a no_grad forward ({_x(vg)} a forward with autograd on; FlopCounterMode {_x(fcm)})"
         lines.append(f"| counting on CPU, {label} | ≤ 1.10× a plain forward | {reached} | {verdict(None if v is None else v <= 1.10)} |")
     t, rss = s.get("7b/fb-meta/s"), s.get("7b/fb-meta/rss")
