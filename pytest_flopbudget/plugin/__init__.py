@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import BaselineError, clean_stale_temp_files, load
 from pytest_flopbudget.plugin.fixtures import FlopBudget, flop_budget, flop_device
 from pytest_flopbudget.plugin.marker import MARKER_HELP
 from pytest_flopbudget.plugin.options import Settings, add_options, check_device_available
-from pytest_flopbudget.plugin.scope import partial_options
 from pytest_flopbudget.plugin.state import SETTINGS_KEY
 
 PLUGIN_NAME = "flopbudget-manager"
@@ -31,12 +29,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") is False:
         check_device_available(settings.device)
         if settings.prune:
+            from pytest_flopbudget.plugin.scope import partial_options
+
             reason = partial_options(config)
             if reason:
                 raise pytest.UsageError(
                     f"--flop-prune-baseline refused: {reason}; pruning needs the whole suite, so that "
                     "entries of tests that merely did not run are kept"
                 )
+    # the baseline, verdict and report modules load here, once configured, not at import time
+    from pytest_flopbudget.plugin.baseline import BaselineError, clean_stale_temp_files, load
+
     if not hasattr(config, "workerinput"):
         clean_stale_temp_files(settings.baseline_path)  # left by a run killed while writing
     try:

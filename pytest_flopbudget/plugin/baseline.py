@@ -29,14 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-# imported with the plugin, once per process: libyaml's extension module does not survive being
-# imported again after sys.modules is restored (pytester's in-process runs do that), so a yaml first
-# imported inside such a run would hand the next one nodes its constructor cannot read
-import yaml  # noqa: F401
+from pytest_flopbudget.plugin.state import LABEL_SEPARATOR
 
 FORMAT_VERSION = 1
 BASELINE_DEPTH = 2
-LABEL_SEPARATOR = "#"
 METRICS = ("flops", "macs", "params")
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"

@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import LABEL_SEPARATOR, Entry
-from pytest_flopbudget.plugin.state import MEASURED_KEY, SETTINGS_KEY
-from pytest_flopbudget.plugin.verdict import Measured
+from pytest_flopbudget.plugin.state import LABEL_SEPARATOR, MEASURED_KEY, SETTINGS_KEY
+
+# the baseline and verdict modules are imported by the first measurement, not with the plugin:
+# pytest loads the plugin in every run, measuring or not
 
 if TYPE_CHECKING:
     import torch
 
     from pytest_flopbudget.counting.measurement import Measurement
+    from pytest_flopbudget.plugin.verdict import Measured
 
 
 class FlopBudgetUsageError(Exception):
@@ -53,6 +55,9 @@ class FlopBudget:
         from pytest_flopbudget.counting.measure import measure
 
         result = measure(model, inputs, device=self._device, backward=backward)
+        from pytest_flopbudget.plugin.baseline import Entry
+        from pytest_flopbudget.plugin.verdict import Measured
+
         self._records.append(Measured(label, Entry.from_measurement(result), {"measurement": result}))
         if self._junit:
             suffix = "" if label is None else f"[{label}]"

@@ -1,4 +1,4 @@
-"""Stash keys shared by the plugin's modules (public pytest API: pytest.StashKey)."""
+"""Stash keys and constants shared by the plugin's modules (public pytest API: pytest.StashKey)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ if TYPE_CHECKING:
     from pytest_flopbudget.plugin.marker import Budget
     from pytest_flopbudget.plugin.options import Settings
     from pytest_flopbudget.plugin.verdict import Measured
+
+# a labelled measurement's baseline key is "<node id>#<label>"
+LABEL_SEPARATOR = "#"
 
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 BUDGET_KEY = pytest.StashKey["Budget | None"]()

@@ -1,4 +1,4 @@
-"""Shared helpers for the plugin's end-to-end tests.
+"""Session set-up and fixtures for the plugin's end-to-end tests.
 
 torch is imported here, before any pytester run: in-process runs restore ``sys.modules`` afterwards,
 and a torch first imported inside one of them would be dropped and re-imported (which torch does
@@ -7,58 +7,16 @@ not survive).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 import torch  # noqa: F401  (see the module docstring)
 
 import pytest_flopbudget.counting
+from plugin_project import Project
 
 # torch imports more of itself on first use (FakeTensorMode for meta, autograd for backward): do it
 # now, outside any pytester run, for the same reason
 pytest_flopbudget.counting.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="meta", backward=True)
 pytest_flopbudget.counting.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="cpu", backward=True)
-
-
-def linear_flops(rows: int, cin: int, cout: int, bias: bool = True) -> int:
-    """The seed's FC formula: (2*Cin - 1) * Cout per row, +Cout per row for the bias."""
-    return rows * ((2 * cin - 1) * cout + (cout if bias else 0))
-
-
-def linear_params(cin: int, cout: int, bias: bool = True) -> int:
-    return cin * cout + (cout if bias else 0)
-
-
-class Project:
-    """A user's repository inside pytester: test files with small Linear models and a baseline."""
-
-    def __init__(self, pytester: pytest.Pytester) -> None:
-        self.pytester = pytester
-        pytester.makeini("[pytest]\n")
-
-    @property
-    def baseline(self) -> Path:
-        return self.pytester.path / "flop_baseline.yaml"
-
-    def linear_test(self, name: str, cin: int, cout: int, rows: int = 1, marker: str = "", label: str | None = None) -> str:
-        """Source of one test measuring Linear(cin, cout) on a (rows, cin) input."""
-        deco = f"@pytest.mark.flop_budget({marker})\n" if marker else ""
-        lab = f", label={label!r}" if label else ""
-        return (f"{deco}def {name}(flop_budget):\n"
-                f"    flop_budget.measure(torch.nn.Linear({cin}, {cout}), torch.zeros({rows}, {cin}){lab})\n\n")
-
-    def write(self, filename: str, *bodies: str) -> Path:
-        source = "import pytest\nimport torch\n\n" + "".join(bodies)
-        return self.pytester.makepyfile(**{filename: source})
-
-    def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest("-p", "no:cacheprovider", *args)
-
-    def load(self) -> dict[str, Any]:
-        import yaml
-
-        return yaml.safe_load(self.baseline.read_text())
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Project, linear_flops, linear_params
+from plugin_project import Project, linear_flops, linear_params
 
 FLOPS = linear_flops(3, 8, 4)  # Linear(8, 4) on 3 rows: 3 * (15 * 4 + 4) = 192
 PARAMS = linear_params(8, 4)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import Project, linear_flops
+from plugin_project import Project, linear_flops
 
 
 @pytest.mark.parametrize(("args", "message"), [

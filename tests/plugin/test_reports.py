@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import Project, linear_flops, linear_params
+from plugin_project import Project, linear_flops, linear_params
 
 
 def three_tests(project: Project) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Project, linear_flops, linear_params
+from plugin_project import Project, linear_flops, linear_params
 
 MANY = """
 @pytest.mark.parametrize("i", range({count}))
