@@ -10,23 +10,7 @@ import torch.nn.functional as F
 import torch.nn.modules.activation as activations
 
 import pytest_flopbudget as fb
-
-
-def measure_both(model, inputs, **kwargs):
-    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
-    meta = fb.measure(model, inputs, device="meta", **kwargs)
-    assert (cpu.flops, cpu.macs, cpu.params, cpu.ops) == (meta.flops, meta.macs, meta.params, meta.ops)
-    assert cpu.uncounted == {} and meta.uncounted == {}
-    return cpu
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from counting_helpers import Fn, measure_both
 
 
 # MultiheadAttention lives in the same module but is attention, counted (and tested) elsewhere

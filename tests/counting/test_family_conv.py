@@ -9,14 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import pytest_flopbudget as fb
-
-
-def measure_both(model, inputs, **kwargs):
-    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
-    meta = fb.measure(model, inputs, device="meta", **kwargs)
-    assert (cpu.flops, cpu.macs, cpu.params, cpu.ops) == (meta.flops, meta.macs, meta.params, meta.ops)
-    assert cpu.uncounted == {} and meta.uncounted == {}
-    return cpu
+from counting_helpers import measure_both
 
 
 def out_size(size, k, stride, padding, dilation):

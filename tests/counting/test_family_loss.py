@@ -8,19 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytest_flopbudget as fb
-
-
-class Call(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from counting_helpers import Fn
 
 
 def counted(fn, *args, device=None):
-    m = fb.measure(Call(fn), args, device=device)
+    m = fb.measure(Fn(fn), args, device=device)
     assert m.uncounted == {}
     return m.flops, m.macs
 

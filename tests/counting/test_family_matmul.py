@@ -9,23 +9,7 @@ from torch import nn
 import torch.nn.functional as F
 
 import pytest_flopbudget as fb
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
-
-
-def measure_both(model, inputs, **kwargs):
-    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
-    meta = fb.measure(model, inputs, device="meta", **kwargs)
-    assert (cpu.flops, cpu.macs, cpu.ops) == (meta.flops, meta.macs, meta.ops)
-    assert cpu.uncounted == {} and meta.uncounted == {}
-    return cpu
+from counting_helpers import Fn, measure_both
 
 
 def products(n, k, added=False):

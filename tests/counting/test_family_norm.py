@@ -9,25 +9,9 @@ from torch import nn
 import torch.nn.functional as F
 
 import pytest_flopbudget as fb
+from counting_helpers import Fn, measure_both
 from pytest_flopbudget.counting.formulas import norm
 from pytest_flopbudget.counting.registry import default_registry
-
-
-def measure_both(model, inputs, **kwargs):
-    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
-    meta = fb.measure(model, inputs, device="meta", **kwargs)
-    assert (cpu.flops, cpu.macs, cpu.params, cpu.ops) == (meta.flops, meta.macs, meta.params, meta.ops)
-    assert cpu.uncounted == {} and meta.uncounted == {}
-    return cpu
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 C = 4

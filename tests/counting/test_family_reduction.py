@@ -9,23 +9,7 @@ import torch
 from torch import nn
 
 import pytest_flopbudget as fb
-
-
-def measure_both(model, inputs, **kwargs):
-    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
-    meta = fb.measure(model, inputs, device="meta", **kwargs)
-    assert (cpu.flops, cpu.macs, cpu.ops) == (meta.flops, meta.macs, meta.ops)
-    assert cpu.uncounted == {} and meta.uncounted == {}
-    return cpu
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from counting_helpers import Fn, measure_both
 
 
 X = (2, 3, 4)

@@ -8,18 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytest_flopbudget as fb
+from counting_helpers import Fn
 from pytest_flopbudget.counting.formulas import resampling
 
 DEVICES = ("cpu", "meta")
-
-
-class Call(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 def weighted_sums(n: int, taps: int) -> tuple[int, int]:
@@ -69,7 +61,7 @@ CASES = [
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, x, fn, outputs, taps", CASES, ids=[c[0] for c in CASES])
 def test_resampling_by_hand(device, name, x, fn, outputs, taps):
-    m = fb.measure(Call(fn), x, device=device)
+    m = fb.measure(Fn(fn), x, device=device)
     expected = (outputs, outputs) if taps == 1 else weighted_sums(outputs, taps)
     assert (m.flops, m.macs) == expected
     assert m.uncounted == {}
@@ -78,7 +70,7 @@ def test_resampling_by_hand(device, name, x, fn, outputs, taps):
 @pytest.mark.parametrize("device", DEVICES)
 def test_affine_grid_by_hand(device):
     theta = torch.randn(2, 2, 3)
-    m = fb.measure(Call(lambda t: F.affine_grid(t, [2, 3, 5, 6], align_corners=False)), theta, device=device)
+    m = fb.measure(Fn(lambda t: F.affine_grid(t, [2, 3, 5, 6], align_corners=False)), theta, device=device)
     # 2·5·6 points, two coordinates each, each a dot product of (x, y, 1) with a row of θ
     assert (m.flops, m.macs) == (2 * 30 * 2 * 5, 2 * 30 * 2 * 3)
 
@@ -90,7 +82,7 @@ def test_pixel_shuffle_and_area_mode(device):
     assert shuffle.flops == shuffle.macs == unshuffle.flops == 0
     assert shuffle.uncounted == unshuffle.uncounted == {}
     # area is adaptive average pooling: one per input element
-    area = fb.measure(Call(lambda x: F.interpolate(x, size=(2, 2), mode="area")), X4, device=device)
+    area = fb.measure(Fn(lambda x: F.interpolate(x, size=(2, 2), mode="area")), X4, device=device)
     assert area.flops == X4.numel()
 
 

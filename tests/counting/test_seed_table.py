@@ -13,14 +13,7 @@ import torch
 from torch import nn
 
 import pytest_flopbudget as fb
-
-
-def measure_both(model, inputs, **kwargs):
-    cpu = fb.measure(model, inputs, device="cpu", **kwargs)
-    meta = fb.measure(model, inputs, device="meta", **kwargs)
-    assert (cpu.flops, cpu.macs, cpu.params, cpu.ops) == (meta.flops, meta.macs, meta.params, meta.ops)
-    assert cpu.uncounted == {} and meta.uncounted == {}
-    return cpu
+from counting_helpers import measure_both
 
 
 # --- fully connected: params Cin·Cout, FLOPs (2·Cin − 1)·Cout per sample -------------------------
