@@ -104,6 +104,12 @@ class OpCounter:
 
 
 class _AtenCounter(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in torch._disable_dynamo by default, which
+        # imports dynamo (about a second, once per process) for a handler that never compiles
+        return False
+
     def __init__(self, counter: OpCounter) -> None:
         super().__init__()
         self.counter = counter

@@ -354,3 +354,23 @@ def test_a_forward_that_replaces_or_updates_buffers_leaves_them_as_they_were():
         fb.measure(model, torch.ones(4, 3), device=device)
     assert model.steps is steps and int(model.steps) == 0
     assert model.last is last and torch.equal(model.last, torch.zeros(3))
+
+
+def test_a_compiled_function_inside_the_model_is_counted():
+    @torch.compile
+    def block(x, w):
+        return torch.relu(x @ w)
+
+    class UsesCompiled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x):
+            return block(x, self.w)
+
+    model, x = UsesCompiled(), torch.randn(3, 4)
+    model(x)  # compiled once, outside any count
+    for device in (None, "meta"):
+        m = fb.measure(model, x, device=device)
+        assert m.ops == {"aten.mm": 3 * 4 * (2 * 4 - 1), "aten.relu": 12}

@@ -129,9 +129,10 @@ def test_sigkill_of_a_real_update_run(user_project: pytest.Pytester) -> None:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         data = path.read_bytes()
+        # Linear(4, w) on one row: w dot products of 4 terms (7 flops, 4 macs each) plus w bias adds
         assert data == old or bl.load(path).entries == {
-            f"test_k.py::test_k[{i}]": bl.Entry((7 * (2 + i % 5)) + (2 + i % 5), 4 * (2 + i % 5), 5 * (2 + i % 5))
-            for i in range(120)}
+            f"test_k.py::test_k[{i}]": bl.Entry(7 * w + w, 4 * w + w, 4 * w + w)
+            for i in range(120) for w in [2 + i % 5]}
         outcomes.add(data == old)
     # the next run, even a plain one, leaves no temporary file behind
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=user_project.path,
