@@ -23,20 +23,24 @@ def _params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _reported(m: Any) -> dict:
+    """What this project reports, in the shape every counter's result takes."""
+    return {
+        "flops": m.flops,
+        "macs": m.macs,
+        "params": m.params,
+        "unit": "flops (seed rules) and macs (ptflops rules), exact integers",
+        "op_macs": dict(m.op_macs),
+        "op_flops": dict(m.ops),
+        "uncounted": dict(m.uncounted),
+    }
+
+
 def ours(device: str | None) -> CounterFn:
     def count(model: Any, x: Any) -> dict:
         import pytest_flopbudget as fb
 
-        m = fb.measure(model, x, device=device)
-        return {
-            "flops": m.flops,
-            "macs": m.macs,
-            "params": m.params,
-            "unit": "flops (seed rules) and macs (ptflops rules), exact integers",
-            "op_macs": dict(m.op_macs),
-            "op_flops": dict(m.ops),
-            "uncounted": dict(m.uncounted),
-        }
+        return _reported(fb.measure(model, x, device=device))
 
     return count
 
@@ -47,16 +51,7 @@ def ours_factory(build: Callable[[], Any], make_input: Callable[[], Any]) -> Cal
     def count() -> dict:
         import pytest_flopbudget as fb
 
-        m = fb.measure(build, make_input, device="meta")
-        return {
-            "flops": m.flops,
-            "macs": m.macs,
-            "params": m.params,
-            "unit": "flops (seed rules) and macs (ptflops rules), exact integers",
-            "op_macs": dict(m.op_macs),
-            "op_flops": dict(m.ops),
-            "uncounted": dict(m.uncounted),
-        }
+        return _reported(fb.measure(build, make_input, device="meta"))
 
     return count
 

@@ -187,7 +187,7 @@ def run_all(quick: bool = False, log: Callable[[str], None] = print) -> dict[str
         result["startup"] = _interleaved(
             root,
             {"loaded": ["trivial"], "disabled": ["trivial", "-p", "no:flopbudget"]},
-            rounds=5 if quick else 11,
+            rounds=5 if quick else 21,
         )
         ok, why = plugin_available(root)
         result["available"] = ok
