@@ -13,7 +13,7 @@ meta, copies elsewhere only where needed), so its weights, running statistics, d
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 from torch import nn
@@ -150,6 +150,8 @@ def _uncompiled(module: nn.Module) -> nn.Module:
 def _build_inputs(inputs: Any, target: torch.device | None, fake_mode: Any) -> tuple[tuple, dict]:
     if callable(inputs) and not isinstance(inputs, (torch.Tensor, nn.Module)):
         inputs = inputs()
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     if isinstance(inputs, torch.Tensor):
         args, kwargs = (inputs,), {}
     elif isinstance(inputs, (tuple, list)):
@@ -288,7 +290,7 @@ def _collect(state: ModelState, counter: OpCounter, target: torch.device | None,
     )
 
 
-def _device_of(params: list[torch.Tensor]) -> str:
+def _device_of(params: Sequence[torch.Tensor]) -> str:
     devices = sorted({str(p.device) for p in params})
     return devices[0] if len(devices) == 1 else ",".join(devices) or "cpu"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,7 +185,9 @@ def markdown(plugin: FlopBudgetPlugin) -> str:
 def is_markdown(path: Path) -> bool:
     """A .md path, or GitHub's step summary file (whose name has no suffix)."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    return path.suffix.lower() == ".md" or (bool(summary) and Path(summary).resolve() == path.resolve())
+    if path.suffix.lower() == ".md":
+        return True
+    return summary is not None and summary != "" and Path(summary).resolve() == path.resolve()
 
 
 def write_file(path: Path, plugin: FlopBudgetPlugin) -> None:

@@ -9,7 +9,6 @@ from torch import nn
 import torch.nn.functional as F
 import torch.nn.modules.activation as activations
 
-import pytest_flopbudget as fb
 from counting_helpers import Fn, measure_both
 
 

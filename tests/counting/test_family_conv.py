@@ -8,7 +8,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import pytest_flopbudget as fb
 from counting_helpers import measure_both
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-import pytest_flopbudget as fb
 from counting_helpers import measure_both
 
 

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-import pytest_flopbudget as fb
 from counting_helpers import Fn, measure_both
 from pytest_flopbudget.counting.formulas import norm
 from pytest_flopbudget.counting.registry import default_registry

@@ -4,7 +4,6 @@ to write and say why, even when xdist replaces the worker and the rest of the su
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import pytest

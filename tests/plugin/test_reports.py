@@ -25,7 +25,7 @@ def test_summary_table_and_verbosity(project: Project) -> None:
         "*= flop budget =*",
         "test * GFLOPs * GMACs * params * budget * change * verdict",
         f"test_r.py::test_ok * {linear_flops(2, 8, 4) / 1e9:.3g} * {linear_params(8, 4)} * 50.0% * new * new",
-        f"test_r.py::test_over * 102.9% * new * OVER BUDGET",
+        "test_r.py::test_over * 102.9% * new * OVER BUDGET",
         "test_r.py::test_pair#enc * - * new * new",
         "flopbudget: 0 ok, 1 over budget, 0 regressed, 0 improved, 2 new, 0 stale",
     ])

@@ -89,8 +89,8 @@ def _network(kind: str):  # type: ignore[no-untyped-def]
             params, has_biases, num_layers, dropout, train, bidirectional = args[1:7]
             tokens = numel(x[:-1])
         return recurrent_layers(
-            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),  # type: ignore[arg-type]
-            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),  # type: ignore[arg-type]
+            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),  # type: ignore[arg-type,call-overload]
+            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),  # type: ignore[arg-type,call-overload]
         )
 
     formula.__name__ = f"{kind}_network"
