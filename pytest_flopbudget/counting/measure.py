@@ -60,23 +60,21 @@ def measure(
         state = ModelState.read(module)
         scopes = ModuleScopes(state.names(), track_backward=backward)
         counter = OpCounter(registry, scopes)
-        # the caller's module runs as it is where its weights already are, buffers restored after
         if fake_mode is None:
             _refuse_meta_state(state, target)
+        # the caller's module runs as it is where its weights already are (buffers restored after);
+        # elsewhere it runs on substitutes, made before counting starts
         in_place = fake_mode is None and state.tensors_on(target)
+        substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
+        trainable = [p for p in (state.params if in_place else substitutes).values() if p.requires_grad]
         try:
             with state.buffers_kept() if in_place else contextlib.nullcontext(), scopes, counter, _grad_mode(backward):
                 if in_place:
                     output = module(*args, **kwargs)
-                    if backward:
-                        _run_backward(output, [p for p in state.params.values() if p.requires_grad], module)
                 else:
-                    substitutes = _substitute_state(state, target, fake_mode)
                     output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
-                    if backward:
-                        trainable = [p for p in substitutes.values() if p.requires_grad]
-                        _run_backward(output, trainable, module)
                 if backward:
+                    _run_backward(output, trainable, module)
                     scopes.end_backward()
         except Exception as error:
             explained = _explain(error, module, target)
