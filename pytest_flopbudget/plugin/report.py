@@ -178,7 +178,8 @@ def markdown(plugin: FlopBudgetPlugin) -> str:
     if plugin.stale:
         lines += ["Stale baseline entries:", ""] + [f"- `{key}`" for key in plugin.stale] + [""]
     lines.append(count_line(counts))
-    lines += ["", *(f"> {hint}" for hint in hints(plugin, counts))] if hints(plugin, counts) else []
+    notes = hints(plugin, counts)
+    lines += ["", *(f"> {hint}" for hint in notes)] if notes else []
     return "\n".join(lines) + "\n\n"
 
 
