@@ -35,10 +35,11 @@ def _shape_of(value: Any) -> Any:
 
 
 def _out_shape(out: Any) -> Any:
+    """The output's shape, or a tuple of shapes (None for non-tensors) for several outputs."""
     if isinstance(out, _Tensor):
-        return tuple(out.shape)
+        return out.shape
     if isinstance(out, (list, tuple)):
-        return tuple(tuple(o.shape) if isinstance(o, _Tensor) else None for o in out)
+        return tuple(o.shape if isinstance(o, _Tensor) else None for o in out)
     return None
 
 
