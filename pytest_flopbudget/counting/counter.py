@@ -167,10 +167,15 @@ class _AtenCounter(TorchDispatchMode):
             rule = self.resolve(func)
             name = str(func.overloadpacket)
             floats_only = not registry.counts_integer_work(rule)
-            reads_values = registry.reads_values(func)
+            # a composite's reads are seen in its decomposition (argwhere -> nonzero)
+            reads_values = rule is not DECOMPOSE and registry.reads_values(func)
             self._rules[func] = (rule, name, floats_only, reads_values)
         if reads_values and (reads_values is True or reads_values(args)):
-            counter.read_value(name)
+            out = func(*args, **kwargs)
+            counter.read_value(name)  # once it succeeded: on meta values are unknown and a read raises
+            if rule is not FREE:
+                self._count(rule, name, floats_only, args, kwargs, out)
+            return out
         if rule is FREE:
             return func(*args, **kwargs)
         if rule is DECOMPOSE:
@@ -179,13 +184,14 @@ class _AtenCounter(TorchDispatchMode):
             with self:
                 return func.decompose(*args, **kwargs)
         out = func(*args, **kwargs)
-        if rule is None:
-            counter.uncounted[name] += 1
-            return out
-        if floats_only and not _touches_floats(args, out):
-            return out
-        counter.count_call(name, rule, args, kwargs, out)
+        self._count(rule, name, floats_only, args, kwargs, out)
         return out
+
+    def _count(self, rule: Any, name: str, floats_only: bool, args: Any, kwargs: Any, out: Any) -> None:
+        if rule is None:
+            self.counter.uncounted[name] += 1
+        elif not floats_only or _touches_floats(args, out):
+            self.counter.count_call(name, rule, args, kwargs, out)
 
 
 class _CompositeCounter(TorchFunctionMode):

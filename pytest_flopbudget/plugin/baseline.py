@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from pytest_flopbudget.plugin.repeats import RangeError, compress, expand_all, natural_key
+from pytest_flopbudget.plugin.options import DEFAULT_BASELINE_DEPTH
+from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all, natural_key
 from pytest_flopbudget.plugin.state import LABEL_SEPARATOR
 
 FORMAT_VERSION = 1
-# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
-# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6); repeated blocks are written
-# once, so a 32-layer model stays a few dozen lines
-BASELINE_DEPTH = 6
+# repeated blocks are written once, so even at this depth a 32-layer model stays a few dozen lines
+BASELINE_DEPTH = DEFAULT_BASELINE_DEPTH
 METRICS = ("flops", "macs", "params")
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
@@ -292,12 +291,15 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
         for metric in METRICS:
             if not _count(module.get(metric)):
                 raise fail(module_node, f"entry {key!r}: module {name!r}: {metric} must be a non-negative integer")
-        modules[name] = ModuleEntry(module["type"], module["flops"], module["macs"], module["params"])
-    try:
-        expanded = expand_all(modules)
-    except RangeError as error:
-        raise fail(modules_node, f"entry {key!r}: {error}") from None
-    return Entry(raw["flops"], raw["macs"], raw["params"], expanded, device, value_reads)
+        try:  # a repeated block written once, "layers.[0-31].mlp", stands for 32 modules
+            names = expand(name)
+        except RangeError as error:
+            raise fail(module_node, f"entry {key!r}: {error}") from None
+        for expanded in names:
+            if expanded in modules:
+                raise fail(module_node, f"entry {key!r}: module {expanded!r} is given twice (module key {name!r})")
+            modules[expanded] = ModuleEntry(module["type"], module["flops"], module["macs"], module["params"])
+    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads)
 
 
 def _validate_value_reads(key: str, raw: Any, node: Any, fail: Any) -> dict[str, dict[str, int]]:

@@ -62,8 +62,7 @@ class ModuleChange:
             if delta > 0:
                 parts.append(f"{metric} {self.old.get(metric, 0):,} -> {self.new.get(metric, 0):,} "
                              f"({percent(change(self.new.get(metric, 0), self.old.get(metric, 0)))})")
-        times = f" x{self.repeat}" if self.repeat > 1 else ""
-        return f"{self.label()}{times}: " + ", ".join(parts)
+        return f"{self.label()}: " + ", ".join(parts)
 
     def label(self) -> str:
         times = f" x{self.repeat}" if self.repeat > 1 else ""
@@ -88,6 +87,7 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
         if parent in names:
             children.setdefault(parent, []).append(name)
     named = []
+    weight: dict[str, dict[str, int]] = {}  # what a named module itself adds: its own ops' growth
     for name in names:
         delta = deltas[name]
         if not any(d > 0 for d in delta.values()):
@@ -96,17 +96,19 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
         own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in METRICS}
         if not below or any(own[m] != 0 for m in METRICS if delta[m] > 0):
             named.append(name)
+            weight[name] = own if below else delta
 
     def kind(name: str) -> str:
         before, after = old.modules.get(name), new.modules.get(name)
         return (after or before).type  # type: ignore[union-attr]
 
-    changes = []
+    grouped = []
     for label, members in group_names(sorted(named, key=natural_key), key=lambda n: (kind(n), counts[n])):
         before, after = counts[members[0]]
-        changes.append(ModuleChange(label, kind(members[0]), before, after, len(members)))
-    changes.sort(key=lambda c: (tuple(-c.deltas()[m] * c.repeat for m in order), natural_key(c.name)))
-    return tuple(changes)
+        size = tuple(-weight[members[0]][m] * len(members) for m in order)
+        grouped.append((size, natural_key(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
+    grouped.sort(key=lambda item: item[:2])
+    return tuple(change for _, _, change in grouped)
 
 
 def _counts(module: Any) -> dict[str, int]:
