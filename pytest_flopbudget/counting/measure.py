@@ -54,8 +54,7 @@ def measure(
     """
     target = resolve_device(device)
     registry = registry or default_registry()
-    with _building_on(target):
-        module = _build_model(model, target)
+    module = _build_model(model, target)
     with _fake_mode_for(target) as fake_mode:
         with _build_device(target):
             args, kwargs = _build_inputs(inputs, target, fake_mode)
@@ -125,27 +124,14 @@ def _build_device(target: torch.device | None) -> Any:
 
 
 @contextlib.contextmanager
-def _building_on(target: torch.device | None) -> Iterator[None]:
-    """Where a model factory builds its weights.
-
-    On meta the factory runs as plain Python on real CPU tensors, and only its parameters are moved
-    to the meta device as they are registered (the way ``accelerate.init_empty_weights`` builds large
-    models): constructors that compute with tensors (timm's drop-path schedule calls ``.item()`` on a
-    ``linspace``, RegNet widths go through ``unique``) keep working, while weights take no memory;
-    initialisers then run on meta tensors, which costs nothing. Buffers stay real: they are small,
-    and forwards index with them. Elsewhere the device is the default device while the factory runs.
-    """
-    if target is None:
+def _parameters_to_meta() -> Iterator[None]:
+    """While a factory runs: every parameter moves to the meta device as it is registered (the way
+    ``accelerate.init_empty_weights`` builds large models), everything else stays a real tensor."""
+    handle = register_module_parameter_registration_hook(_parameter_to_meta)
+    try:
         yield
-    elif target.type == "meta":
-        handle = register_module_parameter_registration_hook(_parameter_to_meta)
-        try:
-            yield
-        finally:
-            handle.remove()
-    else:
-        with target:
-            yield
+    finally:
+        handle.remove()
 
 
 def _parameter_to_meta(module: nn.Module, name: str, param: Any) -> Any:
@@ -169,13 +155,36 @@ def _build_model(model: Any, target: torch.device | None) -> nn.Module:
             f"model must be an nn.Module or a zero-argument callable returning one, "
             f"got {type(model).__name__}"
         )
-    built = model()
+    built = _call_factory(model, target)
     if not isinstance(built, nn.Module):
         raise MeasurementError(
             f"the model factory {_name_of(model)} returned {type(built).__name__}, not an nn.Module; "
             "return the model itself (for example `return MyNet()`)"
         )
     return _uncompiled(built)
+
+
+def _call_factory(factory: Callable[[], Any], target: torch.device | None) -> Any:
+    """Run a model factory so that its weights land on ``target``.
+
+    On meta it first runs with meta as the default device: nothing is allocated, whatever the
+    model's size. A constructor that computes with tensor values (timm's drop-path schedule calls
+    ``.item()`` on a ``linspace``, RegNet widths go through ``unique``) cannot run that way; it is run
+    again as plain Python on real CPU tensors, with only its parameters moved to meta as they are
+    registered, which keeps the weights off memory too. Elsewhere ``target`` is the default device.
+    """
+    if target is None:
+        return factory()
+    if target.type != "meta":
+        with target:
+            return factory()
+    try:
+        with target:
+            return factory()
+    except Exception:  # noqa: BLE001 - any failure on meta tensors gets the real-tensor build
+        pass
+    with _parameters_to_meta():
+        return factory()
 
 
 def _uncompiled(module: nn.Module) -> nn.Module:
