@@ -22,6 +22,8 @@ from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCT
 from pytest_flopbudget.counting.scopes import ModuleScopes
 
 _Tensor = torch.Tensor
+_GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
+_GROUPED_MM = _GROUPED_MM.default if _GROUPED_MM is not None else None
 
 
 def _touches_floats(args: Any, out: Any) -> bool:
@@ -55,6 +57,26 @@ def _out_shape(out: Any) -> Any:
     if isinstance(out, (list, tuple)):
         return tuple(o.shape if isinstance(o, _Tensor) else None for o in out)
     return None
+
+
+def _grouped_mm_output(mat_a: Any, mat_b: Any, offs: Any = None, bias: Any = None, out_dtype: Any = None) -> Any:
+    """``aten._grouped_mm``'s output, made from shapes alone: the op's meta kernel copies the CUDA
+    kernel's checks and refuses anything but bfloat16, although CPU runs float32 (transformers'
+    MoE experts). A meta count needs only the output's shape and dtype, so on fake tensors the
+    counter makes it itself (the shapes follow torch's own rules); real tensors run the kernel."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if not isinstance(mat_a, FakeTensor):
+        return torch.ops.aten._grouped_mm.default(mat_a, mat_b, offs, bias, out_dtype)
+    if mat_a.dim() == 2 and mat_b.dim() == 2:
+        size = (offs.shape[0], mat_a.shape[0], mat_b.shape[-1])
+    elif mat_a.dim() == 2:
+        size = (mat_a.shape[0], mat_b.shape[-1])
+    elif mat_b.dim() == 2:
+        size = (mat_a.shape[1], mat_b.shape[-1])
+    else:
+        size = (mat_a.shape[0], mat_a.shape[1], mat_b.shape[-1])
+    return torch.empty(size, dtype=out_dtype or mat_a.dtype, device=mat_a.device)
 
 
 class OpCounter:
@@ -183,7 +205,11 @@ class _AtenCounter(TorchDispatchMode):
             # layer_norm...): run its decomposition inside this mode so its aten calls are counted
             with self:
                 return func.decompose(*args, **kwargs)
-        out = func(*args, **kwargs)
+        if func is _GROUPED_MM:
+            # the fake kernel refuses float32 (see _grouped_mm_output)
+            out = _grouped_mm_output(*args, **kwargs)
+        else:
+            out = func(*args, **kwargs)
         self._count(rule, name, floats_only, args, kwargs, out)
         return out
 

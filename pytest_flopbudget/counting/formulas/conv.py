@@ -5,6 +5,11 @@ Forward: each output element is a dot product over K = (Cin/g)·prod(kernel) ter
 Transposed: every input element meets every weight of its group once, M = numel(input)·(Cout/g)·
 prod(kernel) multiplies (counted on the input's spatial size, not the output's: the usual 4x bug),
 summed into the outputs: flops = 2M - numel(out) (+numel(out) with bias), macs = M (+numel(out)).
+
+The two halves of a convolution written by hand (``F.unfold``/``F.fold``, timm's TNT and VOLO):
+``im2col`` copies every patch into a column and computes nothing (0, like ``unfold``); the
+product that follows is an ordinary matmul. ``col2im`` sums the columns back into an image,
+where patches overlap: one add per column element, the rule ``index_add`` follows.
 """
 
 from __future__ import annotations
@@ -81,7 +86,22 @@ def convolution_backward(
 
 COUNTS_INTEGER_WORK = True  # integer convolutions (quantized inference) are compute, not bookkeeping
 
+
+def im2col(x: Shape, *args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+    """Patches copied into columns: data movement, no arithmetic."""
+    return (0, 0)
+
+
+def col2im(columns: Shape, *args: object, out: object = None, out_shape: object = None,
+           **kwargs: object) -> Cost:
+    """Columns summed into the image they came from: every column element is added once."""
+    n = numel(columns)
+    return (n, n)
+
+
 RULES = {
+    "im2col": im2col,
+    "col2im": col2im,
     "convolution": convolution,
     "_convolution": convolution,
     "convolution_backward": convolution_backward,

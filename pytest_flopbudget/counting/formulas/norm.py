@@ -9,6 +9,12 @@ RMS norm is one unit whichever way it runs: ``F.rms_norm``/``torch.rms_norm`` th
 ``FUNCTION_RULES`` (its CPU decomposition muted), the CUDA ``_fused_rms_norm`` kernel through
 ``RULES``. A hand-written RMSNorm (transformers' LlamaRMSNorm) makes no such call and is counted op
 by op: 4 per element and 2 per row.
+
+Weight normalisation (``nn.utils.weight_norm``, wav2vec2's positional conv): w = g · v / ‖v‖, the
+norm taken over every dimension but ``dim``. The fused ``_weight_norm_interface`` counts what its
+decomposition (used when ``dim`` is neither the first nor the last) counts op by op: the norm's
+square-and-accumulate, 2 per element of v; ``g / ‖v‖``, one per element of g; the scaling of v,
+one per element: 3·numel(v) + numel(g). It runs on the weights, once per forward.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ def rms_norm(x: Shape, normalized_shape: Sequence[int], weight: Shape | None = N
 def group_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
                *args: object, out: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
+
+
+def weight_norm(v: Shape, g: Shape, *args: object, out: object = None, out_shape: object = None,
+                **kwargs: object) -> Cost:
+    n = 3 * numel(v) + numel(g)
+    return (n, n)
 
 
 def _mask_count(output_mask: Sequence[bool]) -> int:
@@ -77,6 +89,7 @@ RULES = {
     "native_layer_norm": layer_norm,
     "native_group_norm": group_norm,
     "_fused_rms_norm": rms_norm,
+    "_weight_norm_interface": weight_norm,
     "native_batch_norm_backward": batch_norm_backward,
     "batch_norm_backward": batch_norm_backward,
     "cudnn_batch_norm_backward": batch_norm_backward,

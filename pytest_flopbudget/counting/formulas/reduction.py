@@ -12,7 +12,9 @@ compare every score); ``gather``, ``scatter`` (plain writes), ``index_select`` a
 data and are free (registry's free list). Accumulating writes add: ``index_add`` once per source
 element, ``scatter_add``/``scatter_reduce``/``scatter(..., reduce=)`` once per index element (only
 the first index.shape elements of src are read), ``index_put(accumulate=True)`` once per value
-given (before broadcasting).
+given (before broadcasting). ``histc`` costs nothing: transformers' grouped-GEMM experts use it
+only to count tokens per expert (index bookkeeping, like ``bincount``), and feed it float ids on
+cpu but integer ids on cuda, so any cost would differ between devices.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def index_put(x: Shape, indices: object, values: Shape, accumulate: bool = False
     return (0, 0)
 
 
+def bookkeeping(*args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+    """Counting occurrences (a histogram of ids) is bookkeeping, not arithmetic on the model's data."""
+    return (0, 0)
+
+
 _ONE_PASS = (
     "sum mean nansum nanmean prod amax amin max min argmax argmin aminmax any all "
     "count_nonzero cumsum cumprod cummax cummin logcumsumexp logsumexp topk sort kthvalue "
@@ -73,6 +80,7 @@ RULES = {
     "scatter.value_reduce": scatter_accumulate,
     "scatter_.reduce": scatter_accumulate,
     "scatter_.value_reduce": scatter_accumulate,
+    "histc": bookkeeping,
     "index_put": index_put,
     "_index_put_impl": index_put,
 }
