@@ -65,6 +65,7 @@ FREE_OPS = frozenset(
         "_assert_async _assert_tensor_metadata _functional_assert_async "
         "record_stream _version detach_ requires_grad_ _make_dep_token _foreach_copy_ "
         "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
+        "slice_backward select_backward "
         "_pin_memory pin_memory is_pinned _nested_tensor_from_mask equal "
         "_nested_tensor_from_mask_left_aligned"
     ).split()
