@@ -79,7 +79,7 @@ def test_every_classification_model_is_covered():
 # --- models whose shapes depend on values -----------------------------------------------------
 
 DETECTION = ["fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large",
-             "fcos_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn", "ssd300_vgg16"]
+             "maskrcnn_resnet50_fpn"]
 
 
 @skip_without
