@@ -6,7 +6,7 @@ params equal to the unique parameters; and MACs at the weights' own resolution w
 the ``_ops`` GFLOPS torchvision publishes with its weights (``get_model_weights(name)``, no
 download). ``_ops`` counts the multiply-accumulates of convolutions and linear layers without
 biases; the engine's MACs also hold norms, activations, pooling, residual adds, SE scaling and
-biases, so the ratio is at least 1 and, for these networks, at most 1.10 (docs/benchmarks.md, "The
+biases, so the ratio is at least 1 and, for these networks, at most 1.10 (docs/formulas.md, "The
 model zoo", lists every model above 1.05 and why).
 """
 
