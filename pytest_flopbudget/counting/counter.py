@@ -43,6 +43,22 @@ def _out_shape(out: Any) -> Any:
     return None
 
 
+class FormulaError(Exception):
+    """A formula raised: the fault lies in the formula (a user's or a built-in one), not in the
+    model, so the message names the op, the formula and the shapes it was given."""
+
+    @classmethod
+    def wrap(cls, op_name: str, formula: Any, shapes: Any, kw_shapes: Any, error: Exception) -> FormulaError:
+        where = getattr(formula, "__module__", None) or "?"
+        name = getattr(formula, "__qualname__", None) or repr(formula)
+        given = ", ".join([*map(repr, shapes), *(f"{k}={v!r}" for k, v in kw_shapes.items())])
+        return cls(
+            f"the formula {where}.{name} for {op_name} raised {type(error).__name__}: {error}\n"
+            f"  it was called as formula({given}, out_shape=...); a formula takes the op's arguments "
+            "with tensors as shapes and the output shape as out_shape=, and returns (flops, macs)"
+        )
+
+
 class OpCounter:
     """Accumulates flops and macs per module name, per op, and the ops with no formula."""
 
@@ -100,7 +116,10 @@ class OpCounter:
     def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
         shapes = [_shape_of(a) for a in args]
         kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
-        flops, macs = formula(*shapes, out=_out_shape(out), **kw_shapes)
+        try:
+            flops, macs = formula(*shapes, out_shape=_out_shape(out), **kw_shapes)
+        except Exception as error:
+            raise FormulaError.wrap(op_name, formula, shapes, kw_shapes, error) from error
         self.add(op_name, flops, macs)
 
 

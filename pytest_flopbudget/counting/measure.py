@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.counter import FormulaError, OpCounter
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
@@ -302,7 +302,7 @@ _DATA_DEPENDENT_HINTS = ("DataDependentOutputException", "DynamicOutputShapeExce
 
 def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
     """The original exception, with a note saying what was being measured and, on meta, what to do."""
-    if isinstance(error, MeasurementError):
+    if isinstance(error, (MeasurementError, FormulaError)):
         return error
     what = f"while measuring {type(module).__name__}" + (f" on {target}" if target is not None else "")
     kind = type(error).__name__

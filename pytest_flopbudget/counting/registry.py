@@ -98,7 +98,7 @@ class Registry:
 
     def register(self, op: Any, formula: Formula) -> None:
         """Count ``op`` (an aten/custom op, overload or packet, or a 'ns::name[.overload]' string)
-        with ``formula(*shapes, out=out_shape, **kwargs) -> (flops, macs)``."""
+        with ``formula(*shapes, out_shape=..., **kwargs) -> (flops, macs)``."""
         if not callable(formula):
             raise TypeError(f"register_formula: the formula for {op!r} must be callable, got {formula!r}")
         self._user[_as_op(op)] = formula
@@ -191,10 +191,12 @@ def default_registry() -> Registry:
 
 
 def register_formula(op: Any, fn: Formula) -> None:
-    """Count ``op`` with ``fn(*shapes, out=out_shape, **kwargs) -> (flops, macs)``.
+    """Count ``op`` with ``fn(*shapes, out_shape=..., **kwargs) -> (flops, macs)``.
 
-    Tensors arrive as their shapes (tuples of ints); ``out`` is the output's shape, or a tuple of
-    shapes for several outputs. A user formula wins over a built-in one."""
+    Tensors arrive as their shapes (tuples of ints); ``out_shape`` is the output's shape, or a
+    tuple of shapes for several outputs (named so it never collides with aten's own ``out=``
+    argument). A user formula wins over a built-in one. An exception raised by ``fn`` is re-raised
+    as a FormulaError naming the op and the formula."""
     default_registry().register(op, fn)
 
 

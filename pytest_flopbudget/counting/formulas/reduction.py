@@ -20,26 +20,26 @@ from __future__ import annotations
 from pytest_flopbudget.counting.formulas import Cost, Shape, first_shape, numel, per_element
 
 
-def reduce_input(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def reduce_input(x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     return per_element(numel(x))
 
 
-def two_passes(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def two_passes(x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     n = 2 * numel(x)
     return (n, n)
 
 
-def elementwise(*args: object, out: object, **kwargs: object) -> Cost:
-    return per_element(numel(first_shape(out)))
+def elementwise(*args: object, out_shape: object, **kwargs: object) -> Cost:
+    return per_element(numel(first_shape(out_shape)))
 
 
-def index_add(x: Shape, dim: int, index: Shape, source: Shape, *args: object, out: object,
+def index_add(x: Shape, dim: int, index: Shape, source: Shape, *args: object, out_shape: object,
               **kwargs: object) -> Cost:
     """``index_add(x, dim, index, source)``: every source element is added once."""
     return per_element(numel(source))
 
 
-def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out: object,
+def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out_shape: object,
                        **kwargs: object) -> Cost:
     """``scatter_add``/``scatter_reduce``/``scatter(reduce=)``: one per index element (src, when
     a tensor, is read only where index reaches; a scalar value is broadcast to index's shape)."""
@@ -47,7 +47,7 @@ def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out: obj
 
 
 def index_put(x: Shape, indices: object, values: Shape, accumulate: bool = False,
-              *args: object, out: object, **kwargs: object) -> Cost:
+              *args: object, out_shape: object, **kwargs: object) -> Cost:
     """Writing is free; accumulating adds each value once."""
     if accumulate or kwargs.get("accumulate"):
         return per_element(numel(values))
