@@ -133,9 +133,9 @@ class _AtenCounter(TorchDispatchMode):
     def __init__(self, counter: OpCounter) -> None:
         super().__init__()
         self.counter = counter
-        self.resolve = counter.registry.resolve
-        # func -> (rule, "aten.name"): the hot path is one dict lookup per aten call
-        self._rules: dict[Any, tuple[Any, str]] = {}
+        self.resolution = counter.registry.resolution
+        # func -> (rule, "aten.name", out= arguments): the hot path is one dict lookup per aten call
+        self._rules: dict[Any, tuple[Any, str, tuple[str, ...]]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -143,9 +143,10 @@ class _AtenCounter(TorchDispatchMode):
         if counter.muted:
             return func(*args, **kwargs)
         try:
-            rule, name = self._rules[func]
+            rule, name, drop = self._rules[func]
         except KeyError:
-            rule, name = self._rules[func] = (self.resolve(func), str(func.overloadpacket))
+            found = self.resolution(func)
+            rule, name, drop = self._rules[func] = (found.rule, found.name, found.drop)
         if rule is FREE:
             return func(*args, **kwargs)
         if rule is DECOMPOSE:
@@ -157,6 +158,9 @@ class _AtenCounter(TorchDispatchMode):
         if rule is None:
             counter.uncounted[name] += 1
             return out
+        if drop:
+            # aten's out= arguments are the output itself: the formula gets its shape as out_shape
+            kwargs = {k: v for k, v in kwargs.items() if k not in drop}
         counter.count_call(name, rule, args, kwargs, out)
         return out
 
@@ -178,6 +182,6 @@ class _CompositeCounter(TorchFunctionMode):
             out = func(*args, **kwargs)
         finally:
             counter.muted -= 1
-        op_name, formula = rule
-        counter.count_call(op_name, formula, args, kwargs, out)
+        bound_args, bound_kwargs = rule.bind(args, kwargs)
+        counter.count_call(rule.name, rule.formula, bound_args, bound_kwargs, out)
         return out

@@ -13,7 +13,7 @@ meta, copies elsewhere only where needed), so its weights, running statistics, d
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ def measure(
     device: DeviceLike = None,
     backward: bool = False,
     registry: Registry | None = None,
+    formulas: Mapping[Any, Any] | None = None,
 ) -> Measurement:
     """Count the FLOPs, MACs and parameters of one forward (and, with ``backward``, backward) pass.
 
@@ -50,9 +51,11 @@ def measure(
     requires grad* in the output, wherever it sits (a tensor, a tuple, a dict, a ModelOutput, nested
     lists); integer tensors, detached tensors and non-tensors are ignored, and an output with no such
     tensor is a MeasurementError. Gradients are returned, never accumulated into ``.grad``.
+
+    ``formulas`` ({op: formula}) adds formulas for this measurement only, over the registered ones.
     """
     target = resolve_device(device)
-    registry = registry or default_registry()
+    registry = (registry or default_registry()).scoped(formulas)
     with _fake_mode_for(target) as fake_mode:
         with _build_device(target):
             module = _build_model(model, target)
