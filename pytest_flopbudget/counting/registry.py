@@ -36,6 +36,7 @@ from pytest_flopbudget.counting.formulas import (
     loss,
     matmul,
     norm,
+    optimizer,
     pooling,
     recurrent,
     reduction,
@@ -47,7 +48,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling, loss,
+    resampling, loss, optimizer,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
@@ -78,10 +79,11 @@ FREE_OPS = frozenset(
         "record_stream _version detach_ requires_grad_ _make_dep_token _foreach_copy_ "
         "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
         "_pin_memory pin_memory is_pinned _nested_tensor_from_mask "
-        "_nested_tensor_from_mask_left_aligned"
+        "_nested_tensor_from_mask_left_aligned _foreach_zero _foreach_copy _foreach_clone"
     ).split()
 )
-_FREE_NAMESPACES = frozenset({"prim", "prims_common"})
+# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
+_FREE_NAMESPACES = frozenset({"prim", "prims_common", "profiler"})
 
 
 def _packet_name(op: Any) -> str:
