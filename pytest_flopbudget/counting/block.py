@@ -210,7 +210,9 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             return error
         text = f"{type(error).__name__}: {error}"
         first = text.splitlines()[0]
-        if "found two different devices" in text or "Unhandled FakeTensor Device Propagation" in text:
+        if isinstance(error, RuntimeError) and ("DeviceMismatch" in type(error).__name__
+                                                or "found two different devices" in text
+                                                or "found at least two devices" in text):
             return MeasurementError(
                 f"count(device='meta'): a real tensor met a meta one ({first}). Inside a meta block "
                 "every tensor the code creates is on meta; build models before the block with "
