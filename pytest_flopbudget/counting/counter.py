@@ -15,9 +15,11 @@ from collections import defaultdict
 from typing import Any
 
 import torch
+from torch._ops import HigherOrderOperator
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from pytest_flopbudget.counting.higher_order import run_higher_order
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, Registry
 from pytest_flopbudget.counting.scopes import ModuleScopes
 
@@ -78,6 +80,7 @@ class OpCounter:
         self._composite = _CompositeCounter(self) if registry.function_rules else None
 
     def __enter__(self) -> OpCounter:
+        self._flex = _eager_flex_attention()
         if self._composite is not None:
             self._composite.__enter__()
         self._aten.__enter__()
@@ -87,8 +90,11 @@ class OpCounter:
         try:
             self._aten.__exit__(*exc)
         finally:
-            if self._composite is not None:
-                self._composite.__exit__(*exc)
+            try:
+                if self._composite is not None:
+                    self._composite.__exit__(*exc)
+            finally:
+                self._flex.__exit__(*exc)
 
     def add(self, op_name: str, flops: int, macs: int) -> None:
         flops, macs = int(flops), int(macs)
@@ -123,11 +129,42 @@ class OpCounter:
         self.add(op_name, flops, macs)
 
 
+def _eager_flex_attention() -> Any:
+    """Eager ``flex_attention`` wraps its higher-order op in ``torch.compile(fullgraph=True)``,
+    which refuses to run under any non-infra dispatch mode (torch's FlopCounterMode fails the
+    same way); torch's own debug switch calls the op directly, the same dense computation. Set
+    while counting, when the module is loaded, and put back after."""
+    import contextlib
+    import sys
+
+    module = sys.modules.get("torch.nn.attention.flex_attention")
+    if module is None or not hasattr(module, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def direct() -> Any:
+        saved = module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
+        module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+        try:
+            yield
+        finally:
+            module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = saved
+
+    manager = direct()
+    manager.__enter__()
+    return manager
+
+
 class _AtenCounter(TorchDispatchMode):
+    # higher-order ops (flex_attention, cond, while_loop...) reach __torch_dispatch__ too, instead
+    # of raising NotImplementedError: counted or reported by counting/higher_order.py
+    supports_higher_order_operators = True
+
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
-        # torch wraps a mode's __torch_dispatch__ in torch._disable_dynamo by default, which
-        # imports dynamo (about a second, once per process) for a handler that never compiles
+        # torch's default wraps __torch_dispatch__ in torch._disable_dynamo, whose first call
+        # imports dynamo (about a second, once per process); _never_traced_by_dynamo below gives
+        # the same protection without the import
         return False
 
     def __init__(self, counter: OpCounter) -> None:
@@ -142,6 +179,8 @@ class _AtenCounter(TorchDispatchMode):
         counter = self.counter
         if counter.muted:
             return func(*args, **kwargs)
+        if isinstance(func, HigherOrderOperator):
+            return run_higher_order(self, func, args, kwargs)
         try:
             rule, name, drop = self._rules[func]
         except KeyError:
@@ -163,6 +202,22 @@ class _AtenCounter(TorchDispatchMode):
             kwargs = {k: v for k, v in kwargs.items() if k not in drop}
         counter.count_call(name, rule, args, kwargs, out)
         return out
+
+
+def _never_traced_by_dynamo(fn: Any) -> Any:
+    """Mark ``fn``'s code so dynamo runs it, and everything it calls, without tracing (what
+    ``torch._dynamo.disable`` does, set directly in torch's C extension so dynamo is never
+    imported for it: the first count of a process stays fast). Eager ``torch.cond`` and
+    ``while_loop`` run under ``torch.compile``; when their higher-order op reaches the counter,
+    dynamo would otherwise try to trace the counter itself."""
+    eval_frame = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+    if eval_frame is not None and hasattr(eval_frame, "set_code_exec_strategy"):
+        skip = eval_frame._FrameAction.SKIP
+        eval_frame.set_code_exec_strategy(fn.__code__, eval_frame._FrameExecStrategy(skip, skip))
+    return fn
+
+
+_never_traced_by_dynamo(_AtenCounter.__torch_dispatch__)
 
 
 class _CompositeCounter(TorchFunctionMode):

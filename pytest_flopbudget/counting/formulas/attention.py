@@ -94,6 +94,25 @@ def flash_cpu_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: obj
     return attention_core_backward(q, k, v, dropout=bool(floats and floats[0]))
 
 
+def flex_attention(q: Shape, k: Shape, v: Shape, *args: object, score_mod_cost: Cost = (0, 0),
+                   masked: bool = False, out_shape: object = None, **kwargs: object) -> Cost:
+    """``flex_attention``: the canonical count above (no dropout), a block mask counted as one
+    operation per score (applying it; the mask function's index logic is not floating-point
+    work), and ``score_mod_cost`` (what the score function costs on one score) once per score.
+    Every score is counted, including those in blocks the kernel skips as fully masked: the
+    same rule as a causal mask, so the count does not depend on the kernel's block size."""
+    n_scores = prod(q[:-1]) * k[-2]
+    core = attention_core(q, k, v, masked=masked, dropout=False)
+    return _add(core, (n_scores * score_mod_cost[0], n_scores * score_mod_cost[1]))
+
+
+def flex_attention_backward(q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
+                            **kwargs: object) -> Cost:
+    """Its backward: the four products, softmax backward and scaling of attention_core_backward;
+    the gradient of a score function is not counted."""
+    return attention_core_backward(q, k, v, dropout=False)
+
+
 def _linear(tokens: int, in_features: int, out_features: int, bias: bool) -> Cost:
     return dot_products(tokens * out_features, in_features, bias=bias)
 
