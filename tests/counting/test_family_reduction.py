@@ -105,3 +105,9 @@ def test_moe_router_by_hand():
         "aten.mul": tokens * k * dim,
         "aten.index_add": tokens * k * dim,
     }
+
+
+def test_isin_compares_every_element_with_every_test_element():
+    x, tests = torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.tensor([2, 7])
+    assert fb.measure(Fn(lambda a, b: torch.isin(a, b)), (x, tests)).flops == 6 * 2
+    assert fb.measure(Fn(lambda a: torch.isin(a, 3)), (x,)).flops == 6

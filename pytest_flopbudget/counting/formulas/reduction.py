@@ -12,7 +12,7 @@ compare every score); ``gather``, ``scatter`` (plain writes), ``index_select`` a
 data and are free (registry's free list). Accumulating writes add: ``index_add`` once per source
 element, ``scatter_add``/``scatter_reduce``/``scatter(..., reduce=)`` once per index element (only
 the first index.shape elements of src are read), ``index_put(accumulate=True)`` once per value
-given (before broadcasting).
+given (before broadcasting). ``isin`` compares every element with every test element.
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ def index_put(x: Shape, indices: object, values: Shape, accumulate: bool = False
     return (0, 0)
 
 
+def isin(elements: object, test_elements: object, *args: object, out_shape: object = None,
+         **kwargs: object) -> Cost:
+    """``isin(elements, test_elements)``: every element compared with every test element (a
+    scalar on either side is one element); generate() checks its stop tokens this way."""
+    def count(x: object) -> int:
+        return numel(x) if isinstance(x, (tuple, list)) else 1  # type: ignore[arg-type]
+
+    return per_element(count(elements) * count(test_elements))
+
+
 _ONE_PASS = (
     "sum mean nansum nanmean prod amax amin max min argmax argmin aminmax any all "
     "count_nonzero cumsum cumprod cummax cummin logcumsumexp logsumexp topk sort kthvalue "
@@ -73,6 +83,7 @@ RULES = {
     "scatter.value_reduce": scatter_accumulate,
     "scatter_.reduce": scatter_accumulate,
     "scatter_.value_reduce": scatter_accumulate,
+    "isin": isin,
     "index_put": index_put,
     "_index_put_impl": index_put,
 }
