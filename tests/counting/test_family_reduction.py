@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import pytest_flopbudget as fb
 from counting_helpers import Fn, measure_both
 
 
