@@ -97,6 +97,8 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(option.flag, action="store", default=None, dest=option.name, type=option.check,
                             metavar=option.metavar, help=option.help)
             parser.addini(option.name, option.help, type="string", default="")
+    parser.addini("flop_formulas", "modules with custom formulas (register_formula calls or a FLOP_FORMULAS "
+                  "dict), imported once per session in every process that runs tests", type="linelist", default=[])
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
 
