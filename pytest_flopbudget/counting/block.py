@@ -69,6 +69,10 @@ class _DiscoveringScopes(ModuleScopes):
         self.saw_backward = False
         self._end_queued = False
 
+    def __enter__(self) -> _DiscoveringScopes:
+        super().__enter__()
+        return self
+
     def _enter_forward(self, module: nn.Module, inputs: Any) -> None:
         self.ran.setdefault(id(module), module)
         if module not in self._names and not self._stack:
@@ -156,7 +160,7 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
                 stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             if self.target is not None:
                 stack.enter_context(torch.device(self.target))
-            self._scopes = stack.enter_context(_DiscoveringScopes(track_backward=True))
+            self._scopes: _DiscoveringScopes = stack.enter_context(_DiscoveringScopes(track_backward=True))
             self._counter = stack.enter_context(OpCounter(self.registry, self._scopes))
         except BaseException:
             stack.close()
@@ -164,7 +168,7 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         self._stack, self._counted = stack, counted
         return counted
 
-    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
         stack, counted = self._stack, self._counted
         self._stack = self._counted = None
         assert stack is not None and counted is not None
@@ -176,10 +180,9 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             explained = self._explain(error)
             if explained is not error:
                 raise explained from error
-            return False
+            return
         counted._measurement = self._measurement(roots, ran, counter, scopes.saw_backward)
         counted._state = "done"
-        return False
 
     def _measurement(self, roots: dict[str, nn.Module], ran: list[nn.Module], counter: OpCounter,
                      backward: bool) -> Measurement:

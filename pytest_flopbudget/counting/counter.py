@@ -137,7 +137,7 @@ def _eager_flex_attention() -> Any:
     import contextlib
     import sys
 
-    module = sys.modules.get("torch.nn.attention.flex_attention")
+    module: Any = sys.modules.get("torch.nn.attention.flex_attention")
     if module is None or not hasattr(module, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
         return contextlib.nullcontext()
 
@@ -179,11 +179,11 @@ class _AtenCounter(TorchDispatchMode):
         counter = self.counter
         if counter.muted:
             return func(*args, **kwargs)
-        if isinstance(func, HigherOrderOperator):
-            return run_higher_order(self, func, args, kwargs)
         try:
             rule, name, drop = self._rules[func]
         except KeyError:
+            if isinstance(func, HigherOrderOperator):  # rare: kept off the cached hot path
+                return run_higher_order(self, func, args, kwargs)
             found = self.resolution(func)
             rule, name, drop = self._rules[func] = (found.rule, found.name, found.drop)
         if rule is FREE:

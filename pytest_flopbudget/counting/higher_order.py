@@ -26,7 +26,7 @@ from torch.utils._pytree import tree_leaves
 
 from pytest_flopbudget.counting.formulas import attention
 
-Handler = Callable[[Any, Any, Any, tuple, dict], Any]
+Handler = Callable[[Any, Any, tuple, dict], Any]
 
 
 def run_higher_order(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
