@@ -2,7 +2,9 @@
 
 Every formula takes the call's arguments with each tensor replaced by its shape (a tuple of ints,
 ``None`` stays ``None``, a list of tensors becomes a list of shapes) and the output's shape as
-``out_shape=`` (a tuple of shapes for ops with several outputs). Each module exposes ``RULES``, a dict
+``out_shape=`` (a tuple of shapes for ops with several outputs); aten's own ``out=`` arguments
+never reach a formula (the registry counts an ``out=`` or in-place form as its functional form).
+Each module exposes ``RULES``, a dict
 from aten op name (``"mm"`` for every overload, ``"add.Tensor"`` for one) to formula, which the
 registry resolves against the installed torch; names it lacks are skipped, so one table serves
 every supported torch release. Formula modules import no torch: they are arithmetic on ints.
