@@ -32,16 +32,16 @@ def test_llama_7b_forward(flop_budget):
     assert measured.params == 6_738_415_616  # LLaMA-7B's published parameter count
 
 
-@pytest.mark.flop_budget(max_gflops=72.5, max_params="14.2M")
+@pytest.mark.flop_budget(max_gflops=4.4, max_params="14.2M")
 def test_gpt_generate(flop_budget, flop_device):
-    # a count() block budgets any code: here 32 new tokens after a 64-token prompt, each step a
+    # a count() block budgets any code: here 8 new tokens after a 16-token prompt, each step a
     # forward over the whole sequence so far (this GPT has no KV cache). The model is built on the
     # counting device before the block, so on meta nothing is allocated.
     with flop_device:
         model = gpt().eval()
     with flop_budget.count() as counted:
-        out = model.generate(torch.zeros(1, 64, dtype=torch.long), max_new_tokens=32)
-    assert out.shape == (1, 96)
+        out = model.generate(torch.zeros(1, 16, dtype=torch.long), max_new_tokens=8)
+    assert out.shape == (1, 24)
     assert counted.modules["GPT"].flops <= counted.flops  # argmax and the rest run outside the model
 
 
