@@ -46,7 +46,7 @@ def test_gpt_generate(flop_budget, flop_device):
 
 
 @pytest.mark.flop_budget(max_gflops=185, max_params="14.2M")
-def test_gpt_training_step_with_optimizer(flop_budget, flop_device):
+def test_gpt_full_training_step(flop_budget, flop_device):
     # one whole training step: forward, loss, backward and the optimizer's update of every weight
     with flop_device:
         model = gpt()
