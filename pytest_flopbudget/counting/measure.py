@@ -13,14 +13,14 @@ meta, copies elsewhere only where needed), so its weights, running statistics, d
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.utils._pytree import tree_flatten, tree_map
 
-from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.counter import FormulaError, OpCounter
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
@@ -40,6 +40,7 @@ def measure(
     device: DeviceLike = None,
     backward: bool = False,
     registry: Registry | None = None,
+    formulas: Mapping[Any, Any] | None = None,
 ) -> Measurement:
     """Count the FLOPs, MACs and parameters of one forward (and, with ``backward``, backward) pass.
 
@@ -51,9 +52,11 @@ def measure(
     requires grad* in the output, wherever it sits (a tensor, a tuple, a dict, a ModelOutput, nested
     lists); integer tensors, detached tensors and non-tensors are ignored, and an output with no such
     tensor is a MeasurementError. Gradients are returned, never accumulated into ``.grad``.
+
+    ``formulas`` ({op: formula}) adds formulas for this measurement only, over the registered ones.
     """
     target = resolve_device(device)
-    registry = registry or default_registry()
+    registry = (registry or default_registry()).scoped(formulas)
     module = _build_model(model, target)
     with _fake_mode_for(target) as fake_mode:
         with _build_device(target):
@@ -351,7 +354,7 @@ _DATA_DEPENDENT_HINTS = ("DataDependentOutputException", "DynamicOutputShapeExce
 
 def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
     """The original exception, with a note saying what was being measured and, on meta, what to do."""
-    if isinstance(error, MeasurementError):
+    if isinstance(error, (MeasurementError, FormulaError)):
         return error
     what = f"while measuring {type(module).__name__}" + (f" on {target}" if target is not None else "")
     kind = type(error).__name__

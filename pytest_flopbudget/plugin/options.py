@@ -116,6 +116,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("flop_baseline_depth", "how many levels of modules below the model each baseline entry "
                   f"keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks are "
                   "written once)", type="string", default=str(DEFAULT_BASELINE_DEPTH))
+    parser.addini("flop_formulas", "modules with custom formulas (register_formula calls or a FLOP_FORMULAS "
+                  "dict), imported once per session in every process that runs tests", type="linelist", default=[])
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
 

@@ -90,8 +90,8 @@ def test_fused_rms_norm_kernel_counts_like_the_decomposed_path():
     rule = default_registry().resolve(torch.ops.aten._fused_rms_norm.default)
     assert rule is norm.rms_norm
     out = (tuple(x.shape), (2, 3, 1))
-    assert rule(tuple(x.shape), [C], tuple(w.shape), 1e-6, out=out) == (decomposed.flops, decomposed.macs)
-    assert rule(tuple(x.shape), [C], None, 1e-6, out=out) == (x.numel(), x.numel())
+    assert rule(tuple(x.shape), [C], tuple(w.shape), 1e-6, out_shape=out) == (decomposed.flops, decomposed.macs)
+    assert rule(tuple(x.shape), [C], None, 1e-6, out_shape=out) == (x.numel(), x.numel())
 
 
 class HandWrittenRMSNorm(nn.Module):

@@ -21,10 +21,10 @@ from typing import Sequence
 from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
 
 
-def _transposed_cost(x: Shape, w: Shape, out: Shape, groups: int, bias: bool) -> Cost:
+def _transposed_cost(x: Shape, w: Shape, out_shape: Shape, groups: int, bias: bool) -> Cost:
     # weight of a transposed conv: (Cin, Cout/g, *kernel)
     multiplies = numel(x) * w[1] * prod(w[2:])
-    n_out = numel(out)
+    n_out = numel(out_shape)
     extra = n_out if bias else 0
     return (2 * multiplies - n_out + extra, multiplies + extra)
 
@@ -40,12 +40,12 @@ def convolution(
     output_padding: Sequence[int] = (0,),
     groups: int = 1,
     *args: object,
-    out: Shape,
+    out_shape: Shape,
     **kwargs: object,
 ) -> Cost:
     if transposed:
-        return _transposed_cost(x, w, out, groups, bias is not None)
-    return dot_products(numel(out), prod(w[1:]), bias=bias is not None)
+        return _transposed_cost(x, w, out_shape, groups, bias is not None)
+    return dot_products(numel(out_shape), prod(w[1:]), bias=bias is not None)
 
 
 def convolution_backward(
@@ -61,7 +61,7 @@ def convolution_backward(
     groups: int,
     output_mask: Sequence[bool],
     *,
-    out: object,
+    out_shape: object,
 ) -> Cost:
     """Each forward multiply has one counterpart per gradient asked for in ``output_mask``.
 

@@ -24,39 +24,39 @@ from __future__ import annotations
 from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
 
 
-def mm(a: Shape, b: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
-    return dot_products(numel(out), a[-1])
+def mm(a: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
+    return dot_products(numel(out_shape), a[-1])
 
 
 def _adds_term(kwargs: dict[str, object]) -> bool:
     return kwargs.get("beta", 1) != 0
 
 
-def addmm(bias: Shape, a: Shape, b: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
-    return dot_products(numel(out), a[-1], bias=_adds_term(kwargs))
+def addmm(bias: Shape, a: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
+    return dot_products(numel(out_shape), a[-1], bias=_adds_term(kwargs))
 
 
-def addbmm(bias: Shape, a: Shape, b: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
+def addbmm(bias: Shape, a: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """Products summed over the batch: one dot product of B*K terms per output, plus the bias."""
-    return dot_products(numel(out), a[0] * a[-1], bias=_adds_term(kwargs))
+    return dot_products(numel(out_shape), a[0] * a[-1], bias=_adds_term(kwargs))
 
 
-def mv(a: Shape, v: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
-    return dot_products(numel(out), v[-1])
+def mv(a: Shape, v: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
+    return dot_products(numel(out_shape), v[-1])
 
 
-def addmv(bias: Shape, a: Shape, v: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
-    return dot_products(numel(out), v[-1], bias=_adds_term(kwargs))
+def addmv(bias: Shape, a: Shape, v: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
+    return dot_products(numel(out_shape), v[-1], bias=_adds_term(kwargs))
 
 
-def dot(a: Shape, b: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
+def dot(a: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     return dot_products(1, a[-1])
 
 
-def addr(bias: Shape, v1: Shape, v2: Shape, *args: object, out: Shape, **kwargs: object) -> Cost:
+def addr(bias: Shape, v1: Shape, v2: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """An outer product added to a matrix: one multiply and one add per output (the add dropped
     with ``beta=0``)."""
-    n = numel(out)
+    n = numel(out_shape)
     total = 2 * n if _adds_term(kwargs) else n
     return (total, total)
 

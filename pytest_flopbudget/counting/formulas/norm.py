@@ -29,22 +29,22 @@ def normalise(n: int, affine: bool) -> Cost:
 
 
 def batch_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
-               *args: object, out: object, **kwargs: object) -> Cost:
+               *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
 
 
 def layer_norm(x: Shape, normalized_shape: Sequence[int], weight: Shape | None = None,
-               bias: Shape | None = None, *args: object, out: object, **kwargs: object) -> Cost:
+               bias: Shape | None = None, *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
 
 
 def rms_norm(x: Shape, normalized_shape: Sequence[int], weight: Shape | None = None,
-             *args: object, out: object, **kwargs: object) -> Cost:
+             *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None)
 
 
 def group_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
-               *args: object, out: object, **kwargs: object) -> Cost:
+               *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
 
 
@@ -66,14 +66,14 @@ def _output_mask(args: Sequence[object]) -> Sequence[bool]:
     return (True, True, True)
 
 
-def batch_norm_backward(grad_out: Shape, x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def batch_norm_backward(grad_out: Shape, x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     mask = kwargs.get("output_mask") or _output_mask(args)
     n = numel(x) * _mask_count(mask)  # type: ignore[arg-type]
     return (n, n)
 
 
-def layer_norm_backward(grad_out: Shape, x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
-    return batch_norm_backward(grad_out, x, *args, out=out, **kwargs)
+def layer_norm_backward(grad_out: Shape, x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
+    return batch_norm_backward(grad_out, x, *args, out_shape=out_shape, **kwargs)
 
 
 RULES = {
