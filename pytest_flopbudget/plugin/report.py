@@ -60,10 +60,13 @@ class Row:
         return None if self.macs is None else self.macs / 1e9
 
     @property
+    def words(self) -> str:
+        return ", ".join((self.verdict, *self.also)) + (" (xfail)" if self.xfail else "")
+
+    @property
     def verdict_text(self) -> str:
-        words = ", ".join((self.verdict, *self.also))
-        words = words.upper() if self.failing else words
-        return words + (" (xfail)" if self.xfail else "")
+        """The terminal's verdict cell: upper-case when the plugin fails the test."""
+        return self.words.upper() if self.failing else self.words
 
 
 def _exceeded(check: BudgetCheck) -> dict[str, Any]:
@@ -253,7 +256,7 @@ def markdown(plugin: FlopBudgetPlugin) -> str:
         lines += ["| test | GFLOPs | GMACs | params | budget | change | verdict |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for r in rows:
-            verdict = f"**{r.verdict_text}**" if r.failing else r.verdict_text
+            verdict = f"**{r.words}**" if r.failing else r.words
             lines.append(f"| `{r.key}` | {_number(r.gflops)} | {_number(r.gmacs)} | "
                          f"{'-' if r.params is None else human_count(r.params)} | {_used(r.budget_used)} | "
                          f"{r.change} | {verdict} |")
