@@ -126,21 +126,21 @@ def add_options(parser: pytest.Parser) -> None:
                 _add_number_ini(parser, option.name, ini_help)
             else:
                 parser.addini(option.name, ini_help, type="string", default="")
-    parser.addini("flop_baseline_depth", "how many levels of modules below the model each baseline entry "
-                  f"keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks are "
-                  "written once)", type="string", default=str(DEFAULT_BASELINE_DEPTH))
+    _add_number_ini(parser, "flop_baseline_depth", "how many levels of modules below the model each baseline "
+                    f"entry keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks "
+                    "are written once)", default=str(DEFAULT_BASELINE_DEPTH))
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
 
 
-def _add_number_ini(parser: pytest.Parser, name: str, help: str) -> None:
+def _add_number_ini(parser: pytest.Parser, name: str, help: str, default: str = "") -> None:
     """A string key that also takes TOML numbers (``flop_tolerance = 0.05`` in pytest 9's native
     ``[tool.pytest]`` table). pytest 9.2 accepts a union type; older versions only "string", and
     their TOML-less ini files give strings anyway."""
     try:
-        parser.addini(name, help, type=str | float | int, default="")  # type: ignore[arg-type]
+        parser.addini(name, help, type=str | float | int, default=default)  # type: ignore[arg-type]
     except (AssertionError, TypeError, ValueError):
-        parser.addini(name, help, type="string", default="")
+        parser.addini(name, help, type="string", default=default)
 
 
 def _from_ini(config: pytest.Config, option: _Option) -> Any:
