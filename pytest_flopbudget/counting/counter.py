@@ -18,10 +18,24 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, Registry
+from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
 from pytest_flopbudget.counting.scopes import ModuleScopes
 
 _Tensor = torch.Tensor
+
+
+def _touches_floats(args: Any, out: Any) -> bool:
+    """Whether a call reads or writes floating-point (or complex) data: integer and boolean
+    bookkeeping (index math, mask logic, step counters) is not FLOPs."""
+    for value in (out, *args):
+        if isinstance(value, _Tensor):
+            if value.is_floating_point() or value.is_complex():
+                return True
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, _Tensor) and (item.is_floating_point() or item.is_complex()):
+                    return True
+    return False
 
 
 def _shape_of(value: Any) -> Any:
@@ -57,6 +71,8 @@ class OpCounter:
         self.op_flops: dict[str, int] = defaultdict(int)
         self.op_macs: dict[str, int] = defaultdict(int)
         self.uncounted: dict[str, int] = defaultdict(int)
+        # module name ("" outside every submodule) -> op -> calls that read tensor values on the host
+        self.value_reads: dict[str, dict[str, int]] = {}
         self.muted = 0
         self._aten = _AtenCounter(self)
         self._composite = _CompositeCounter(self) if registry.function_rules else None
@@ -87,11 +103,19 @@ class OpCounter:
             cost[0] += flops
             cost[1] += macs
 
+    def read_value(self, op_name: str) -> None:
+        """Note that the code read a tensor's values on the host (its path may depend on them)."""
+        active = self.scopes.active
+        where = self.value_reads.setdefault(active[-1] if active else "", {})
+        where[op_name] = where.get(op_name, 0) + 1
+
     def module_totals(self) -> dict[str, tuple[int, int]]:
-        """Inclusive (flops, macs) of every module that ran an op, nested modules included."""
+        """Inclusive (flops, macs) of every module whose subtree ran an op: a module's cost includes
+        every descendant's, also for containers that are never called themselves (ModuleList,
+        ModuleDict), whose rows would otherwise read 0 while holding the layers."""
         totals: dict[str, list[int]] = {}
         for names, (flops, macs) in self._by_scopes.items():
-            for name in names:
+            for name in _with_ancestors(names):
                 cost = totals.setdefault(name, [0, 0])
                 cost[0] += flops
                 cost[1] += macs
@@ -102,6 +126,19 @@ class OpCounter:
         kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
         flops, macs = formula(*shapes, out=_out_shape(out), **kw_shapes)
         self.add(op_name, flops, macs)
+
+
+def _with_ancestors(names: tuple[str, ...]) -> dict[str, None]:
+    """The running modules and every module above them by qualified name ("a.b.c" -> "a", "a.b",
+    "a.b.c"), each once, so one op is added once to every module whose subtree ran it."""
+    found: dict[str, None] = {}
+    for name in names:
+        if name in found:
+            continue
+        parts = name.split(".")
+        for end in range(1, len(parts) + 1):
+            found[".".join(parts[:end])] = None
+    return found
 
 
 class _AtenCounter(TorchDispatchMode):
@@ -115,8 +152,8 @@ class _AtenCounter(TorchDispatchMode):
         super().__init__()
         self.counter = counter
         self.resolve = counter.registry.resolve
-        # func -> (rule, "aten.name"): the hot path is one dict lookup per aten call
-        self._rules: dict[Any, tuple[Any, str]] = {}
+        # func -> (rule, "aten.name", floats only, reads values): one dict lookup per aten call
+        self._rules: dict[Any, tuple[Any, str, bool, Any]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -124,9 +161,21 @@ class _AtenCounter(TorchDispatchMode):
         if counter.muted:
             return func(*args, **kwargs)
         try:
-            rule, name = self._rules[func]
+            rule, name, floats_only, reads_values = self._rules[func]
         except KeyError:
-            rule, name = self._rules[func] = (self.resolve(func), str(func.overloadpacket))
+            registry = counter.registry
+            rule = self.resolve(func)
+            name = str(func.overloadpacket)
+            floats_only = not registry.counts_integer_work(rule)
+            # a composite's reads are seen in its decomposition (argwhere -> nonzero)
+            reads_values = rule is not DECOMPOSE and registry.reads_values(func)
+            self._rules[func] = (rule, name, floats_only, reads_values)
+        if reads_values and (reads_values is True or reads_values(args)):
+            out = func(*args, **kwargs)
+            counter.read_value(name)  # once it succeeded: on meta values are unknown and a read raises
+            if rule is not FREE:
+                self._count(rule, name, floats_only, args, kwargs, out)
+            return out
         if rule is FREE:
             return func(*args, **kwargs)
         if rule is DECOMPOSE:
@@ -135,11 +184,14 @@ class _AtenCounter(TorchDispatchMode):
             with self:
                 return func.decompose(*args, **kwargs)
         out = func(*args, **kwargs)
-        if rule is None:
-            counter.uncounted[name] += 1
-            return out
-        counter.count_call(name, rule, args, kwargs, out)
+        self._count(rule, name, floats_only, args, kwargs, out)
         return out
+
+    def _count(self, rule: Any, name: str, floats_only: bool, args: Any, kwargs: Any, out: Any) -> None:
+        if rule is None:
+            self.counter.uncounted[name] += 1
+        elif not floats_only or _touches_floats(args, out):
+            self.counter.count_call(name, rule, args, kwargs, out)
 
 
 class _CompositeCounter(TorchFunctionMode):
@@ -152,6 +204,9 @@ class _CompositeCounter(TorchFunctionMode):
         kwargs = kwargs or {}
         rule = self.rules.get(func)
         counter = self.counter
+        if rule is None and func in HOST_READ_FUNCTIONS:
+            # reads that never reach aten (tolist, numpy); item() and bool() are seen there
+            counter.read_value(f"Tensor.{func.__name__}")
         if rule is None or counter.muted:
             return func(*args, **kwargs)
         counter.muted += 1

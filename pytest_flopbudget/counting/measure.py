@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence, Union
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.utils._pytree import tree_flatten, tree_map
 
 from pytest_flopbudget.counting.counter import OpCounter
@@ -53,9 +54,10 @@ def measure(
     """
     target = resolve_device(device)
     registry = registry or default_registry()
+    with _building_on(target):
+        module = _build_model(model, target)
     with _fake_mode_for(target) as fake_mode:
         with _build_device(target):
-            module = _build_model(model, target)
             args, kwargs = _build_inputs(inputs, target, fake_mode)
         state = ModelState.read(module)
         scopes = ModuleScopes(state.names(), track_backward=backward)
@@ -68,7 +70,8 @@ def measure(
         substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
         trainable = [p for p in (state.params if in_place else substitutes).values() if p.requires_grad]
         try:
-            with state.buffers_kept() if in_place else contextlib.nullcontext(), scopes, counter, _grad_mode(backward):
+            with state.attributes_kept(), state.buffers_kept() if in_place else contextlib.nullcontext(), \
+                    scopes, counter, _grad_mode(backward):
                 if in_place:
                     output = module(*args, **kwargs)
                 else:
@@ -116,10 +119,46 @@ def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
 
 
 def _build_device(target: torch.device | None) -> Any:
-    """The default device while factories run. On meta, weights are built as fake *meta* tensors:
-    weight initialisers skip meta tensors (trunc_normal_ would otherwise ask a fake tensor for
-    values); ``_fake`` then moves them to the one fake device the forward runs on."""
+    """The default device while input factories run (meta inputs are fake meta tensors, which
+    ``_fake`` moves to the one fake device the forward runs on)."""
     return target if target is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _building_on(target: torch.device | None) -> Iterator[None]:
+    """Where a model factory builds its weights.
+
+    On meta the factory runs as plain Python on real CPU tensors, and only its parameters are moved
+    to the meta device as they are registered (the way ``accelerate.init_empty_weights`` builds large
+    models): constructors that compute with tensors (timm's drop-path schedule calls ``.item()`` on a
+    ``linspace``, RegNet widths go through ``unique``) keep working, while weights take no memory;
+    initialisers then run on meta tensors, which costs nothing. Buffers stay real: they are small,
+    and forwards index with them. Elsewhere the device is the default device while the factory runs.
+    """
+    if target is None:
+        yield
+    elif target.type == "meta":
+        handle = register_module_parameter_registration_hook(_parameter_to_meta)
+        try:
+            yield
+        finally:
+            handle.remove()
+    else:
+        with target:
+            yield
+
+
+def _parameter_to_meta(module: nn.Module, name: str, param: Any) -> Any:
+    """A meta copy of a parameter being registered (None keeps it: lazy or already meta)."""
+    if param is None or param.device.type == "meta" or isinstance(param, nn.parameter.UninitializedParameter):
+        return None
+    meta = param.detach().to("meta")
+    if type(param) is nn.Parameter:
+        return nn.Parameter(meta, requires_grad=param.requires_grad)
+    try:  # a Parameter subclass: rebuilt the same way it was, on meta
+        return type(param)(meta, requires_grad=param.requires_grad)
+    except TypeError:
+        return nn.Parameter(meta, requires_grad=param.requires_grad)
 
 
 def _build_model(model: Any, target: torch.device | None) -> nn.Module:
@@ -283,6 +322,7 @@ def _collect(state: ModelState, counter: OpCounter, target: torch.device | None,
         ops=dict(sorted(counter.op_flops.items())),
         op_macs=dict(sorted(counter.op_macs.items())),
         uncounted=dict(sorted(counter.uncounted.items())),
+        value_reads={name: dict(sorted(ops.items())) for name, ops in sorted(counter.value_reads.items())},
         device=device,
         backward=backward,
     )

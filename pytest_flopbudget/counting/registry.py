@@ -65,11 +65,24 @@ FREE_OPS = frozenset(
         "_assert_async _assert_tensor_metadata _functional_assert_async "
         "record_stream _version detach_ requires_grad_ _make_dep_token _foreach_copy_ "
         "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
-        "_pin_memory pin_memory is_pinned _nested_tensor_from_mask "
+        "_pin_memory pin_memory is_pinned _nested_tensor_from_mask equal "
         "_nested_tensor_from_mask_left_aligned"
     ).split()
 )
 _FREE_NAMESPACES = frozenset({"prim", "prims_common"})
+
+# Ops whose result depends on tensor values in a way the host sees: a Python scalar (item(),
+# bool(t), int(t), torch.equal) or an output whose shape is data (nonzero, unique, masked_select).
+# Code that branches on them may take another path on another device, or on meta, where values are
+# unknown: the Measurement records where they ran, so that such counts are never compared blindly.
+VALUE_READING_OPS = frozenset(
+    "_local_scalar_dense equal allclose is_nonzero nonzero argwhere masked_select unique _unique "
+    "_unique2 unique_consecutive unique_dim bincount".split()
+)
+# repeat_interleave reads values only when the repeats are a tensor
+VALUE_READING_OVERLOADS = frozenset({"repeat_interleave.Tensor", "repeat_interleave.self_Tensor"})
+# Tensor methods that copy values to the host without an aten call (seen by the function mode)
+HOST_READ_FUNCTIONS = frozenset({torch.Tensor.tolist, torch.Tensor.numpy})
 
 
 def _packet_name(op: Any) -> str:
@@ -86,7 +99,11 @@ class Registry:
         self._user: dict[Any, Formula] = {}
         self._resolved: dict[Any, Any] = {}
         self.function_rules: dict[Callable[..., Any], tuple[str, Formula]] = {}
+        # formulas of families whose integer work is compute (int8 matmul, quantized conv)
+        self._integer_work: set[Any] = set()
         for family in _FAMILIES:
+            if getattr(family, "COUNTS_INTEGER_WORK", False):
+                self._integer_work.update(family.RULES.values())
             for name, formula in family.RULES.items():
                 op = _aten_op(name)
                 if op is not None:
@@ -118,6 +135,25 @@ class Registry:
         self._resolved[func] = rule
         return rule
 
+    def counts_integer_work(self, rule: Any) -> bool:
+        """Whether ``rule`` counts calls on integer and boolean tensors too.
+
+        FLOPs are floating-point work: elementwise and reduction ops on integers and booleans (index
+        math, mask logic, ``num_batches_tracked += 1``) cost 0. Matrix products and convolutions
+        count whatever the dtype (quantized inference computes with them), and so do user formulas:
+        whoever registers one decides what it counts."""
+        return rule in self._integer_work or any(rule is user for user in self._user.values())
+
+    def reads_values(self, func: torch._ops.OpOverload) -> Any:
+        """Whether the op hands tensor values (or a shape that depends on them) to the host: True,
+        False, or a test of the call's arguments for ops that do so only for some arguments."""
+        packet = func.overloadpacket.__name__
+        if packet in VALUE_READING_OPS or f"{packet}.{func._overloadname}" in VALUE_READING_OVERLOADS:
+            return True
+        if packet == "index":
+            return _indexes_with_a_mask
+        return False
+
     def _lookup(self, func: torch._ops.OpOverload) -> Any:
         packet = func.overloadpacket
         for table in (self._user, self._builtin):
@@ -141,6 +177,12 @@ class Registry:
             if base is not None and base in self._builtin:
                 return self._builtin[base]
         return None
+
+
+def _indexes_with_a_mask(args: Any) -> bool:
+    """``x[mask]``: a boolean index selects as many elements as the mask holds trues."""
+    indices = args[1] if len(args) > 1 else ()
+    return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices or ())
 
 
 def _aten_op(name: str) -> Any:

@@ -29,10 +29,11 @@ class FlopBudgetUsageError(Exception):
 class FlopBudget:
     """Measures models for one test; every measurement is recorded, the budget applies to the sum."""
 
-    def __init__(self, item: pytest.Item, device: str, junit_properties: bool) -> None:
+    def __init__(self, item: pytest.Item, device: str, junit_properties: bool, baseline_depth: int = 6) -> None:
         self._item = item
         self._device = device
         self._junit = junit_properties
+        self._depth = baseline_depth
         self._records: list[Measured] = item.stash.setdefault(MEASURED_KEY, [])
 
     @property
@@ -58,7 +59,7 @@ class FlopBudget:
         from pytest_flopbudget.plugin.baseline import Entry
         from pytest_flopbudget.plugin.verdict import Measured
 
-        self._records.append(Measured(label, Entry.from_measurement(result), {"measurement": result}))
+        self._records.append(Measured(label, Entry.from_measurement(result, self._depth), {"measurement": result}))
         if self._junit:
             suffix = "" if label is None else f"[{label}]"
             for metric in ("flops", "macs", "params"):
@@ -87,7 +88,7 @@ class FlopBudget:
 def flop_budget(request: pytest.FixtureRequest) -> FlopBudget:
     """Measure models against this test's @pytest.mark.flop_budget and the baseline."""
     settings = request.config.stash[SETTINGS_KEY]
-    return FlopBudget(request.node, settings.device, settings.junit_properties)
+    return FlopBudget(request.node, settings.device, settings.junit_properties, settings.baseline_depth)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ STATUS_WORDS = {
     "unmeasured": "NOT MEASURED",
     "new": "NO BASELINE",
     "improved": "FLOPS IMPROVED",
+    "device mismatch": "DEVICE MISMATCH",
 }
 # pytest.skip / pytest.xfail inside a test are not failures: a test that measured then skipped has no row
 _NOT_FAILURES = (pytest.skip.Exception, pytest.xfail.Exception)

@@ -64,6 +64,22 @@ def path_type(value: str) -> str:
     return text
 
 
+# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
+# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
+DEFAULT_BASELINE_DEPTH = 6
+
+
+def baseline_depth(raw: object) -> int:
+    """The ini value of flop_baseline_depth: a whole number of levels, 1 or more."""
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(
+            f"ini option flop_baseline_depth = {raw!r}: give a whole number of module levels, 1 or more "
+            f"(default {DEFAULT_BASELINE_DEPTH})"
+        )
+    return int(text)
+
+
 @dataclass(frozen=True)
 class _Option:
     name: str  # the ini key; the flag is --flop-... with dashes
@@ -110,18 +126,21 @@ def add_options(parser: pytest.Parser) -> None:
                 _add_number_ini(parser, option.name, ini_help)
             else:
                 parser.addini(option.name, ini_help, type="string", default="")
+    _add_number_ini(parser, "flop_baseline_depth", "how many levels of modules below the model each baseline "
+                    f"entry keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks "
+                    "are written once)", default=str(DEFAULT_BASELINE_DEPTH))
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
 
 
-def _add_number_ini(parser: pytest.Parser, name: str, help: str) -> None:
+def _add_number_ini(parser: pytest.Parser, name: str, help: str, default: str = "") -> None:
     """A string key that also takes TOML numbers (``flop_tolerance = 0.05`` in pytest 9's native
     ``[tool.pytest]`` table). pytest 9.2 accepts a union type; older versions only "string", and
     their TOML-less ini files give strings anyway."""
     try:
-        parser.addini(name, help, type=str | float | int, default="")  # type: ignore[arg-type]
+        parser.addini(name, help, type=str | float | int, default=default)  # type: ignore[arg-type]
     except (AssertionError, TypeError, ValueError):
-        parser.addini(name, help, type="string", default="")
+        parser.addini(name, help, type="string", default=default)
 
 
 def _from_ini(config: pytest.Config, option: _Option) -> Any:
@@ -157,6 +176,7 @@ class Settings:
     strict: bool
     report_path: Path | None
     junit_properties: bool
+    baseline_depth: int = DEFAULT_BASELINE_DEPTH
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -186,6 +206,7 @@ class Settings:
             strict=bool(values["flop_strict"]),
             report_path=resolve("flop_report"),
             junit_properties=bool(config.getini("flop_junit_properties")),
+            baseline_depth=baseline_depth(config.getini("flop_baseline_depth")),
         )
 
 
@@ -198,7 +219,7 @@ def check_device_available(device: str) -> None:
     if not torch.cuda.is_available():
         raise pytest.UsageError(
             f"--flop-device={device}: torch {torch.__version__} has no usable CUDA device here; "
-            "use --flop-device=cpu or meta (the counts are the same)"
+            "use --flop-device=cpu or meta (the same counts, unless the forward reads tensor values)"
         )
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():

@@ -17,7 +17,8 @@ import pytest
 from pytest_flopbudget.plugin.marker import format_count, human_count
 from pytest_flopbudget.plugin.options import format_fraction
 from pytest_flopbudget.plugin.verdict import (
-    IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, BudgetCheck, TestVerdict, change, percent,
+    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, BudgetCheck, TestVerdict,
+    change, describe_other_path, percent,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ def rows_of(verdicts: dict[str, TestVerdict]) -> list[Row]:
             base = entry.baseline
             word = TEST_FAILED if verdict.test_failed else verdict.row_status(entry)
             also = (REGRESSED,) if word == OVER_BUDGET and entry.status == REGRESSED else ()
-            grown = tuple({"name": g.name, "type": g.type, "old": dict(g.old), "new": dict(g.new)} for g in entry.grown)
+            grown = tuple({"name": g.name, "type": g.type, "old": dict(g.old), "new": dict(g.new), "repeat": g.repeat}
+                          for g in entry.grown)
             regressions = tuple(
                 f"{m} regressed: {getattr(entry.measured, m):,} vs baseline {getattr(base, m):,} "
                 f"({percent(change(getattr(entry.measured, m), getattr(base, m)))})"
@@ -130,14 +132,18 @@ def counts_of(rows: list[Row], stale: list[str]) -> dict[str, int]:
 
 def count_line(counts: dict[str, int]) -> str:
     parts = [f"{counts[w]} {w}" for w in (*COUNTED, "stale")]
-    for extra in (UNMEASURED, TEST_FAILED):
-        if counts.get(extra):
-            parts.append(f"{counts[extra]} {extra}")
+    for word in (UNMEASURED, DEVICE_MISMATCH, TEST_FAILED):
+        if counts.get(word):
+            parts.append(f"{counts[word]} {word}")
     return "flopbudget: " + ", ".join(parts)
 
 
 def hints(plugin: FlopBudgetPlugin, counts: dict[str, int]) -> list[str]:
     lines = list(plugin.notes)
+    for verdict in plugin.verdicts.values():
+        for entry in verdict.entries:
+            if entry.status == DEVICE_MISMATCH and not entry.failing:
+                lines.extend(describe_other_path(entry))
     if counts[OVER_BUDGET]:
         lines.append("over budget: if intended, raise the limit in the test's @pytest.mark.flop_budget(...); "
                      "the baseline does not change a budget")

@@ -151,7 +151,7 @@ def test_a_10_mb_baseline_is_read_in_seconds(tmp_path: Path) -> None:
     # written as the plugin writes it (dump of one entry, repeated: dumping 16000 is the slow part)
     one = dump({"KEY": Entry(1, 2, 3, modules)}, torch_version())
     head, body = one.split("entries:\n")
-    template = body.replace("KEY", "{key}").replace("flops: 1\n", "flops: {flops}\n", 1) \
+    template = body.replace("{", "{{").replace("}", "}}").replace("KEY", "{key}").replace("flops: 1\n", "flops: {flops}\n", 1) \
         .replace("macs: 2\n", "macs: {macs}\n", 1).replace("params: 3\n", "params: {params}\n", 1)
     text = head + "entries:\n" + "".join(template.format(key=k, flops=e.flops, macs=e.macs, params=e.params)
                                         for k, e in sorted(entries.items()))

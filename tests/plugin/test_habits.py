@@ -16,7 +16,7 @@ from plugin_project import Project, linear_flops, linear_params
 FLAGS = ("--flop-device", "--flop-baseline", "--flop-update-baseline", "--flop-prune-baseline",
          "--flop-tolerance", "--flop-strict", "--flop-report")
 INI_KEYS = ("flop_device", "flop_baseline", "flop_update_baseline", "flop_prune_baseline", "flop_tolerance",
-            "flop_strict", "flop_report", "flop_junit_properties")
+            "flop_strict", "flop_report", "flop_junit_properties", "flop_baseline_depth")
 
 
 def test_help_lists_every_option_and_ini_key(project: Project) -> None:
@@ -225,7 +225,8 @@ needs_toml = pytest.mark.skipif(tuple(map(int, pytest.__version__.split(".")[:2]
 def test_native_toml_numbers_and_booleans(project: Project) -> None:
     (project.pytester.path / "tox.ini").unlink()  # Project's ini file would win over pyproject.toml
     project.pytester.makefile(".toml", pyproject='[tool.pytest]\nflop_tolerance = 0.25\nflop_strict = true\n'
-                                                 'flop_device = "meta"\nflop_junit_properties = false\n')
+                                                 'flop_device = "meta"\nflop_junit_properties = false\n'
+                                                 'flop_baseline_depth = 1\n')
     project.write("test_a.py", project.linear_test("test_a", 8, 4, 3))
     result = project.run("--flop-update-baseline")
     result.assert_outcomes(passed=1)

@@ -79,6 +79,8 @@ def convolution_backward(
     return (flops, macs)
 
 
+COUNTS_INTEGER_WORK = True  # integer convolutions (quantized inference) are compute, not bookkeeping
+
 RULES = {
     "convolution": convolution,
     "_convolution": convolution,

@@ -50,6 +50,8 @@ def addr(bias: Shape, v1: Shape, v2: Shape, *args: object, out: Shape, **kwargs:
     return (total, total)
 
 
+COUNTS_INTEGER_WORK = True  # int8 matmuls (quantized inference) are compute, not bookkeeping
+
 RULES = {
     "mm": mm,
     "bmm": mm,
