@@ -26,12 +26,20 @@ CLI = "flopbudget example_project.models:vit --input-shape 1,3,224,224 --depth 1
 CI = "python -m pytest --flop-strict --flop-report=$GITHUB_STEP_SUMMARY"
 RUN = {SEE_IT_WORK, DEMO, CLI, CI}
 
+GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git"'
+PATH_INSTALL = "pip install ./pytest-flopbudget"
+CI_GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git@v0.1.0"'
+
 # Not run by this suite, each for a reason, each checked below as far as a test can.
 KNOWN = {
     "pip install -r requirements-dev.txt": "installs; .ci/run runs it on a fresh machine",
     "python -m pytest": "this very suite; .ci/run runs it",
     "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu": "installs (CI snippet)",
-    "pip install -e . pytest-flopbudget": "installs the user's project (CI snippet)",
+    GIT_INSTALL: "installs the plugin from git (placeholder URL); checked as a requirement below",
+    PATH_INSTALL: "installs the plugin from a checkout; checked below",
+    CI_GIT_INSTALL: "installs the plugin in CI (placeholder URL); checked as a requirement below",
+    "if [ -f requirements.txt ]; then pip install -r requirements.txt; fi": "the user's own dependencies (CI snippet)",
+    "python -m pytest -n auto": "this very suite under xdist; .ci/run runs it serially",
     "pytest --flop-update-baseline": "a user's repository; options checked against the plugin",
     "git diff flop_baseline.yaml": "a user's repository",
     "pytest --flop-prune-baseline": "a user's repository; options checked against the plugin",
@@ -81,7 +89,8 @@ def runs(tmp_path_factory):
             ["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for command, cwd, env in (
-            (SEE_IT_WORK, ROOT, user_env()),
+            # the README shows the table as a terminal 104 columns wide prints it (the table fits the width)
+            (SEE_IT_WORK, ROOT, user_env(COLUMNS="104")),
             (DEMO, ROOT, user_env()),
             (CLI, ROOT, user_env()),
             # the CI step as a user's repository runs it: from the root of (a copy of) the example
@@ -222,3 +231,34 @@ def test_counting_any_code_blocks_run_and_count_what_they_say(monkeypatch):
     assert params == sum(p.numel() for p in namespace["model"].parameters())
     assert adamw == 11 * params  # AdamW with its default weight decay: 11 per parameter element
     assert flops > adamw
+
+
+def test_install_commands_name_this_package():
+    """The package is not on PyPI: the README installs it from git or a path, by its real name."""
+    from packaging.requirements import Requirement
+
+    project = re.search(r'^name = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    for command in (GIT_INSTALL, CI_GIT_INSTALL):
+        requirement = Requirement(shlex.split(command)[2])
+        assert requirement.name == project
+        assert requirement.url.startswith("git+https://") and "YOUR-ORG" in requirement.url
+    assert shlex.split(PATH_INSTALL)[2].rstrip("/").endswith(project)  # the checkout's folder name
+    assert "YOUR-ORG" in README and "placeholder" in README
+    assert "pip install pytest-flopbudget`" in README  # the name once published
+
+
+def test_ci_recipe_works_for_a_repository_that_is_not_a_package():
+    steps = [step.get("run", "") for block in blocks("yaml") for step in yaml.safe_load(block)["jobs"]["flops"]["steps"]]
+    runs = [strip_comment(run) for run in steps if run]
+    assert not any("pip install -e ." in run for run in runs)
+    torch_step = runs.index("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+    assert torch_step < runs.index(CI_GIT_INSTALL) < runs.index(CI)
+
+
+def test_quickstart_says_what_torch_costs_and_how_long_the_suite_takes():
+    quickstart = README.split("## Quickstart")[1].split("\n## ")[0]
+    assert "CUDA" in quickstart and "several GB" in quickstart
+    assert "--index-url https://download.pytorch.org/whl/cpu" in quickstart
+    assert ".ci/run" in quickstart and "HF_HUB_OFFLINE=1" in quickstart
+    assert re.search(r"takes about \d+ minutes on a 2-core machine", quickstart)
+    assert "python -m pytest -n auto" in quickstart

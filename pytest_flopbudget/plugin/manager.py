@@ -1,27 +1,33 @@
 """The plugin's hooks, grouped on one object registered in ``pytest_configure``.
 
 Every process (the xdist controller and each worker) validates markers, reads the baseline and, in
-processes that run tests, turns a test's measurements into its verdict on the call report. Only the
-controller (or the single process without xdist) collects the verdicts from the reports, writes the
-baseline and the reports, and prints the summary.
+processes that run tests, turns a test's measurements into its verdict at the end of its call phase
+(a budget failure is raised there as an exception, so xfail and rerun plugins see a failure like any
+other). The verdict travels on the call report. Only the controller (or the single process without
+xdist) collects the verdicts from the reports, writes the baseline and the reports, and prints the
+summary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Generator
 
 import pytest
 
 from pytest_flopbudget.plugin import report as reporting
-from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, nodeid_of, update
+from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, nodeid_of, torch_version, update
+from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
 from pytest_flopbudget.plugin.options import Settings, format_fraction
-from pytest_flopbudget.plugin.scope import RunScope
-from pytest_flopbudget.plugin.state import BUDGET_KEY, MEASURED_KEY
+from pytest_flopbudget.plugin.scope import RunScope, test_id
+from pytest_flopbudget.plugin.state import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
 from pytest_flopbudget.plugin.verdict import TestVerdict, judge
 
 REPORT_ATTRIBUTE = "flopbudget"  # a JSON-able dict on the call report; xdist carries it to the controller
+WORKER_OUTPUT = "flopbudget"  # what a worker's collection saw, sent to the controller at its end
+FIXTURE = "flop_budget"
 
 STATUS_WORDS = {
     "over budget": "OVER BUDGET",
@@ -31,6 +37,8 @@ STATUS_WORDS = {
     "improved": "FLOPS IMPROVED",
     "device mismatch": "DEVICE MISMATCH",
 }
+# pytest.skip / pytest.xfail inside a test are not failures: a test that measured then skipped has no row
+_NOT_FAILURES = (pytest.skip.Exception, pytest.xfail.Exception)
 
 
 class FlopBudgetPlugin:
@@ -47,22 +55,73 @@ class FlopBudgetPlugin:
         self.notes: list[str] = []
         self.stale_failed = False
         self.write_failed = False
+        self.interrupted = False  # Ctrl-C or pytest.exit, not a plugin stopping the run on purpose
+        self.stopped = False  # --sw, xdist's -x: the run stopped early on purpose
+        self.last_item: dict[str, str] = {}  # test id -> node id of the report its verdict came from
+        self.key_of: dict[str, str] = {}  # node id -> test id, for reruns that measured nothing
 
     # -- every process -------------------------------------------------------------------------
 
-    def pytest_report_header(self, config: pytest.Config) -> str:
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
         path = self.baseline.path
         try:
             shown = path.relative_to(Path(str(config.rootpath)))
         except ValueError:
             shown = path
         count = f"{len(self.baseline.entries)} entries" if self.baseline.exists else "not created yet"
-        return (f"flopbudget: baseline {shown} ({count}), device {self.settings.device}, "
-                f"tolerance {format_fraction(self.settings.tolerance)}")
+        lines = [f"flopbudget: baseline {shown} ({count}), device {self.settings.device}, "
+                 f"tolerance {format_fraction(self.settings.tolerance)}"]
+        note = self.torch_note()
+        if note:
+            lines.append(f"flopbudget: note: {note}")
+        return lines
+
+    def torch_note(self) -> str | None:
+        """Counts follow torch's decompositions and kernels: a baseline from another release may differ."""
+        written = self.baseline.torch_version
+        running = torch_version()
+        if written is None or written == running:
+            return None
+        return (f"baseline written by torch {written}; this run uses torch {running} "
+                "(counts can change between torch releases; `--flop-update-baseline` rewrites it)")
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self.scope.seen.add(test_id(item))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self.scope.collected_file(report)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            self.config.workeroutput[WORKER_OUTPUT] = self.scope.to_worker_output()  # type: ignore[attr-defined]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Pay torch's one-time start-up before the first test, not inside it.
+
+        The first count in a process imports hundreds of torch modules (sympy for the backward pass,
+        FakeTensorMode for meta): seconds that would otherwise land in the first measuring test,
+        where ``--timeout`` or ``--durations`` would blame that test. Only when a collected test uses
+        the fixture, so suites that measure nothing never import torch.
+        """
+        if self.config.getoption("collectonly", False):
+            return
+        if not any(FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+            return
+        try:
+            import torch
+
+            from pytest_flopbudget.counting.measure import measure
+
+            measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device=self.settings.device, backward=True)
+        except Exception:  # noqa: BLE001 - a warm-up only; the tests themselves will say what is wrong
+            pass
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Validate the marker before any fixture (and so any model) is built."""
+        """Start every attempt clean (pytest-rerunfailures reruns the same item), then validate the
+        marker before any fixture (and so any model) is built."""
+        self._forget_previous_attempt(item)
         marker = item.get_closest_marker(MARKER)
         if marker is None:
             item.stash[BUDGET_KEY] = None
@@ -74,22 +133,69 @@ class FlopBudgetPlugin:
             message = error.describe(item.nodeid)
         pytest.fail(message, pytrace=False)  # outside the except: no chained traceback
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-        report = yield
-        if call.when != "call" or not report.passed:
-            return report
+    def _forget_previous_attempt(self, item: pytest.Item) -> None:
+        previous = item.stash.get(MEASURED_KEY, [])
+        if previous and self.settings.junit_properties:
+            ours = [prop for record in previous for prop in _junit_properties(record)]
+            verdict = item.stash.get(VERDICT_KEY, None)
+            ours += _why_properties(verdict) if verdict is not None else []
+            for prop in ours:
+                if prop in item.user_properties:
+                    item.user_properties.remove(prop)
+        item.stash[MEASURED_KEY] = []
+        item.stash[VERDICT_KEY] = None
+
+    def _judge(self, item: pytest.Item) -> TestVerdict | None:
         budget = item.stash.get(BUDGET_KEY, None)
         measured = item.stash.get(MEASURED_KEY, [])
         if budget is None and not measured:
+            return None
+        return judge(test_id(item), budget, measured, self.baseline.entries, tolerance=self.settings.tolerance,
+                     strict=self.settings.strict, update=self.settings.update)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        try:
+            result = yield
+        except BaseException as error:
+            if isinstance(error, (Exception, pytest.fail.Exception)) and not isinstance(error, _NOT_FAILURES):
+                verdict = self._judge(item)
+                if verdict is not None and verdict.entries:  # measured, then failed on its own
+                    item.stash[VERDICT_KEY] = dataclasses.replace(verdict, test_failed=True)
+            raise
+        verdict = self._judge(item)
+        item.stash[VERDICT_KEY] = verdict
+        if verdict is not None and verdict.failing:
+            __tracebackhide__ = True
+            raise FlopBudgetFailure(verdict.long_repr())
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when != "call":
             return report
-        verdict = judge(item.nodeid, budget, measured, self.baseline.entries, tolerance=self.settings.tolerance,
-                        strict=self.settings.strict, update=self.settings.update)
-        setattr(report, REPORT_ATTRIBUTE, {**verdict.to_dict(), "status": verdict.status, "failing": verdict.failing})
-        if verdict.failing:
-            report.outcome = "failed"
-            report.longrepr = verdict.long_repr()
+        verdict = item.stash.get(VERDICT_KEY, None)
+        excinfo = call.excinfo
+        ours = excinfo is not None and isinstance(excinfo.value, FlopBudgetFailure)
+        if excinfo is not None and not ours and report.failed:
+            short = short_forward_failure(item, excinfo)
+            if short is not None:
+                report.longrepr = short
+        if verdict is None:
+            return report
+        if ours and report.skipped:  # xfail: the expected failure happened
+            verdict = dataclasses.replace(verdict, xfail=True)
+        setattr(report, REPORT_ATTRIBUTE, {**verdict.to_dict(), "status": verdict.status,
+                                           "failing": verdict.failing and not verdict.xfail})
+        if ours and report.failed:
+            assert excinfo is not None
+            message = verdict.long_repr()
+            report.longrepr = budget_repr(excinfo, item, message)
             report.sections.append(("flop budget", verdict.section()))
+        if self.settings.junit_properties and verdict.failing:
+            # junitxml reads the teardown report's properties, which are copied from the item
+            item.user_properties.extend(_why_properties(verdict))
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -100,20 +206,18 @@ class FlopBudgetPlugin:
             return "failed", "B", (word, {"red": True})
         return None
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Tell Ctrl-C from a plugin that stops the run on purpose: --sw raises pytest's
+        Session.Interrupted, xdist's -x its own Interrupted (both KeyboardInterrupt subclasses)."""
+        error = excinfo.value
+        deliberate = (type(error) is not KeyboardInterrupt and type(error).__name__ == "Interrupted"
+                      and "keyboard-interrupt" not in str(error))
+        if deliberate:
+            self.stopped = True
+        else:
+            self.interrupted = True
+
     # -- controller ----------------------------------------------------------------------------
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.scope.collected.update(item.nodeid for item in session.items)
-
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.scope.deselected += len(items)
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            self.scope.collection_errors += 1
-        if not report.passed:
-            # tests under a module that failed or skipped collection are not gone, just not known
-            self.scope.uncertain.add(report.nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker:
@@ -124,19 +228,41 @@ class FlopBudgetPlugin:
         if report.when != "call":
             return
         data = getattr(report, REPORT_ATTRIBUTE, None)
-        if isinstance(data, dict):
-            self.verdicts[report.nodeid] = TestVerdict.from_dict(data)
-            self.scope.ran_clean.add(report.nodeid)
-        elif report.passed:
-            self.scope.ran_clean.add(report.nodeid)
+        if not isinstance(data, dict):
+            key = self.key_of.get(report.nodeid)
+            if key is not None and self.last_item.get(key) == report.nodeid:
+                self.verdicts.pop(key, None)  # an earlier attempt measured, this rerun did not: nothing to judge
+                del self.last_item[key]
+            if report.passed:
+                self.scope.ran_clean.add(report.nodeid)
+            return
+        verdict = TestVerdict.from_dict(data)
+        key = verdict.nodeid  # the test's own id: pytest-repeat's repetitions share it
+        previous = self.verdicts.get(key)
+        rerun = self.last_item.get(key) == report.nodeid  # pytest-rerunfailures: the last attempt counts
+        if previous is None or rerun or not previous.failing or verdict.failing:  # a failing repetition stays
+            self.verdicts[key] = verdict
+        self.last_item[key] = report.nodeid
+        self.key_of[report.nodeid] = key
+        if not verdict.test_failed:
+            self.scope.ran_clean.add(key)
 
     def measured_entries(self) -> dict[str, Entry]:
-        return {entry.key: entry.measured for verdict in self.verdicts.values() for entry in verdict.entries}
+        return {entry.key: entry.measured for verdict in self.verdicts.values() if not verdict.test_failed
+                for entry in verdict.entries}
+
+    def worker_down(self, node: Any, error: Any) -> None:
+        """An xdist worker finished (see XdistHooks): what its collection saw, or that it crashed."""
+        output = getattr(node, "workeroutput", None) or {}
+        if isinstance(output.get(WORKER_OUTPUT), dict):
+            self.scope.add_worker_output(output[WORKER_OUTPUT])
+        if error:
+            self.crashed.append(f"worker {getattr(getattr(node, 'gateway', None), 'id', node)}: {error}")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
             return
-        full = self.scope.is_full(session)
+        full = self.scope.is_full(session, stopped=self.stopped)
         measured = self.measured_entries()
         self.stale = self.scope.stale(self.baseline.entries, measured, full=full)
         pruned: list[str] = []
@@ -161,7 +287,8 @@ class FlopBudgetPlugin:
         if self.crashed:
             self.notes.append(f"baseline {path} not written: a worker crashed ({', '.join(self.crashed)})")
             return
-        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and not (self.stopped and not self.interrupted)
+        if interrupted or exitstatus in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
             self.notes.append(f"baseline {path} not written: the run was interrupted or errored")
             return
         try:
@@ -183,18 +310,31 @@ class FlopBudgetPlugin:
         reporting.write_terminal(terminalreporter, self, config.get_verbosity())
 
 
+def _junit_properties(record: Any) -> list[tuple[str, object]]:
+    """The properties the fixture added for one measurement (see fixtures.FlopBudget.measure)."""
+    suffix = "" if record.label is None else f"[{record.label}]"
+    return [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in ("flops", "macs", "params")]
+
+
+def _why_properties(verdict: TestVerdict) -> list[tuple[str, object]]:
+    """Why a test failed, for --junit-xml readers (CI test tabs) that never see the log."""
+    props: list[tuple[str, object]] = []
+    if verdict.over_budget:
+        props.append(("flop_budget_exceeded", "; ".join(c.describe() for c in verdict.over_budget)))
+    grown = [g.describe() for e in verdict.entries if e.failing for g in e.grown]
+    if grown:
+        props.append(("flop_grown", "; ".join(grown)))
+    return props
+
+
 class XdistHooks:
     """Hooks that exist only with pytest-xdist (registered only then, as pytest-randomly does)."""
 
     def __init__(self, plugin: FlopBudgetPlugin) -> None:
         self.plugin = plugin
 
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.plugin.scope.collected.update(ids)
-
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        if error:
-            self.plugin.crashed.append(f"worker {getattr(getattr(node, 'gateway', None), 'id', node)}: {error}")
+        self.plugin.worker_down(node, error)
 
 
-__all__ = ["FlopBudgetPlugin", "XdistHooks", "nodeid_of"]
+__all__ = ["FlopBudgetFailure", "FlopBudgetPlugin", "XdistHooks", "nodeid_of"]

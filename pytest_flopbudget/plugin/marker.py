@@ -164,8 +164,16 @@ def decimal_fraction(text: str) -> Fraction | None:
     return exact / 100 if match["percent"] else exact
 
 
+def percent_hint(exact: Fraction, written: str, *, quoted: bool = False) -> str:
+    """Why a tolerance above 1 without "%" is refused, and what was probably meant."""
+    meant = f"'{written}%'" if quoted else f"{written}%"
+    whole = f"'{float(exact * 100):g}%'" if quoted else f"{float(exact * 100):g}%"
+    return (f"{float(exact * 100):g}%; did you mean {meant} ({float(exact / 100):g})? "
+            f"Write {whole} if you mean it")
+
+
 def parse_tolerance(value: Any) -> Fraction:
-    """A fraction >= 0 (0.05) or a percentage string ("5%")."""
+    """A fraction >= 0 (0.05) or a percentage string ("5%"); above 1 only as a percentage."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise MarkerError("tolerance", value, "give a fraction such as 0.05 or '5%'")
     if isinstance(value, str):
@@ -177,6 +185,9 @@ def parse_tolerance(value: Any) -> Fraction:
     exact = _in_range("tolerance", value, exact)
     if exact < 0:
         raise MarkerError("tolerance", value, "cannot be negative")
+    if exact > 1 and not (isinstance(value, str) and value.strip().endswith("%")):
+        written = value.strip() if isinstance(value, str) else repr(value)
+        raise MarkerError("tolerance", value, "that is " + percent_hint(exact, written, quoted=True))
     return exact
 
 

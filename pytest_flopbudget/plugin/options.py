@@ -30,18 +30,27 @@ def device_type(value: str) -> str:
     raise argparse.ArgumentTypeError(f"{value!r} is not a counting device; choose one of cpu, cuda, meta")
 
 
-def tolerance_type(value: str) -> Fraction:
-    """A non-negative fraction ("0.05") or percentage ("5%"), kept exact for the comparisons."""
-    from pytest_flopbudget.plugin.marker import decimal_fraction, out_of_range, safe_repr
+def tolerance_type(value: str | float) -> Fraction:
+    """A non-negative fraction ("0.05") or percentage ("5%"), kept exact for the comparisons.
 
+    TOML numbers (pytest 9's ``[tool.pytest]``) arrive as int or float and are read as written.
+    Above 1 a percent sign is required: "5" is far more often a forgotten "%" than a 500% tolerance.
+    """
+    from pytest_flopbudget.plugin.marker import decimal_fraction, out_of_range, percent_hint, safe_repr
+
+    if isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a fraction; write e.g. 0.05 or 5%")
+    text = repr(value) if isinstance(value, float) else str(value)
     # matched by a regular expression with a bounded exponent ("1e999999999" would hang Fraction)
-    exact = decimal_fraction(str(value))
+    exact = decimal_fraction(text)
     if exact is None:
         raise argparse.ArgumentTypeError(f"{safe_repr(value)} is not a fraction; write e.g. 0.05 or 5%")
     if out_of_range(exact):
         raise argparse.ArgumentTypeError(f"{safe_repr(value)} is out of range (between 1e-200 and 1e200)")
     if exact < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a finite fraction >= 0 (e.g. 0.05 or 5%)")
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite fraction >= 0 (e.g. 0.05 or 5%)")
+    if exact > 1 and not text.strip().endswith("%"):
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is {percent_hint(exact, text.strip())}")
     return exact
 
 
@@ -93,8 +102,8 @@ OPTIONS = (
             "keeping every other entry", "bool"),
     _Option("flop_prune_baseline", "remove baseline entries of tests that no longer exist (full runs only)",
             "bool"),
-    _Option("flop_tolerance", "allowed growth over the baseline, as a fraction (0.05 or 5%; default 0)",
-            "value", tolerance_type, "FRACTION"),
+    _Option("flop_tolerance", "allowed growth over the baseline, as a fraction (0.05 or 5%%; default 0)",
+            "value", tolerance_type, "FRACTION"),  # argparse: %% is a percent sign
     _Option("flop_strict", "also fail on missing baseline entries, stale entries and improvements "
             "beyond the tolerance (keeps baselines exact in CI)", "bool"),
     _Option("flop_report", "write the measurements as JSON, or as Markdown (appended) if PATH ends in .md",
@@ -106,20 +115,34 @@ def add_options(parser: pytest.Parser) -> None:
     """Register each option in one ``--flop-`` group and as an ini key."""
     group = parser.getgroup("flopbudget", "compute budgets (pytest-flopbudget)")
     for option in OPTIONS:
+        ini_help = option.help.replace("%%", "%")  # argparse formats help with %, the ini listing does not
         if option.kind == "bool":
             group.addoption(option.flag, action="store_true", default=None, dest=option.name, help=option.help)
-            parser.addini(option.name, option.help, type="bool", default=False)
+            parser.addini(option.name, ini_help, type="bool", default=False)
         else:
             group.addoption(option.flag, action="store", default=None, dest=option.name, type=option.check,
                             metavar=option.metavar, help=option.help)
-            parser.addini(option.name, option.help, type="string", default="")
-    parser.addini("flop_baseline_depth", "how many levels of modules below the model each baseline entry "
-                  f"keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks are "
-                  "written once)", type="string", default=str(DEFAULT_BASELINE_DEPTH))
+            if option.check is tolerance_type:
+                _add_number_ini(parser, option.name, ini_help)
+            else:
+                parser.addini(option.name, ini_help, type="string", default="")
+    _add_number_ini(parser, "flop_baseline_depth", "how many levels of modules below the model each baseline "
+                    f"entry keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks "
+                    "are written once)", default=str(DEFAULT_BASELINE_DEPTH))
     parser.addini("flop_formulas", "modules with custom formulas (register_formula calls or a FLOP_FORMULAS "
                   "dict), imported once per session in every process that runs tests", type="linelist", default=[])
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
+
+
+def _add_number_ini(parser: pytest.Parser, name: str, help: str, default: str = "") -> None:
+    """A string key that also takes TOML numbers (``flop_tolerance = 0.05`` in pytest 9's native
+    ``[tool.pytest]`` table). pytest 9.2 accepts a union type; older versions only "string", and
+    their TOML-less ini files give strings anyway."""
+    try:
+        parser.addini(name, help, type=str | float | int, default=default)  # type: ignore[arg-type]
+    except (AssertionError, TypeError, ValueError):
+        parser.addini(name, help, type="string", default=default)
 
 
 def _from_ini(config: pytest.Config, option: _Option) -> Any:

@@ -9,7 +9,7 @@ import pytest
 if TYPE_CHECKING:
     from pytest_flopbudget.plugin.marker import Budget
     from pytest_flopbudget.plugin.options import Settings
-    from pytest_flopbudget.plugin.verdict import Measured
+    from pytest_flopbudget.plugin.verdict import Measured, TestVerdict
 
 # a labelled measurement's baseline key is "<node id>#<label>"
 LABEL_SEPARATOR = "#"
@@ -17,3 +17,4 @@ LABEL_SEPARATOR = "#"
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 BUDGET_KEY = pytest.StashKey["Budget | None"]()
 MEASURED_KEY = pytest.StashKey["list[Measured]"]()
+VERDICT_KEY = pytest.StashKey["TestVerdict | None"]()

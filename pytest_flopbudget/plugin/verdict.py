@@ -189,7 +189,7 @@ def describe_other_path(entry: EntryVerdict) -> list[str]:
     new, old = entry.measured, entry.baseline
     reads = [f"on {e.device}: {_reads_text(e)}" for e in (new, old) if e.value_dependent]
     return [
-        f"{entry.key}: measured on {new.device}, the baseline on {old.device}, and the forward read tensor "
+        f"measured on {new.device}, the baseline on {old.device}, and the forward read tensor "
         f"values on the host ({'; '.join(reads)}), so each device may take another path: flops {new.flops:,} vs "
         f"{old.flops:,} ({percent(change(new.flops, old.flops))}) is not judged as a regression",
         f"  measure on the baseline's device (--flop-device={old.device}), or give inputs whose values take the "
@@ -227,7 +227,9 @@ class BudgetCheck:
 
     def describe(self) -> str:
         sign = ">" if self.over else "<="
-        return (f"{self.argument}: {self.measured:,} {self.metric} ({format_count(self.measured, self.metric)}) "
+        readable = format_count(self.measured, self.metric)
+        readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
+        return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
                 f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used)[1:]} of budget, "
                 f"{percent(self.used - 1)})")
 
@@ -242,6 +244,10 @@ class TestVerdict:
     entries: tuple[EntryVerdict, ...] = ()
     tolerance: Fraction = Fraction(0)
     update: bool = False
+    # the test failed on its own after measuring: shown, never judged or recorded
+    test_failed: bool = False
+    # the budget failure was expected (@pytest.mark.xfail): shown, does not fail the run
+    xfail: bool = False
     __test__ = False  # not a pytest test class, despite the name
 
     @property
@@ -254,6 +260,9 @@ class TestVerdict:
 
     @property
     def failing(self) -> bool:
+        """Whether the plugin fails the test (before xfail has its say)."""
+        if self.test_failed:
+            return False
         return bool(self.over_budget) or self.unmeasured or any(e.failing for e in self.entries)
 
     @property
@@ -277,18 +286,26 @@ class TestVerdict:
         return OK
 
     def long_repr(self) -> str:
-        """The failure in a few lines: measured value, limit or baseline, change in %."""
+        """The failure in a few lines: measured value, limit or baseline, change in %, and what to do.
+
+        The test's node id is not repeated (pytest prints it above, and the short summary has
+        room for the reason only); a labelled measurement is named by its label.
+        """
         lines = []
         if self.unmeasured:
             lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {MEASURE_HINT}")
         for check in self.over_budget:
             lines.append(f"over budget: {check.describe()}")
+        if self.over_budget:
+            names = ", ".join(dict.fromkeys(c.argument for c in self.over_budget))
+            lines.append(f"  if intended, raise {names} in @pytest.mark.flop_budget(...) of this test "
+                         "(the baseline does not change a budget)")
         for entry in self.entries:
             if not entry.failing:
                 continue
-            assert entry.baseline is not None or entry.status == NEW
+            who = "" if entry.label is None else f"[{entry.label}] "
             if entry.status == NEW:
-                lines.append(f"{entry.key}: no baseline entry (--flop-strict); create it with `{UPDATE_HINT}`")
+                lines.append(f"{who}no baseline entry (--flop-strict); create it with `{UPDATE_HINT}`")
                 continue
             if entry.status == DEVICE_MISMATCH:
                 lines.extend(describe_other_path(entry))
@@ -301,14 +318,17 @@ class TestVerdict:
                 if new == old:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
-                lines.append(f"{entry.key}: {metric} {word}: {new:,} vs baseline {old:,} "
+                lines.append(f"{who}{metric} {word}: {new:,} vs baseline {old:,} "
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
             if entry.status == REGRESSED:
                 if entry.grown:
                     names = ", ".join(c.label() for c in entry.grown[:5])
                     more = f" and {len(entry.grown) - 5} more" if len(entry.grown) > 5 else ""
                     lines.append(f"  grown: {names}{more}")
-                lines.append(f"  if intended, accept with `{UPDATE_HINT}` and commit the baseline")
+                if self.over_budget:
+                    lines.append(f"  {UPDATE_HINT} accepts the regression, not the budget")
+                else:
+                    lines.append(f"  if intended, accept with `{UPDATE_HINT}` and commit the baseline")
             else:
                 lines.append(f"  tighten the baseline with `{UPDATE_HINT}`")
         return "\n".join(lines)
@@ -344,6 +364,8 @@ class TestVerdict:
             "checks": [{"argument": c.argument, "metric": c.metric, "limit": str(c.limit), "measured": c.measured}
                        for c in self.checks],
             "entries": [_entry_to_dict(e) for e in self.entries],
+            "test_failed": self.test_failed,
+            "xfail": self.xfail,
         }
 
     @classmethod
@@ -356,6 +378,8 @@ class TestVerdict:
             entries=tuple(_entry_from_dict(e) for e in data["entries"]),
             tolerance=Fraction(data["tolerance"]),
             update=data["update"],
+            test_failed=bool(data.get("test_failed", False)),
+            xfail=bool(data.get("xfail", False)),
         )
 
 

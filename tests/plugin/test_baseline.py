@@ -49,7 +49,7 @@ def test_create_regress_and_name_the_modules_that_grew(project: Project) -> None
     change = (net_flops(6) - net_flops(4)) / net_flops(4) * 100
     result.stdout.fnmatch_lines([
         "*::test_net FLOPS REGRESSED*",
-        f"test_net.py::test_net: flops regressed: {net_flops(6)} vs baseline {net_flops(4)} (+{change:.1f}%, tolerance 0)",
+        f"flops regressed: {net_flops(6)} vs baseline {net_flops(4)} (+{change:.1f}%, tolerance 0)",
         # the deepest modules that account for the growth: the Sequential is only their sum
         "  grown: encoder.0 (Linear), head (Linear), encoder.1 (ReLU)",
         f"*grew: encoder.0 (Linear): flops {linear_flops(1, 8, 4)} -> {linear_flops(1, 8, 6)} (+50.0%)*",

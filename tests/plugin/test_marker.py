@@ -26,7 +26,7 @@ def test_budget_just_under_and_just_over(project: Project) -> None:
         "*::test_flops_over OVER BUDGET*",
         "*::test_params_over OVER BUDGET*",
         f"over budget: max_gflops: {FLOPS} flops * > limit *",
-        f"over budget: max_params: {PARAMS} params * > limit 35 *",
+        f"over budget: max_params: {PARAMS} params > limit 35 *",
     ])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
@@ -87,7 +87,7 @@ def test_module_and_class_markers_closest_wins(project: Project) -> None:
         "*::test_module_level OVER BUDGET*",
         "*::TestClass::test_class_level PASSED*",
         "*::TestClass::test_function_level OVER BUDGET*",
-        f"*max_params: {PARAMS} params * > limit {PARAMS - 2} *",
+        f"*max_params: {PARAMS} params*> limit {PARAMS - 2} *",
     ])
 
 
@@ -113,7 +113,7 @@ def test_several_measurements_need_labels_and_the_budget_applies_to_the_sum(proj
     )
     result = project.run("--flop-update-baseline")
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines([f"*max_params: {total} params * > limit {total - 1}*",
+    result.stdout.fnmatch_lines([f"*max_params: {total} params*> limit {total - 1}*",
                                  "*measure() called more than once in one test: give every measurement a distinct label*"])
     entries = project.load()["entries"]
     assert entries["test_multi.py::test_sum_fits#enc"]["params"] == linear_params(8, 4)

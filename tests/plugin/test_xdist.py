@@ -35,7 +35,7 @@ def test_verdicts_travel_to_the_controller(project: Project) -> None:
     result.assert_outcomes(passed=8, failed=1)
     result.stdout.fnmatch_lines([
         "*OVER BUDGET*test_a.py::test_over*",
-        f"over budget: max_params: {linear_params(8, 4)} params * > limit {linear_params(8, 4) - 1} *",
+        f"over budget: max_params: {linear_params(8, 4)} params > limit {linear_params(8, 4) - 1} *",
         "test_a.py::test_grows * +50.0% flops  regressed",
         "test_a.py::test_over * OVER BUDGET",
         "flopbudget: 13 ok, 1 over budget, 1 regressed, 0 improved, 0 new, 0 stale",

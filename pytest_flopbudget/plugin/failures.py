@@ -1,0 +1,82 @@
+"""How failures read: the plugin's own budget failure, and a model's forward that raised while measured.
+
+A forward that fails inside ``flop_budget.measure`` raises through the counting engine's dispatch
+mode and torch's module machinery; pytest's default traceback shows every one of those frames with
+their arguments (tensor values included), some sixty lines in which the user's line is hard to
+find. Under the default ``--tb=auto`` and verbosity, only the frames of the user's code are shown,
+in pytest's short style, with a hint where the error has a common cause; ``-v``, ``--tb=long`` or
+``--fulltrace`` show everything, as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pytest_flopbudget
+
+
+class FlopBudgetFailure(Exception):
+    """Raised at the end of a test's call phase when its measurements fail the budget or the baseline.
+
+    An exception (not a rewritten report) so that ``@pytest.mark.xfail`` and pytest-rerunfailures
+    treat a budget failure like any other test failure.
+    """
+
+
+def budget_repr(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item, message: str) -> Any:
+    """The failure as pytest prints ``pytest.fail(..., pytrace=False)``: the message, no traceback;
+    the crash line (``--tb=line``, the short summary) is the test's location and the first line."""
+    longrepr = excinfo.getrepr(style="value")
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        crash.path = str(item.path)
+        crash.lineno = (item.location[1] or 0) + 1
+        crash.message = message.splitlines()[0] if message else ""
+    return longrepr
+
+
+def _package_dirs() -> tuple[str, ...]:
+    dirs = [Path(pytest_flopbudget.__file__).parent, Path(pytest.__file__).parent.parent / "_pytest"]
+    for name in ("torch", "pluggy"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            dirs.append(Path(module.__file__).parent)  # type: ignore[arg-type]
+    return tuple(os.fspath(d) + os.sep for d in dirs)
+
+
+def _in_engine(path: Any) -> bool:
+    engine = os.fspath(Path(pytest_flopbudget.__file__).parent / "counting") + os.sep
+    return os.fspath(path).startswith(engine)
+
+
+def short_forward_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> Any | None:
+    """A few lines for an exception raised through the engine, or None to leave pytest's own."""
+    config = item.config
+    if (config.getoption("tbstyle", "auto") != "auto" or config.get_verbosity() > 0
+            or config.getoption("fulltrace", False)):
+        return None
+    if not any(_in_engine(entry.path) for entry in excinfo.traceback):
+        return None
+    internal = _package_dirs()
+    user_frames = excinfo.traceback.filter(lambda entry: not os.fspath(entry.path).startswith(internal))
+    if not user_frames:
+        return None
+    excinfo.traceback = user_frames
+    longrepr = excinfo.getrepr(style="short", funcargs=False, showlocals=bool(config.getoption("showlocals", False)),
+                               chain=False)
+    hint = _hint(str(excinfo.value))
+    if hint:
+        longrepr.addsection("flop budget", hint)
+    return longrepr
+
+
+def _hint(message: str) -> str | None:
+    if "Long" in message and ("FloatTensor" in message or "Float" in message or "float" in message):
+        return ("the model wants integer inputs (token ids, indices): build them with dtype=torch.long, "
+                "e.g. torch.zeros(1, 128, dtype=torch.long); -v shows the full traceback")
+    return None
