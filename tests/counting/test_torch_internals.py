@@ -31,8 +31,8 @@ TORCH = tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", torch.__version__)
 # name -> (first release that has it, first release that no longer has it, or None).
 # Releases tested by .ci/run: the floor (2.6), the pinned one (2.13) and the newest (2.15).
 ONLY_IN: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {
-    "_fused_rms_norm": ((2, 8), None),
-    "_fused_rms_norm_backward": ((2, 8), None),
+    "_fused_rms_norm": ((2, 8), None),  # not in the 2.7.1 wheel, in 2.8.0's
+    "_fused_rms_norm_backward": ((2, 8), None),  # absent in 2.6, present in 2.13; 2.7-2.12 not checked
 }
 
 
