@@ -18,9 +18,16 @@ venv="$cache/venvs/$name-$key"
 if [[ ! -f "$venv/.complete" ]]; then
     mkdir -p "$cache/venvs"
     rm -rf "$venv"
-    # environments of an older requirement set for this name are not used again
+    # The environment of an earlier requirement file of this name is updated in place rather than
+    # rebuilt (a torch install takes minutes): pip replaces what changed; a package dropped from
+    # the file stays until the cache is cleared. Any other environment of this name is removed.
+    previous=$(find "$cache/venvs" -maxdepth 2 -path "$cache/venvs/$name-*/.complete" -printf '%h\n' | head -n 1)
+    if [[ -n "$previous" ]]; then
+        rm "$previous/.complete"
+        mv "$previous" "$venv"
+    fi
     find "$cache/venvs" -maxdepth 1 -name "$name-*" ! -name "$name-$key" -exec rm -rf {} + >&2
-    python3 -m venv "$venv" >&2
+    python3 -m venv "$venv" >&2  # a new one, or the moved one's scripts rewritten for its new path
     # PIP_CONSTRAINT=/dev/null: this machine's /etc/xdg/pip caps torch at the releases on its disk;
     # the requirement file pins every version this environment is for.
     export PIP_CONSTRAINT=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
