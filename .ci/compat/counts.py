@@ -7,7 +7,8 @@ Every model here does the same arithmetic whatever its weights and inputs hold (
 shapes or branches), so its count is a property of the model alone: a torch release that counts it
 differently has changed something the engine relies on (a kernel, a decomposition, an argument),
 and the compatibility run fails with the models and ops that differ. Totals must be equal; the
-per-op breakdown is printed for the differing models to show where.
+per-op breakdown is printed for the differing models to show where, and differences in the ops
+left uncounted are printed as notes.
 
 The models are built from torch.nn only (the op families: convolution, pooling, normalisation,
 activations, residual adds, matmul and linear, embedding, attention as SDPA, as
@@ -154,8 +155,10 @@ def compare(reference: dict[str, Any], here: dict[str, Any]) -> list[str]:
             continue
         got = here["counts"][key]
         if got["uncounted"] != want["uncounted"]:
-            problems.append(f"{key}: uncounted {want['uncounted']} under torch {reference['torch']}, "
-                            f"{got['uncounted']} here")
+            # not a failure while the totals agree: a release may route a free op differently
+            # (torch 2.6 adds a slice_backward to an LSTM's backward); printed to be seen
+            print(f"note: {key}: uncounted {want['uncounted']} under torch {reference['torch']}, "
+                  f"{got['uncounted']} here")
         totals = [(field, want[field], got[field]) for field in ("flops", "macs", "params")
                   if want[field] != got[field]]
         if totals:
