@@ -1,6 +1,6 @@
 """Time reading a large baseline (the load-time claim in README/plugin docs; never asserted in tests).
 
-    python bench/baseline_load.py            # 16000 entries with a module breakdown each, ~10 MB
+    python bench/baseline_load.py            # 21000 entries with a module breakdown each, ~10 MB
     python bench/baseline_load.py --entries 1600 --repeats 5
 
 Prints the file size and, per repeat, process CPU time and wall time of ``baseline.load``. CPU time
@@ -25,7 +25,7 @@ from pytest_flopbudget.plugin.baseline import load  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=16000)
+    parser.add_argument("--entries", type=int, default=21000)
     parser.add_argument("--repeats", type=int, default=3)
     options = parser.parse_args()
     text, entries = baseline_text(options.entries)

@@ -220,6 +220,14 @@ class GPT(nn.Module):
         x = self.tok_embed(tokens) + self.pos_embed(positions)
         return self.lm_head(self.norm(self.blocks(x)))
 
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        """Greedy decoding without a KV cache: every step runs the whole sequence again."""
+        for _ in range(max_new_tokens):
+            logits = self(tokens[:, -self.config.context:])
+            tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return tokens
+
 
 def gpt() -> GPT:
     """6 layers, width 384, vocabulary 8192: 14M parameters."""

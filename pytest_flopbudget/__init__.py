@@ -11,6 +11,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "count": "pytest_flopbudget.counting.block",
+    "Counted": "pytest_flopbudget.counting.block",
+    "FormulaError": "pytest_flopbudget.counting.counter",
     "measure": "pytest_flopbudget.counting.measure",
     "MeasurementError": "pytest_flopbudget.counting.measure",
     "Measurement": "pytest_flopbudget.counting.measurement",

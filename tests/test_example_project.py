@@ -32,6 +32,8 @@ EXPECTED_LIMITS = {
     "tests/test_language.py::test_gpt_forward[512]": LANGUAGE_MODULE,
     "tests/test_language.py::test_gpt_forward[1024]": LANGUAGE_MODULE,
     "tests/test_language.py::test_gpt_training_step": {"flops": 185 * G, "params": 14.2e6},
+    "tests/test_language.py::test_gpt_full_training_step": {"flops": 185 * G, "params": 14.2e6},
+    "tests/test_language.py::test_gpt_generate": {"flops": 4.4 * G, "params": 14.2e6},
     "tests/test_language.py::test_llama_7b_forward": {"macs": 860 * G, "params": 6.75e9},
 }
 

@@ -146,7 +146,7 @@ def test_see_it_work_passes_and_prints_the_table_shown(runs):
     shown = re.search(r"^```text\n(=+ flop budget =+\n.*?)^```", README, re.M | re.S)
     assert shown, "README shows no budget table"
     assert "\n".join(lines[start : end + 1]) + "\n" == shown.group(1)
-    assert "9 ok, 0 over budget, 0 regressed" in out and "9 passed" in out
+    assert "11 ok, 0 over budget, 0 regressed" in out and "11 passed" in out
 
 
 def test_demo_regression_fails_and_names_what_grew(runs):
@@ -184,11 +184,11 @@ def test_ci_step_passes_and_writes_the_step_summary(runs):
     summary = runs["summary"].read_text()
     assert summary.startswith("## pytest-flopbudget\n")
     assert "| `tests/test_vision.py::test_resnet` | 3.632 |" in summary
-    assert "9 ok, 0 over budget" in summary
+    assert "11 ok, 0 over budget" in summary
 
 
 def test_python_blocks(monkeypatch):
-    writing, api = blocks("python")
+    writing, api, generate, training_step = blocks("python")
     compile(writing, "README: writing budgets", "exec")  # imports a user's package: compiled only
     from pytest_flopbudget.plugin.marker import KEYWORDS
 
@@ -205,3 +205,24 @@ def test_python_blocks(monkeypatch):
     # the example measures resnet on meta too: the API block's numbers are the committed ones
     assert [int(first[0]), int(first[1]), int(first[2])] == [resnet["flops"], resnet["macs"], resnet["params"]]
     assert int(first[4]) == resnet["modules"]["layer1"]["macs"]
+
+
+def test_counting_any_code_blocks_run_and_count_what_they_say(monkeypatch):
+    """The "Counting any code" examples run as written (one namespace, as a reader would paste
+    them) and print what their comments say."""
+    _, _, generate, training_step = blocks("python")
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    namespace: dict = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(generate, "README: counting a generate loop", "exec"), namespace)
+        exec(compile(training_step, "README: counting a training step", "exec"), namespace)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(" {}")  # nothing uncounted
+    assert "LlamaForCausalLM" in out.getvalue()
+    flops, adamw, params = map(int, lines[-1].split())
+    assert params == sum(p.numel() for p in namespace["model"].parameters())
+    assert adamw == 11 * params  # AdamW with its default weight decay: 11 per parameter element
+    assert flops > adamw

@@ -30,3 +30,31 @@ def test_llama_7b_forward(flop_budget):
     # flop_device = meta, so nothing is allocated and this takes about a second
     measured = flop_budget.measure(llama_7b, tokens(128))
     assert measured.params == 6_738_415_616  # LLaMA-7B's published parameter count
+
+
+@pytest.mark.flop_budget(max_gflops=4.4, max_params="14.2M")
+def test_gpt_generate(flop_budget, flop_device):
+    # a count() block budgets any code: here 8 new tokens after a 16-token prompt, each step a
+    # forward over the whole sequence so far (this GPT has no KV cache). The model is built on the
+    # counting device before the block, so on meta nothing is allocated.
+    with flop_device:
+        model = gpt().eval()
+    with flop_budget.count() as counted:
+        out = model.generate(torch.zeros(1, 16, dtype=torch.long), max_new_tokens=8)
+    assert out.shape == (1, 24)
+    assert counted.modules["GPT"].flops <= counted.flops  # argmax and the rest run outside the model
+
+
+@pytest.mark.flop_budget(max_gflops=185, max_params="14.2M")
+def test_gpt_full_training_step(flop_budget, flop_device):
+    # one whole training step: forward, loss, backward and the optimizer's update of every weight
+    with flop_device:
+        model = gpt()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with flop_budget.count():
+        tokens = torch.zeros(8, 256, dtype=torch.long)
+        logits = model(tokens)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()

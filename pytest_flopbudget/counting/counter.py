@@ -15,13 +15,31 @@ from collections import defaultdict
 from typing import Any
 
 import torch
+from torch._ops import HigherOrderOperator
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, Registry
+from pytest_flopbudget.counting.higher_order import run_higher_order
+from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
 from pytest_flopbudget.counting.scopes import ModuleScopes
 
 _Tensor = torch.Tensor
+_GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
+_GROUPED_MM = _GROUPED_MM.default if _GROUPED_MM is not None else None
+
+
+def _touches_floats(args: Any, out: Any) -> bool:
+    """Whether a call reads or writes floating-point (or complex) data: integer and boolean
+    bookkeeping (index math, mask logic, step counters) is not FLOPs."""
+    for value in (out, *args):
+        if isinstance(value, _Tensor):
+            if value.is_floating_point() or value.is_complex():
+                return True
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, _Tensor) and (item.is_floating_point() or item.is_complex()):
+                    return True
+    return False
 
 
 def _shape_of(value: Any) -> Any:
@@ -43,6 +61,42 @@ def _out_shape(out: Any) -> Any:
     return None
 
 
+def _grouped_mm_output(mat_a: Any, mat_b: Any, offs: Any = None, bias: Any = None, out_dtype: Any = None) -> Any:
+    """``aten._grouped_mm``'s output, made from shapes alone: the op's meta kernel copies the CUDA
+    kernel's checks and refuses anything but bfloat16, although CPU runs float32 (transformers'
+    MoE experts). A meta count needs only the output's shape and dtype, so on fake tensors the
+    counter makes it itself (the shapes follow torch's own rules); real tensors run the kernel."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if not isinstance(mat_a, FakeTensor):
+        return torch.ops.aten._grouped_mm.default(mat_a, mat_b, offs, bias, out_dtype)
+    if mat_a.dim() == 2 and mat_b.dim() == 2:
+        size = (offs.shape[0], mat_a.shape[0], mat_b.shape[-1])
+    elif mat_a.dim() == 2:
+        size = (mat_a.shape[0], mat_b.shape[-1])
+    elif mat_b.dim() == 2:
+        size = (mat_a.shape[1], mat_b.shape[-1])
+    else:
+        size = (mat_a.shape[0], mat_a.shape[1], mat_b.shape[-1])
+    return torch.empty(size, dtype=out_dtype or mat_a.dtype, device=mat_a.device)
+
+
+class FormulaError(Exception):
+    """A formula raised: the fault lies in the formula (a user's or a built-in one), not in the
+    model, so the message names the op, the formula and the shapes it was given."""
+
+    @classmethod
+    def wrap(cls, op_name: str, formula: Any, shapes: Any, kw_shapes: Any, error: Exception) -> FormulaError:
+        where = getattr(formula, "__module__", None) or "?"
+        name = getattr(formula, "__qualname__", None) or repr(formula)
+        given = ", ".join([*map(repr, shapes), *(f"{k}={v!r}" for k, v in kw_shapes.items())])
+        return cls(
+            f"the formula {where}.{name} for {op_name} raised {type(error).__name__}: {error}\n"
+            f"  it was called as formula({given}, out_shape=...); a formula takes the op's arguments "
+            "with tensors as shapes and the output shape as out_shape=, and returns (flops, macs)"
+        )
+
+
 class OpCounter:
     """Accumulates flops and macs per module name, per op, and the ops with no formula."""
 
@@ -57,11 +111,14 @@ class OpCounter:
         self.op_flops: dict[str, int] = defaultdict(int)
         self.op_macs: dict[str, int] = defaultdict(int)
         self.uncounted: dict[str, int] = defaultdict(int)
+        # module name ("" outside every submodule) -> op -> calls that read tensor values on the host
+        self.value_reads: dict[str, dict[str, int]] = {}
         self.muted = 0
         self._aten = _AtenCounter(self)
         self._composite = _CompositeCounter(self) if registry.function_rules else None
 
     def __enter__(self) -> OpCounter:
+        self._flex = _eager_flex_attention()
         if self._composite is not None:
             self._composite.__enter__()
         self._aten.__enter__()
@@ -71,8 +128,11 @@ class OpCounter:
         try:
             self._aten.__exit__(*exc)
         finally:
-            if self._composite is not None:
-                self._composite.__exit__(*exc)
+            try:
+                if self._composite is not None:
+                    self._composite.__exit__(*exc)
+            finally:
+                self._flex.__exit__(*exc)
 
     def add(self, op_name: str, flops: int, macs: int) -> None:
         flops, macs = int(flops), int(macs)
@@ -87,11 +147,19 @@ class OpCounter:
             cost[0] += flops
             cost[1] += macs
 
+    def read_value(self, op_name: str) -> None:
+        """Note that the code read a tensor's values on the host (its path may depend on them)."""
+        active = self.scopes.active
+        where = self.value_reads.setdefault(active[-1] if active else "", {})
+        where[op_name] = where.get(op_name, 0) + 1
+
     def module_totals(self) -> dict[str, tuple[int, int]]:
-        """Inclusive (flops, macs) of every module that ran an op, nested modules included."""
+        """Inclusive (flops, macs) of every module whose subtree ran an op: a module's cost includes
+        every descendant's, also for containers that are never called themselves (ModuleList,
+        ModuleDict), whose rows would otherwise read 0 while holding the layers."""
         totals: dict[str, list[int]] = {}
         for names, (flops, macs) in self._by_scopes.items():
-            for name in names:
+            for name in _with_ancestors(names):
                 cost = totals.setdefault(name, [0, 0])
                 cost[0] += flops
                 cost[1] += macs
@@ -100,23 +168,71 @@ class OpCounter:
     def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
         shapes = [_shape_of(a) for a in args]
         kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
-        flops, macs = formula(*shapes, out=_out_shape(out), **kw_shapes)
+        try:
+            flops, macs = formula(*shapes, out_shape=_out_shape(out), **kw_shapes)
+        except Exception as error:
+            raise FormulaError.wrap(op_name, formula, shapes, kw_shapes, error) from error
         self.add(op_name, flops, macs)
 
 
+def _with_ancestors(names: tuple[str, ...]) -> dict[str, None]:
+    """The running modules and every module above them by qualified name ("a.b.c" -> "a", "a.b",
+    "a.b.c"), each once, so one op is added once to every module whose subtree ran it."""
+    found: dict[str, None] = {}
+    for name in names:
+        if name in found:
+            continue
+        parts = name.split(".")
+        for end in range(1, len(parts) + 1):
+            found[".".join(parts[:end])] = None
+    return found
+
+
+def _eager_flex_attention() -> Any:
+    """Eager ``flex_attention`` wraps its higher-order op in ``torch.compile(fullgraph=True)``,
+    which refuses to run under any non-infra dispatch mode (torch's FlopCounterMode fails the
+    same way); torch's own debug switch calls the op directly, the same dense computation. Set
+    while counting, when the module is loaded, and put back after."""
+    import contextlib
+    import sys
+
+    module: Any = sys.modules.get("torch.nn.attention.flex_attention")
+    if module is None or not hasattr(module, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def direct() -> Any:
+        saved = module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
+        module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+        try:
+            yield
+        finally:
+            module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = saved
+
+    manager = direct()
+    manager.__enter__()
+    return manager
+
+
 class _AtenCounter(TorchDispatchMode):
+    # higher-order ops (flex_attention, cond, while_loop...) reach __torch_dispatch__ too, instead
+    # of raising NotImplementedError: counted or reported by counting/higher_order.py
+    supports_higher_order_operators = True
+
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
-        # torch wraps a mode's __torch_dispatch__ in torch._disable_dynamo by default, which
-        # imports dynamo (about a second, once per process) for a handler that never compiles
+        # torch's default wraps __torch_dispatch__ in torch._disable_dynamo, whose first call
+        # imports dynamo (about a second, once per process); _never_traced_by_dynamo below gives
+        # the same protection without the import
         return False
 
     def __init__(self, counter: OpCounter) -> None:
         super().__init__()
         self.counter = counter
-        self.resolve = counter.registry.resolve
-        # func -> (rule, "aten.name"): the hot path is one dict lookup per aten call
-        self._rules: dict[Any, tuple[Any, str]] = {}
+        self.resolution = counter.registry.resolution
+        # func -> (rule, "aten.name", floats only, reads values, out= arguments): one dict lookup
+        # per aten call
+        self._rules: dict[Any, tuple[Any, str, bool, Any, tuple[str, ...]]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -124,9 +240,28 @@ class _AtenCounter(TorchDispatchMode):
         if counter.muted:
             return func(*args, **kwargs)
         try:
-            rule, name = self._rules[func]
+            rule, name, floats_only, reads_values, drop = self._rules[func]
         except KeyError:
-            rule, name = self._rules[func] = (self.resolve(func), str(func.overloadpacket))
+            if isinstance(func, HigherOrderOperator):  # rare: kept off the cached hot path
+                return run_higher_order(self, func, args, kwargs)
+            registry = counter.registry
+            found = self.resolution(func)
+            rule, name, drop = found.rule, found.name, found.drop
+            floats_only = not registry.counts_integer_work(rule)
+            # a composite's reads are seen in its decomposition (argwhere -> nonzero)
+            reads_values = rule is not DECOMPOSE and registry.reads_values(func)
+            self._rules[func] = (rule, name, floats_only, reads_values, drop)
+        if drop:
+            # aten's out= arguments are the output itself: the formula gets its shape as out_shape
+            counted_kwargs = {k: v for k, v in kwargs.items() if k not in drop}
+        else:
+            counted_kwargs = kwargs
+        if reads_values and (reads_values is True or reads_values(args)):
+            out = func(*args, **kwargs)
+            counter.read_value(name)  # once it succeeded: on meta values are unknown and a read raises
+            if rule is not FREE:
+                self._count(rule, name, floats_only, args, counted_kwargs, out)
+            return out
         if rule is FREE:
             return func(*args, **kwargs)
         if rule is DECOMPOSE:
@@ -134,12 +269,35 @@ class _AtenCounter(TorchDispatchMode):
             # layer_norm...): run its decomposition inside this mode so its aten calls are counted
             with self:
                 return func.decompose(*args, **kwargs)
-        out = func(*args, **kwargs)
-        if rule is None:
-            counter.uncounted[name] += 1
-            return out
-        counter.count_call(name, rule, args, kwargs, out)
+        if func is _GROUPED_MM:
+            # the fake kernel refuses float32 (see _grouped_mm_output)
+            out = _grouped_mm_output(*args, **kwargs)
+        else:
+            out = func(*args, **kwargs)
+        self._count(rule, name, floats_only, args, counted_kwargs, out)
         return out
+
+    def _count(self, rule: Any, name: str, floats_only: bool, args: Any, kwargs: Any, out: Any) -> None:
+        if rule is None:
+            self.counter.uncounted[name] += 1
+        elif not floats_only or _touches_floats(args, out):
+            self.counter.count_call(name, rule, args, kwargs, out)
+
+
+def _never_traced_by_dynamo(fn: Any) -> Any:
+    """Mark ``fn``'s code so dynamo runs it, and everything it calls, without tracing (what
+    ``torch._dynamo.disable`` does, set directly in torch's C extension so dynamo is never
+    imported for it: the first count of a process stays fast). Eager ``torch.cond`` and
+    ``while_loop`` run under ``torch.compile``; when their higher-order op reaches the counter,
+    dynamo would otherwise try to trace the counter itself."""
+    eval_frame = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+    if eval_frame is not None and hasattr(eval_frame, "set_code_exec_strategy"):
+        skip = eval_frame._FrameAction.SKIP
+        eval_frame.set_code_exec_strategy(fn.__code__, eval_frame._FrameExecStrategy(skip, skip))
+    return fn
+
+
+_never_traced_by_dynamo(_AtenCounter.__torch_dispatch__)
 
 
 class _CompositeCounter(TorchFunctionMode):
@@ -152,6 +310,9 @@ class _CompositeCounter(TorchFunctionMode):
         kwargs = kwargs or {}
         rule = self.rules.get(func)
         counter = self.counter
+        if rule is None and func in HOST_READ_FUNCTIONS:
+            # reads that never reach aten (tolist, numpy); item() and bool() are seen there
+            counter.read_value(f"Tensor.{func.__name__}")
         if rule is None or counter.muted:
             return func(*args, **kwargs)
         counter.muted += 1
@@ -159,6 +320,6 @@ class _CompositeCounter(TorchFunctionMode):
             out = func(*args, **kwargs)
         finally:
             counter.muted -= 1
-        op_name, formula = rule
-        counter.count_call(op_name, formula, args, kwargs, out)
+        bound_args, bound_kwargs = rule.bind(args, kwargs)
+        counter.count_call(rule.name, rule.formula, bound_args, bound_kwargs, out)
         return out

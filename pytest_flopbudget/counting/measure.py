@@ -13,13 +13,14 @@ meta, copies elsewhere only where needed), so its weights, running statistics, d
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.utils._pytree import tree_flatten, tree_map
 
-from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.counter import FormulaError, OpCounter
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
@@ -39,6 +40,7 @@ def measure(
     device: DeviceLike = None,
     backward: bool = False,
     registry: Registry | None = None,
+    formulas: Mapping[Any, Any] | None = None,
 ) -> Measurement:
     """Count the FLOPs, MACs and parameters of one forward (and, with ``backward``, backward) pass.
 
@@ -50,12 +52,14 @@ def measure(
     requires grad* in the output, wherever it sits (a tensor, a tuple, a dict, a ModelOutput, nested
     lists); integer tensors, detached tensors and non-tensors are ignored, and an output with no such
     tensor is a MeasurementError. Gradients are returned, never accumulated into ``.grad``.
+
+    ``formulas`` ({op: formula}) adds formulas for this measurement only, over the registered ones.
     """
     target = resolve_device(device)
-    registry = registry or default_registry()
+    registry = (registry or default_registry()).scoped(formulas)
+    module = _build_model(model, target)
     with _fake_mode_for(target) as fake_mode:
         with _build_device(target):
-            module = _build_model(model, target)
             args, kwargs = _build_inputs(inputs, target, fake_mode)
         state = ModelState.read(module)
         scopes = ModuleScopes(state.names(), track_backward=backward)
@@ -68,7 +72,8 @@ def measure(
         substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
         trainable = [p for p in (state.params if in_place else substitutes).values() if p.requires_grad]
         try:
-            with state.buffers_kept() if in_place else contextlib.nullcontext(), scopes, counter, _grad_mode(backward):
+            with state.attributes_kept(), state.buffers_kept() if in_place else contextlib.nullcontext(), \
+                    scopes, counter, _grad_mode(backward):
                 if in_place:
                     output = module(*args, **kwargs)
                 else:
@@ -116,10 +121,33 @@ def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
 
 
 def _build_device(target: torch.device | None) -> Any:
-    """The default device while factories run. On meta, weights are built as fake *meta* tensors:
-    weight initialisers skip meta tensors (trunc_normal_ would otherwise ask a fake tensor for
-    values); ``_fake`` then moves them to the one fake device the forward runs on."""
+    """The default device while input factories run (meta inputs are fake meta tensors, which
+    ``_fake`` moves to the one fake device the forward runs on)."""
     return target if target is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _parameters_to_meta() -> Iterator[None]:
+    """While a factory runs: every parameter moves to the meta device as it is registered (the way
+    ``accelerate.init_empty_weights`` builds large models), everything else stays a real tensor."""
+    handle = register_module_parameter_registration_hook(_parameter_to_meta)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _parameter_to_meta(module: nn.Module, name: str, param: Any) -> Any:
+    """A meta copy of a parameter being registered (None keeps it: lazy or already meta)."""
+    if param is None or param.device.type == "meta" or isinstance(param, nn.parameter.UninitializedParameter):
+        return None
+    meta = param.detach().to("meta")
+    if type(param) is nn.Parameter:
+        return nn.Parameter(meta, requires_grad=param.requires_grad)
+    try:  # a Parameter subclass: rebuilt the same way it was, on meta
+        return type(param)(meta, requires_grad=param.requires_grad)
+    except TypeError:
+        return nn.Parameter(meta, requires_grad=param.requires_grad)
 
 
 def _build_model(model: Any, target: torch.device | None) -> nn.Module:
@@ -130,13 +158,36 @@ def _build_model(model: Any, target: torch.device | None) -> nn.Module:
             f"model must be an nn.Module or a zero-argument callable returning one, "
             f"got {type(model).__name__}"
         )
-    built = model()
+    built = _call_factory(model, target)
     if not isinstance(built, nn.Module):
         raise MeasurementError(
             f"the model factory {_name_of(model)} returned {type(built).__name__}, not an nn.Module; "
             "return the model itself (for example `return MyNet()`)"
         )
     return _uncompiled(built)
+
+
+def _call_factory(factory: Callable[[], Any], target: torch.device | None) -> Any:
+    """Run a model factory so that its weights land on ``target``.
+
+    On meta it first runs with meta as the default device: nothing is allocated, whatever the
+    model's size. A constructor that computes with tensor values (timm's drop-path schedule calls
+    ``.item()`` on a ``linspace``, RegNet widths go through ``unique``) cannot run that way; it is run
+    again as plain Python on real CPU tensors, with only its parameters moved to meta as they are
+    registered, which keeps the weights off memory too. Elsewhere ``target`` is the default device.
+    """
+    if target is None:
+        return factory()
+    if target.type != "meta":
+        with target:
+            return factory()
+    try:
+        with target:
+            return factory()
+    except Exception:  # noqa: BLE001 - any failure on meta tensors gets the real-tensor build
+        pass
+    with _parameters_to_meta():
+        return factory()
 
 
 def _uncompiled(module: nn.Module) -> nn.Module:
@@ -283,6 +334,7 @@ def _collect(state: ModelState, counter: OpCounter, target: torch.device | None,
         ops=dict(sorted(counter.op_flops.items())),
         op_macs=dict(sorted(counter.op_macs.items())),
         uncounted=dict(sorted(counter.uncounted.items())),
+        value_reads={name: dict(sorted(ops.items())) for name, ops in sorted(counter.value_reads.items())},
         device=device,
         backward=backward,
     )
@@ -302,7 +354,7 @@ _DATA_DEPENDENT_HINTS = ("DataDependentOutputException", "DynamicOutputShapeExce
 
 def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
     """The original exception, with a note saying what was being measured and, on meta, what to do."""
-    if isinstance(error, MeasurementError):
+    if isinstance(error, (MeasurementError, FormulaError)):
         return error
     what = f"while measuring {type(module).__name__}" + (f" on {target}" if target is not None else "")
     kind = type(error).__name__

@@ -48,6 +48,18 @@ class Measurement:
     device: str = "cpu"
     backward: bool = False
     op_macs: dict[str, int] = field(default_factory=dict)
+    # module name ("" for the model itself) -> op -> calls that read tensor values on the host
+    value_reads: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def value_dependent(self) -> bool:
+        """Whether the run read tensor values on the host (``.item()``, ``bool(t)``, ``nonzero``...),
+        so that its path, and its count, may differ with other values or on another device."""
+        return bool(self.value_reads)
+
+    def value_reads_text(self, limit: int = 3) -> str:
+        """Where values were read, for messages: 'aten.all x2 in encoder (Encoder), ...'."""
+        return describe_value_reads(self.value_reads, {n: c.type for n, c in self.modules.items()}, limit)
 
     @property
     def gflops(self) -> float:
@@ -79,6 +91,7 @@ class Measurement:
             "ops": dict(self.ops),
             "op_macs": dict(self.op_macs),
             "uncounted": dict(self.uncounted),
+            "value_reads": {name: dict(ops) for name, ops in self.value_reads.items()},
         }
 
     @classmethod
@@ -94,11 +107,24 @@ class Measurement:
             uncounted={str(k): int(v) for k, v in data.get("uncounted", {}).items()},
             device=str(data.get("device", "cpu")),
             backward=bool(data.get("backward", False)),
+            value_reads={str(name): {str(op): int(n) for op, n in ops.items()}
+                         for name, ops in data.get("value_reads", {}).items()},
         )
 
     def modules_to_depth(self, depth: int) -> dict[str, ModuleCost]:
         """Modules at most ``depth`` levels below the root (the root itself is depth 0)."""
         return {name: cost for name, cost in self.modules.items() if module_depth(name) <= depth}
+
+
+def describe_value_reads(reads: Mapping[str, Mapping[str, int]], types: Mapping[str, str], limit: int = 3) -> str:
+    """'aten._local_scalar_dense x2 in encoder.layer.0 (BertLayer), ...', the first ``limit`` places."""
+    places = []
+    for name in sorted(reads):
+        ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(reads[name].items()))
+        where = f"{name} ({types[name]})" if name and name in types else (name or "the model's own forward")
+        places.append(f"{ops} in {where}")
+    more = f" and {len(places) - limit} more places" if len(places) > limit else ""
+    return "; ".join(places[:limit]) + more
 
 
 def module_depth(name: str) -> int:

@@ -91,6 +91,59 @@ class ModelState:
                         tensor.copy_(copy)
 
 
+    @contextlib.contextmanager
+    def attributes_kept(self) -> Iterator[None]:
+        """Whatever a forward writes onto the modules' attributes is undone afterwards: timm's
+        LeViT and EfficientFormer cache attention biases per device in a plain dict during the
+        forward, and a fake tensor left there by a meta count would be returned by the caller's
+        next real forward. Attributes added are removed, rebound ones are put back, and dicts,
+        lists and sets filled or emptied in place get their old contents back (by identity: values
+        are never compared, so tensors inside are fine)."""
+        saved = [(module, dict(module.__dict__)) for _, module in self.modules]
+        contents = [
+            {key: _contents(value) for key, value in attrs.items() if isinstance(value, _CONTAINERS)}
+            for _, attrs in saved
+        ]
+        try:
+            yield
+        finally:
+            for (module, attrs), kept in zip(saved, contents):
+                current = module.__dict__
+                for key in [k for k in current if k not in attrs]:
+                    del current[key]
+                for key, value in attrs.items():
+                    if current.get(key, _MISSING) is not value:
+                        current[key] = value
+                for key, old in kept.items():
+                    _restore_contents(attrs[key], old)
+
+
+_CONTAINERS = (dict, list, set)
+_MISSING = object()
+
+
+def _contents(value: dict | list | set) -> object:
+    return dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else set(value)
+
+
+def _restore_contents(container: dict | list | set, old: object) -> None:
+    """Put ``old`` (a shallow copy taken before) back into ``container`` if anything changed."""
+    if isinstance(container, dict):
+        assert isinstance(old, dict)
+        if len(container) != len(old) or any(container.get(k, _MISSING) is not v for k, v in old.items()):
+            container.clear()
+            container.update(old)
+    elif isinstance(container, list):
+        assert isinstance(old, list)
+        if len(container) != len(old) or any(a is not b for a, b in zip(container, old)):
+            container[:] = old
+    else:
+        assert isinstance(old, set)
+        if container != old:
+            container.clear()
+            container.update(old)
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 

@@ -1,16 +1,28 @@
 """Which formula counts an aten call: built-in op families, user formulas, and the free ops.
 
-Resolution order for one aten overload, cached after its first call:
+Every overload is first normalised to its functional form, once: ``add_.Tensor`` (in-place) and
+``add.out`` (aten's ``out=`` form) both become ``add.Tensor``, for built-in and user formulas
+alike, so the three forms of one op always count the same and are reported under one name. The
+``out=`` arguments themselves are dropped before a formula is called: they are the output, whose
+shape the formula receives as ``out_shape``.
+
+Resolution order for the normalised overload, cached after its first call:
 user formula for the overload, then for its packet; built-in formula for the overload, then for
 the packet; the free list (views, copies, casts, creation, indexing); aten's ``pointwise`` tag
 (one per output element); a composite op (seen whole only under inference_mode) is decomposed
 and its parts counted; otherwise uncounted, and reported as such, never silently zero.
+
+Function-level rules (``FUNCTION_RULES``) see the Python call itself; its arguments are bound
+to the function's real signature first, so ``F.scaled_dot_product_attention(query=q, key=k,
+value=v)`` reaches the formula as ``(q, k, v, None, 0.0, False)`` like a positional call.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -24,6 +36,7 @@ from pytest_flopbudget.counting.formulas import (
     loss,
     matmul,
     norm,
+    optimizer,
     pooling,
     recurrent,
     reduction,
@@ -35,7 +48,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling, loss,
+    resampling, loss, optimizer,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
@@ -65,11 +78,26 @@ FREE_OPS = frozenset(
         "_assert_async _assert_tensor_metadata _functional_assert_async "
         "record_stream _version detach_ requires_grad_ _make_dep_token _foreach_copy_ "
         "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
-        "_pin_memory pin_memory is_pinned _nested_tensor_from_mask "
-        "_nested_tensor_from_mask_left_aligned"
+        "slice_backward select_backward "
+        "_pin_memory pin_memory is_pinned _nested_tensor_from_mask equal "
+        "_nested_tensor_from_mask_left_aligned _foreach_zero _foreach_copy _foreach_clone"
     ).split()
 )
-_FREE_NAMESPACES = frozenset({"prim", "prims_common"})
+# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
+_FREE_NAMESPACES = frozenset({"prim", "prims_common", "profiler"})
+
+# Ops whose result depends on tensor values in a way the host sees: a Python scalar (item(),
+# bool(t), int(t), torch.equal) or an output whose shape is data (nonzero, unique, masked_select).
+# Code that branches on them may take another path on another device, or on meta, where values are
+# unknown: the Measurement records where they ran, so that such counts are never compared blindly.
+VALUE_READING_OPS = frozenset(
+    "_local_scalar_dense equal allclose is_nonzero nonzero argwhere masked_select unique _unique "
+    "_unique2 unique_consecutive unique_dim bincount".split()
+)
+# repeat_interleave reads values only when the repeats are a tensor
+VALUE_READING_OVERLOADS = frozenset({"repeat_interleave.Tensor", "repeat_interleave.self_Tensor"})
+# Tensor methods that copy values to the host without an aten call (seen by the function mode)
+HOST_READ_FUNCTIONS = frozenset({torch.Tensor.tolist, torch.Tensor.numpy})
 
 
 def _packet_name(op: Any) -> str:
@@ -78,69 +106,233 @@ def _packet_name(op: Any) -> str:
     return str(packet)
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """How one aten overload is counted: its rule (a formula, FREE, DECOMPOSE or None), the name
+    it is reported under (its functional form's packet) and the ``out=`` arguments to drop."""
+
+    rule: Any
+    name: str
+    drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FunctionRule:
+    """A composite function counted as one unit: its reported name, formula and argument binder."""
+
+    name: str
+    formula: Formula
+    bind: Callable[[tuple, dict], tuple[tuple, dict]]
+
+
 class Registry:
-    """Maps aten overloads to formulas; one instance is shared, users add to it."""
+    """Maps aten overloads to formulas; one instance is shared, users add to it. ``scoped``
+    gives a copy with extra formulas that leaves this one untouched."""
 
     def __init__(self) -> None:
         self._builtin: dict[Any, Formula] = {}
         self._user: dict[Any, Formula] = {}
-        self._resolved: dict[Any, Any] = {}
-        self.function_rules: dict[Callable[..., Any], tuple[str, Formula]] = {}
+        self._resolved: dict[Any, Resolution] = {}
+        self.function_rules: dict[Callable[..., Any], FunctionRule] = {}
+        # formulas of families whose integer work is compute (int8 matmul, quantized conv)
+        self._integer_work: set[Any] = set()
         for family in _FAMILIES:
+            if getattr(family, "COUNTS_INTEGER_WORK", False):
+                self._integer_work.update(family.RULES.values())
             for name, formula in family.RULES.items():
                 op = _aten_op(name)
                 if op is not None:
-                    self._builtin[op] = formula
+                    self._builtin[functional_form(op)] = formula
             for path, (op_name, formula) in getattr(family, "FUNCTION_RULES", {}).items():
                 fn = _import_path(path)
                 if fn is not None:
-                    self.function_rules[fn] = (op_name, formula)
+                    self.function_rules[fn] = FunctionRule(op_name, formula, _binder(fn))
+
+    def scoped(self, formulas: Mapping[Any, Formula] | None) -> Registry:
+        """This registry plus ``formulas`` (op -> formula), as a new registry; None or empty: self."""
+        if not formulas:
+            return self
+        if not isinstance(formulas, Mapping):
+            raise TypeError(
+                f"formulas= must be a dict of op -> formula, e.g. {{torch.ops.aten.mm: my_mm}}; "
+                f"got {type(formulas).__name__}"
+            )
+        scoped = object.__new__(Registry)
+        scoped._builtin = self._builtin
+        scoped.function_rules = self.function_rules
+        scoped._integer_work = self._integer_work
+        scoped._user = dict(self._user)
+        scoped._resolved = {}
+        for op, formula in formulas.items():
+            scoped.register(op, formula)
+        return scoped
 
     def register(self, op: Any, formula: Formula) -> None:
         """Count ``op`` (an aten/custom op, overload or packet, or a 'ns::name[.overload]' string)
-        with ``formula(*shapes, out=out_shape, **kwargs) -> (flops, macs)``."""
+        with ``formula(*shapes, out_shape=..., **kwargs) -> (flops, macs)``. The in-place and
+        ``out=`` forms of ``op`` are counted by it too."""
         if not callable(formula):
             raise TypeError(f"register_formula: the formula for {op!r} must be callable, got {formula!r}")
-        self._user[_as_op(op)] = formula
+        self._user[functional_form(_as_op(op))] = formula
         self._resolved.clear()
 
     def unregister(self, op: Any) -> None:
-        self._user.pop(_as_op(op), None)
+        self._user.pop(functional_form(_as_op(op)), None)
         self._resolved.clear()
 
+    def user_formulas(self) -> dict[Any, Formula]:
+        """A copy of the user formulas, to put back with ``restore_user_formulas``."""
+        return dict(self._user)
+
+    def restore_user_formulas(self, saved: Mapping[Any, Formula]) -> None:
+        if saved != self._user:
+            self._user = dict(saved)
+            self._resolved.clear()
+
     def resolve(self, func: torch._ops.OpOverload) -> Any:
-        """The formula for one overload, ``FREE``, or None when nothing is known of it."""
+        """The formula for one overload, ``FREE``, ``DECOMPOSE`` or None when nothing is known."""
+        return self.resolution(func).rule
+
+    def resolution(self, func: torch._ops.OpOverload) -> Resolution:
         try:
             return self._resolved[func]
         except KeyError:
             pass
-        rule = self._lookup(func)
-        self._resolved[func] = rule
-        return rule
+        canonical = functional_form(func)
+        drop = tuple(a.name for a in func._schema.arguments if a.is_out)
+        resolved = Resolution(self._lookup(func, canonical), str(canonical.overloadpacket), drop)
+        self._resolved[func] = resolved
+        return resolved
 
-    def _lookup(self, func: torch._ops.OpOverload) -> Any:
-        packet = func.overloadpacket
+    def counts_integer_work(self, rule: Any) -> bool:
+        """Whether ``rule`` counts calls on integer and boolean tensors too.
+
+        FLOPs are floating-point work: elementwise and reduction ops on integers and booleans (index
+        math, mask logic, ``num_batches_tracked += 1``) cost 0. Matrix products and convolutions
+        count whatever the dtype (quantized inference computes with them), and so do user formulas:
+        whoever registers one decides what it counts."""
+        return rule in self._integer_work or any(rule is user for user in self._user.values())
+
+    def reads_values(self, func: torch._ops.OpOverload) -> Any:
+        """Whether the op hands tensor values (or a shape that depends on them) to the host: True,
+        False, or a test of the call's arguments for ops that do so only for some arguments."""
+        packet = func.overloadpacket.__name__
+        if packet in VALUE_READING_OPS or f"{packet}.{func._overloadname}" in VALUE_READING_OVERLOADS:
+            return True
+        if packet == "index":
+            return _indexes_with_a_mask
+        return False
+
+    def _lookup(self, func: torch._ops.OpOverload, canonical: torch._ops.OpOverload) -> Any:
+        packet = canonical.overloadpacket
         for table in (self._user, self._builtin):
-            if func in table:
-                return table[func]
+            if canonical in table:
+                return table[canonical]
             if packet in table:
                 return table[packet]
-        name = packet.__name__
-        if func.namespace in _FREE_NAMESPACES or name in FREE_OPS or name.rstrip("_") in FREE_OPS:
+        names = {packet.__name__, func.overloadpacket.__name__}
+        if func.namespace in _FREE_NAMESPACES or any(n in FREE_OPS or n.rstrip("_") in FREE_OPS for n in names):
             return FREE
         if func.is_view:
             return FREE
-        if torch.Tag.pointwise in func.tags:
+        if torch.Tag.pointwise in canonical.tags or torch.Tag.pointwise in func.tags:
             return elementwise.elementwise
         if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
             return DECOMPOSE
-        inplace_name = name[:-1] if name.endswith("_") and not name.startswith("_") else None
-        if inplace_name:
-            # in-place variants (add_, relu_, mul_) count as their functional form
-            base = getattr(torch.ops.aten, inplace_name, None)
-            if base is not None and base in self._builtin:
-                return self._builtin[base]
         return None
+
+
+def _indexes_with_a_mask(args: Any) -> bool:
+    """``x[mask]``: a boolean index selects as many elements as the mask holds trues."""
+    indices = args[1] if len(args) > 1 else ()
+    return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices or ())
+
+
+def functional_form(op: Any) -> Any:
+    """The functional overload (or packet) that an in-place or ``out=`` form computes like:
+    ``add_.Tensor`` -> ``add.Tensor``, ``add.out`` -> ``add.Tensor``, ``max.dim_max`` ->
+    ``max.dim``, ``_foreach_mul_.List`` -> ``_foreach_mul.List``; anything else is itself."""
+    if isinstance(op, torch._ops.OpOverloadPacket):
+        base = _inplace_base(op)
+        return base if base is not None else op
+    if not isinstance(op, torch._ops.OpOverload):
+        return op
+    arguments = op._schema.arguments
+    has_out = any(a.is_out for a in arguments)
+    base_packet = _inplace_base(op.overloadpacket) if not has_out else op.overloadpacket
+    if base_packet is None:
+        return op
+    if not has_out:
+        same = getattr(base_packet, op._overloadname, None)
+        if same is not None and _argument_names(same) == _argument_names(op):
+            return same
+    wanted = [a.name for a in arguments if not a.is_out]
+    for overload_name in base_packet.overloads():
+        candidate = getattr(base_packet, overload_name)
+        schema = candidate._schema
+        if any(a.is_out for a in schema.arguments) or schema.is_mutable:
+            continue
+        if [a.name for a in schema.arguments] == wanted:
+            return candidate
+    return op
+
+
+def _inplace_base(packet: Any) -> Any:
+    """``aten.add`` for ``aten.add_`` (None for ops without a functional twin, and for dunders)."""
+    name = packet.__name__
+    if not name.endswith("_") or name.endswith("__"):
+        return None
+    namespace = getattr(torch.ops, packet._qualified_op_name.split("::")[0], None)
+    return getattr(namespace, name[:-1], None) if namespace is not None else None
+
+
+def _argument_names(op: Any) -> list[str]:
+    return [a.name for a in op._schema.arguments]
+
+
+def _binder(fn: Callable[..., Any]) -> Callable[[tuple, dict], tuple[tuple, dict]]:
+    """Binds a call of ``fn`` to its signature (positional parameters positional, defaults filled
+    in, keyword-only ones as keywords), so a formula sees one form whichever way it was called.
+    Builtins have no Python signature: their aten schema (every overload, first match) is used."""
+    signatures = _signatures(fn)
+    if not signatures:
+        return lambda args, kwargs: (args, kwargs)
+
+    def bind(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        for signature in signatures:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                continue
+            bound.apply_defaults()
+            return bound.args, bound.kwargs
+        return args, kwargs
+
+    return bind
+
+
+def _signatures(fn: Callable[..., Any]) -> list[inspect.Signature]:
+    if isinstance(fn, torch._ops.OpOverload):
+        return [_schema_signature(fn._schema)]
+    if isinstance(fn, torch._ops.OpOverloadPacket):
+        return [_schema_signature(getattr(fn, name)._schema) for name in fn.overloads()]
+    try:
+        return [inspect.signature(fn)]
+    except (TypeError, ValueError):
+        pass
+    packet = getattr(torch.ops.aten, getattr(fn, "__name__", ""), None)
+    if packet is None:
+        return []
+    return [_schema_signature(getattr(packet, name)._schema) for name in packet.overloads()]
+
+
+def _schema_signature(schema: Any) -> inspect.Signature:
+    parameters = []
+    for argument in schema.arguments:
+        kind = inspect.Parameter.KEYWORD_ONLY if argument.kwarg_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        default = argument.default_value if argument.has_default_value() else inspect.Parameter.empty
+        parameters.append(inspect.Parameter(argument.name, kind, default=default))
+    return inspect.Signature(parameters)
 
 
 def _aten_op(name: str) -> Any:
@@ -191,10 +383,12 @@ def default_registry() -> Registry:
 
 
 def register_formula(op: Any, fn: Formula) -> None:
-    """Count ``op`` with ``fn(*shapes, out=out_shape, **kwargs) -> (flops, macs)``.
+    """Count ``op`` with ``fn(*shapes, out_shape=..., **kwargs) -> (flops, macs)``.
 
-    Tensors arrive as their shapes (tuples of ints); ``out`` is the output's shape, or a tuple of
-    shapes for several outputs. A user formula wins over a built-in one."""
+    Tensors arrive as their shapes (tuples of ints); ``out_shape`` is the output's shape, or a
+    tuple of shapes for several outputs (named so it never collides with aten's own ``out=``
+    argument). A user formula wins over a built-in one. An exception raised by ``fn`` is re-raised
+    as a FormulaError naming the op and the formula."""
     default_registry().register(op, fn)
 
 

@@ -50,5 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     plugin = FlopBudgetPlugin(config, settings, baseline)
     config.pluginmanager.register(plugin, PLUGIN_NAME)
+    from pytest_flopbudget.plugin.formulas import FormulaScope
+
+    config.pluginmanager.register(FormulaScope(config), PLUGIN_NAME + "-formulas")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(plugin), PLUGIN_NAME + "-xdist")

@@ -10,8 +10,11 @@ Format (version 1)::
         flops: 8210000000
         macs: 4110000000
         params: 25557032
-        modules:                                  # inclusive costs, depth <= BASELINE_DEPTH
+        device: cpu                               # where it was measured
+        value_reads: {'': {aten._local_scalar_dense: 1}}  # only when the forward read values
+        modules:                                  # inclusive costs, depth <= flop_baseline_depth
           layer1: {type: Sequential, flops: ..., macs: ..., params: ...}
+          layers.[0-31].mlp: {type: MLP, ...}     # identical repeated blocks, written once
       tests/test_models.py::test_pair#encoder:    # node id + "#" + label of a labelled one
 
 Keys are sorted and nothing varies between machines (no timestamps, no hostnames), so the same
@@ -23,16 +26,20 @@ gives line numbers for shape errors and finds duplicate keys, which ``safe_load`
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from pytest_flopbudget.plugin.options import DEFAULT_BASELINE_DEPTH
+from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all, natural_key
 from pytest_flopbudget.plugin.state import LABEL_SEPARATOR
 
 FORMAT_VERSION = 1
-BASELINE_DEPTH = 2
+# repeated blocks are written once, so even at this depth a 32-layer model stays a few dozen lines
+BASELINE_DEPTH = DEFAULT_BASELINE_DEPTH
 METRICS = ("flops", "macs", "params")
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
@@ -67,28 +74,36 @@ class ModuleEntry:
 
 @dataclass(frozen=True)
 class Entry:
-    """The exact counts of one measurement, with modules to a small depth to name what grew."""
+    """The exact counts of one measurement, where it was measured, where its forward read values
+    on the host, and its modules down to the baseline depth to name what grew."""
 
     flops: int
     macs: int
     params: int
     modules: Mapping[str, ModuleEntry] = field(default_factory=dict)
+    device: str | None = None
+    value_reads: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "flops": self.flops,
-            "macs": self.macs,
-            "params": self.params,
-            "modules": {name: self.modules[name].to_dict() for name in sorted(self.modules)},
-        }
+        data: dict[str, Any] = {"flops": self.flops, "macs": self.macs, "params": self.params}
+        if self.device is not None:
+            data["device"] = self.device
+        if self.value_reads:
+            data["value_reads"] = {name: dict(sorted(self.value_reads[name].items()))
+                                   for name in sorted(self.value_reads)}
+        modules = compress(self.modules)
+        data["modules"] = {name: modules[name].to_dict() for name in sorted(modules, key=natural_key)}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Entry:
         """From the transport form (already checked: written by this plugin)."""
+        modules = {name: ModuleEntry(str(m["type"]), int(m["flops"]), int(m["macs"]), int(m["params"]))
+                   for name, m in data.get("modules", {}).items()}
         return cls(
-            int(data["flops"]), int(data["macs"]), int(data["params"]),
-            {name: ModuleEntry(str(m["type"]), int(m["flops"]), int(m["macs"]), int(m["params"]))
-             for name, m in data.get("modules", {}).items()},
+            int(data["flops"]), int(data["macs"]), int(data["params"]), expand_all(modules),
+            data.get("device"),
+            {str(name): {str(op): int(n) for op, n in ops.items()} for name, ops in data.get("value_reads", {}).items()},
         )
 
     @classmethod
@@ -99,7 +114,13 @@ class Entry:
             for name, cost in measurement.modules_to_depth(depth).items()
             if name != ""  # the root is the entry itself
         }
-        return cls(int(measurement.flops), int(measurement.macs), int(measurement.params), modules)
+        reads = getattr(measurement, "value_reads", {}) or {}
+        return cls(int(measurement.flops), int(measurement.macs), int(measurement.params), modules,
+                   str(measurement.device), {name: dict(ops) for name, ops in reads.items()})
+
+    @property
+    def value_dependent(self) -> bool:
+        return bool(self.value_reads)
 
 
 @dataclass(frozen=True)
@@ -241,7 +262,7 @@ def _count(value: Any) -> bool:
 def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
     if not isinstance(raw, dict):
         raise fail(node, f"entry {key!r} must be a mapping with flops, macs, params, modules")
-    extra = sorted(set(map(str, raw)) - {*METRICS, "modules"})
+    extra = sorted(set(map(str, raw)) - {*METRICS, "modules", "device", "value_reads"})
     if extra:
         raise fail(_child(node, extra[0]), f"entry {key!r}: unknown field {extra[0]!r}")
     for metric in METRICS:
@@ -249,6 +270,10 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
             raise fail(node, f"entry {key!r}: missing {metric}")
         if not _count(raw[metric]):
             raise fail(_child(node, metric), f"entry {key!r}: {metric} must be a non-negative integer, got {raw[metric]!r}")
+    device = raw.get("device")
+    if device is not None and not isinstance(device, str):
+        raise fail(_child(node, "device"), f"entry {key!r}: device must be a string like 'cpu', got {device!r}")
+    value_reads = _validate_value_reads(key, raw.get("value_reads", {}), _child(node, "value_reads"), fail)
     modules_raw = raw.get("modules", {}) or {}
     modules_node = _child(node, "modules")
     if not isinstance(modules_raw, dict):
@@ -266,8 +291,31 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
         for metric in METRICS:
             if not _count(module.get(metric)):
                 raise fail(module_node, f"entry {key!r}: module {name!r}: {metric} must be a non-negative integer")
-        modules[name] = ModuleEntry(module["type"], module["flops"], module["macs"], module["params"])
-    return Entry(raw["flops"], raw["macs"], raw["params"], modules)
+        try:  # a repeated block written once, "layers.[0-31].mlp", stands for 32 modules
+            names = expand(name)
+        except RangeError as error:
+            raise fail(module_node, f"entry {key!r}: {error}") from None
+        for expanded in names:
+            if expanded in modules:
+                raise fail(module_node, f"entry {key!r}: module {expanded!r} is given twice (module key {name!r})")
+            modules[expanded] = ModuleEntry(module["type"], module["flops"], module["macs"], module["params"])
+    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads)
+
+
+def _validate_value_reads(key: str, raw: Any, node: Any, fail: Any) -> dict[str, dict[str, int]]:
+    if raw is None:
+        return {}
+    shape = "value_reads must map module names to {op: calls}"
+    if not isinstance(raw, dict):
+        raise fail(node, f"entry {key!r}: {shape}")
+    reads: dict[str, dict[str, int]] = {}
+    for name, ops in raw.items():
+        if not isinstance(name, str) or not isinstance(ops, dict) or not all(
+            isinstance(op, str) and _count(calls) for op, calls in ops.items()
+        ):
+            raise fail(node, f"entry {key!r}: {shape}, got {name!r}: {ops!r}")
+        reads[name] = dict(ops)
+    return reads
 
 
 def dump(entries: Mapping[str, Entry], torch_version: str) -> str:
@@ -277,11 +325,38 @@ def dump(entries: Mapping[str, Entry], torch_version: str) -> str:
     data = {
         "format": FORMAT_VERSION,
         "torch": torch_version,
-        "entries": {key: entries[key].to_dict() for key in sorted(entries)},
+        "entries": {key: _rows(entries[key].to_dict()) for key in sorted(entries)},
     }
-    # insertion order is already sorted (entries, modules) and puts the header fields first
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    # insertion order is already sorted (entries, modules) and puts the header fields first; each
+    # module is one line, so a diff shows one line per module that changed
+    body = yaml.dump(data, Dumper=_one_line_rows_dumper(), sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=4096)
     return _HEADER + body
+
+
+class _Row(dict):  # type: ignore[type-arg]
+    """A mapping written on one line (a module's counts, one place's value reads)."""
+
+
+def _rows(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry's dict with its module counts and value reads marked to be written one per line."""
+    for field_name in ("modules", "value_reads"):
+        if field_name in entry:
+            entry[field_name] = {name: _Row(value) for name, value in entry[field_name].items()}
+    return entry
+
+
+@functools.lru_cache(maxsize=None)
+def _one_line_rows_dumper() -> Any:
+    """The safe dumper (libyaml's where available), writing ``_Row`` mappings in flow style."""
+    import yaml
+
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    dumper: Any = type("FlopBaselineDumper", (base,), {})
+    dumper.add_representer(
+        _Row, lambda d, row: d.represent_mapping("tag:yaml.org,2002:map", row.items(), flow_style=True)
+    )
+    return dumper
 
 
 def torch_version() -> str:

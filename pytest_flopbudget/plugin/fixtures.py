@@ -6,7 +6,8 @@ when the call report is made. Torch is imported by the first ``measure`` call, n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import pytest
 
@@ -29,10 +30,11 @@ class FlopBudgetUsageError(Exception):
 class FlopBudget:
     """Measures models for one test; every measurement is recorded, the budget applies to the sum."""
 
-    def __init__(self, item: pytest.Item, device: str, junit_properties: bool) -> None:
+    def __init__(self, item: pytest.Item, device: str, junit_properties: bool, baseline_depth: int = 6) -> None:
         self._item = item
         self._device = device
         self._junit = junit_properties
+        self._depth = baseline_depth
         self._records: list[Measured] = item.stash.setdefault(MEASURED_KEY, [])
 
     @property
@@ -45,25 +47,43 @@ class FlopBudget:
         """What this test measured so far, in order (as Entry-level summaries are kept for reports)."""
         return [r.extra["measurement"] for r in self._records]
 
-    def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None) -> Measurement:
+    def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None,
+                formulas: Mapping[Any, Any] | None = None) -> Measurement:
         """Count ``model`` on ``inputs`` on the --flop-device and record it for this test.
 
         Give each measurement a distinct ``label`` when a test measures more than once: the baseline
-        keeps one entry per label (``<node id>#<label>``).
+        keeps one entry per label (``<node id>#<label>``). ``formulas`` adds formulas for this
+        measurement only.
         """
         self._check_label(label)
         from pytest_flopbudget.counting.measure import measure
 
-        result = measure(model, inputs, device=self._device, backward=backward)
+        result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
+        self._record(result, label)
+        return result
+
+    @contextlib.contextmanager
+    def count(self, label: str | None = None, *, formulas: Mapping[Any, Any] | None = None) -> Iterator[Any]:
+        """``with flop_budget.count() as counted:`` counts whatever runs in the block (a generate
+        loop, a training step with its optimizer) on the --flop-device and records it exactly as
+        ``measure`` does: same budget, baseline entry, label rules and reports. Nothing is
+        recorded when the block raises."""
+        self._check_label(label)
+        from pytest_flopbudget.counting.block import count
+
+        with count(device=self._device, formulas=formulas) as counted:
+            yield counted
+        self._record(counted.measurement, label)
+
+    def _record(self, result: Measurement, label: str | None) -> None:
         from pytest_flopbudget.plugin.baseline import Entry
         from pytest_flopbudget.plugin.verdict import Measured
 
-        self._records.append(Measured(label, Entry.from_measurement(result), {"measurement": result}))
+        self._records.append(Measured(label, Entry.from_measurement(result, self._depth), {"measurement": result}))
         if self._junit:
             suffix = "" if label is None else f"[{label}]"
             for metric in ("flops", "macs", "params"):
                 self._item.user_properties.append((f"{metric}{suffix}", getattr(result, metric)))
-        return result
 
     def _check_label(self, label: str | None) -> None:
         if label is not None and (not isinstance(label, str) or not label or LABEL_SEPARATOR in label):
@@ -77,7 +97,7 @@ class FlopBudget:
             raise FlopBudgetUsageError(
                 "flop_budget.measure() called more than once in one test: give every measurement a "
                 "distinct label, e.g. flop_budget.measure(encoder, x, label='encoder'), so each has "
-                "its own baseline entry"
+                "its own baseline entry (a count() block too: flop_budget.count(label='generate'))"
             )
         if label in taken:
             raise FlopBudgetUsageError(f"label={label!r} was already measured in this test; labels must be distinct")
@@ -87,7 +107,7 @@ class FlopBudget:
 def flop_budget(request: pytest.FixtureRequest) -> FlopBudget:
     """Measure models against this test's @pytest.mark.flop_budget and the baseline."""
     settings = request.config.stash[SETTINGS_KEY]
-    return FlopBudget(request.node, settings.device, settings.junit_properties)
+    return FlopBudget(request.node, settings.device, settings.junit_properties, settings.baseline_depth)
 
 
 @pytest.fixture

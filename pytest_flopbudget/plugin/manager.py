@@ -29,6 +29,7 @@ STATUS_WORDS = {
     "unmeasured": "NOT MEASURED",
     "new": "NO BASELINE",
     "improved": "FLOPS IMPROVED",
+    "device mismatch": "DEVICE MISMATCH",
 }
 
 

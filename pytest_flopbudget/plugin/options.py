@@ -55,6 +55,22 @@ def path_type(value: str) -> str:
     return text
 
 
+# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
+# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
+DEFAULT_BASELINE_DEPTH = 6
+
+
+def baseline_depth(raw: object) -> int:
+    """The ini value of flop_baseline_depth: a whole number of levels, 1 or more."""
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(
+            f"ini option flop_baseline_depth = {raw!r}: give a whole number of module levels, 1 or more "
+            f"(default {DEFAULT_BASELINE_DEPTH})"
+        )
+    return int(text)
+
+
 @dataclass(frozen=True)
 class _Option:
     name: str  # the ini key; the flag is --flop-... with dashes
@@ -97,6 +113,11 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(option.flag, action="store", default=None, dest=option.name, type=option.check,
                             metavar=option.metavar, help=option.help)
             parser.addini(option.name, option.help, type="string", default="")
+    parser.addini("flop_baseline_depth", "how many levels of modules below the model each baseline entry "
+                  f"keeps, to name the layer that grew (default {DEFAULT_BASELINE_DEPTH}; repeated blocks are "
+                  "written once)", type="string", default=str(DEFAULT_BASELINE_DEPTH))
+    parser.addini("flop_formulas", "modules with custom formulas (register_formula calls or a FLOP_FORMULAS "
+                  "dict), imported once per session in every process that runs tests", type="linelist", default=[])
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
 
@@ -134,6 +155,7 @@ class Settings:
     strict: bool
     report_path: Path | None
     junit_properties: bool
+    baseline_depth: int = DEFAULT_BASELINE_DEPTH
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -163,6 +185,7 @@ class Settings:
             strict=bool(values["flop_strict"]),
             report_path=resolve("flop_report"),
             junit_properties=bool(config.getini("flop_junit_properties")),
+            baseline_depth=baseline_depth(config.getini("flop_baseline_depth")),
         )
 
 
@@ -175,7 +198,7 @@ def check_device_available(device: str) -> None:
     if not torch.cuda.is_available():
         raise pytest.UsageError(
             f"--flop-device={device}: torch {torch.__version__} has no usable CUDA device here; "
-            "use --flop-device=cpu or meta (the counts are the same)"
+            "use --flop-device=cpu or meta (the same counts, unless the forward reads tensor values)"
         )
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():

@@ -16,7 +16,8 @@ import pytest
 from pytest_flopbudget.plugin.marker import human_count
 from pytest_flopbudget.plugin.options import format_fraction
 from pytest_flopbudget.plugin.verdict import (
-    IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, TestVerdict,
+    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, TestVerdict,
+    describe_other_path,
 )
 
 if TYPE_CHECKING:
@@ -77,13 +78,18 @@ def counts_of(rows: list[Row], stale: list[str]) -> dict[str, int]:
 
 def count_line(counts: dict[str, int]) -> str:
     parts = [f"{counts[w]} {w}" for w in (*COUNTED, "stale")]
-    if counts.get(UNMEASURED):
-        parts.append(f"{counts[UNMEASURED]} {UNMEASURED}")
+    for word in (UNMEASURED, DEVICE_MISMATCH):
+        if counts.get(word):
+            parts.append(f"{counts[word]} {word}")
     return "flopbudget: " + ", ".join(parts)
 
 
 def hints(plugin: FlopBudgetPlugin, counts: dict[str, int]) -> list[str]:
     lines = list(plugin.notes)
+    for verdict in plugin.verdicts.values():
+        for entry in verdict.entries:
+            if entry.status == DEVICE_MISMATCH and not entry.failing:
+                lines.extend(describe_other_path(entry))
     if not plugin.settings.update and (counts[REGRESSED] or counts[IMPROVED] or counts[NEW]):
         lines.append(f"accept these changes: {UPDATE_HINT} (then commit {plugin.baseline.path.name})")
     if plugin.stale and not plugin.settings.prune:

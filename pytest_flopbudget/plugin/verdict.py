@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
 from pytest_flopbudget.plugin.baseline import METRICS, Entry, entry_key
+from pytest_flopbudget.plugin.repeats import group_names, natural_key
 from pytest_flopbudget.plugin.marker import Budget, Limit, format_count, human_count
 
 UPDATE_HINT = "pytest --flop-update-baseline"
@@ -21,8 +22,8 @@ MEASURE_HINT = (
 )
 
 # row verdicts, worst first; the summary counts rows by these words
-OVER_BUDGET, REGRESSED, UNMEASURED, NEW, IMPROVED, OK = (
-    "over budget", "regressed", "unmeasured", "new", "improved", "ok",
+OVER_BUDGET, REGRESSED, UNMEASURED, DEVICE_MISMATCH, NEW, IMPROVED, OK = (
+    "over budget", "regressed", "unmeasured", "device mismatch", "new", "improved", "ok",
 )
 
 
@@ -43,12 +44,14 @@ def percent(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class ModuleChange:
-    """A module whose counts grew against the baseline (or that is new)."""
+    """A module whose counts grew against the baseline (or that is new); ``repeat`` identical
+    layers grouped under one name such as ``layers.[0-5].mlp.fc1``."""
 
     name: str
     type: str
     old: Mapping[str, int]
     new: Mapping[str, int]
+    repeat: int = 1
 
     def deltas(self) -> dict[str, int]:
         return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in METRICS}
@@ -59,23 +62,57 @@ class ModuleChange:
             if delta > 0:
                 parts.append(f"{metric} {self.old.get(metric, 0):,} -> {self.new.get(metric, 0):,} "
                              f"({percent(change(self.new.get(metric, 0), self.old.get(metric, 0)))})")
-        return f"{self.name} ({self.type}): " + ", ".join(parts)
+        return f"{self.label()}: " + ", ".join(parts)
+
+    def label(self) -> str:
+        times = f" x{self.repeat}" if self.repeat > 1 else ""
+        return f"{self.name} ({self.type}){times}"
 
 
 def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
-    """Modules with any of flops, macs, params up, largest change first (in the ``order`` metrics)."""
-    changes = []
-    for name in sorted(set(old.modules) | set(new.modules)):
-        before = old.modules.get(name)
-        after = new.modules.get(name)
-        old_counts = {m: getattr(before, m) for m in METRICS} if before else {}
-        new_counts = {m: getattr(after, m) for m in METRICS} if after else {}
-        kind = (after or before).type  # type: ignore[union-attr]
-        item = ModuleChange(name, kind, old_counts, new_counts)
-        if any(d > 0 for d in item.deltas().values()):
-            changes.append(item)
-    changes.sort(key=lambda c: (tuple(-c.deltas()[m] for m in order), c.name))
-    return tuple(changes)
+    """The deepest modules that account for a growth, repeated layers grouped, largest first.
+
+    A grown module is named when its own work changed (its growth is not the sum of its children's,
+    e.g. a new op in its forward) or when no child below it is known (a leaf at the baseline depth);
+    otherwise the children that grew are named instead. Identical changes in consecutive layers
+    (``layers.0.mlp`` ... ``layers.5.mlp``) are one line: ``layers.[0-5].mlp (MLP) x6``.
+    """
+    names = set(old.modules) | set(new.modules)
+    counts = {name: (_counts(old.modules.get(name)), _counts(new.modules.get(name))) for name in names}
+    deltas = {name: {m: after.get(m, 0) - before.get(m, 0) for m in METRICS}
+              for name, (before, after) in counts.items()}
+    children: dict[str, list[str]] = {}
+    for name in names:
+        parent = name.rpartition(".")[0]
+        if parent in names:
+            children.setdefault(parent, []).append(name)
+    named = []
+    weight: dict[str, dict[str, int]] = {}  # what a named module itself adds: its own ops' growth
+    for name in names:
+        delta = deltas[name]
+        if not any(d > 0 for d in delta.values()):
+            continue
+        below = children.get(name, [])
+        own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in METRICS}
+        if not below or any(own[m] != 0 for m in METRICS if delta[m] > 0):
+            named.append(name)
+            weight[name] = own if below else delta
+
+    def kind(name: str) -> str:
+        before, after = old.modules.get(name), new.modules.get(name)
+        return (after or before).type  # type: ignore[union-attr]
+
+    grouped = []
+    for label, members in group_names(sorted(named, key=natural_key), key=lambda n: (kind(n), counts[n])):
+        before, after = counts[members[0]]
+        size = tuple(-weight[members[0]][m] * len(members) for m in order)
+        grouped.append((size, natural_key(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
+    grouped.sort(key=lambda item: item[:2])
+    return tuple(change for _, _, change in grouped)
+
+
+def _counts(module: Any) -> dict[str, int]:
+    return {m: getattr(module, m) for m in METRICS} if module is not None else {}
 
 
 @dataclass(frozen=True)
@@ -118,6 +155,8 @@ def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | 
     """
     if baseline is None:
         return EntryVerdict(key, label, measured, None, NEW, failing=strict and not update)
+    if _other_path(measured, baseline):
+        return EntryVerdict(key, label, measured, baseline, DEVICE_MISMATCH, failing=strict and not update)
     regressed = tuple(m for m in METRICS if getattr(measured, m) > getattr(baseline, m) * (1 + tolerance))
     if regressed:
         order = regressed + tuple(m for m in METRICS if m not in regressed)
@@ -128,6 +167,45 @@ def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | 
         beyond = any(getattr(measured, m) < getattr(baseline, m) * (1 - tolerance) for m in lower)
         return EntryVerdict(key, label, measured, baseline, IMPROVED, failing=strict and beyond and not update)
     return EntryVerdict(key, label, measured, baseline, OK, failing=False)
+
+
+def _other_path(measured: Entry, baseline: Entry) -> bool:
+    """Whether the counts differ only because a value-dependent forward ran on another device.
+
+    The same model and inputs count the same on every device when the forward never reads tensor
+    values; when it does (transformers skipping an all-ones attention mask on cpu, which meta
+    cannot look at), each device may take another path, and the difference is not a regression.
+    Parameters never depend on the path, so a change there is always judged as one."""
+    if measured.device is None or baseline.device is None or measured.device == baseline.device:
+        return False
+    if not (measured.value_dependent or baseline.value_dependent):
+        return False
+    return measured.params == baseline.params and (measured.flops, measured.macs) != (baseline.flops, baseline.macs)
+
+
+def describe_other_path(entry: EntryVerdict) -> list[str]:
+    """Why a count from another device is not compared, and what to do about it."""
+    assert entry.baseline is not None
+    new, old = entry.measured, entry.baseline
+    reads = [f"on {e.device}: {_reads_text(e)}" for e in (new, old) if e.value_dependent]
+    return [
+        f"{entry.key}: measured on {new.device}, the baseline on {old.device}, and the forward read tensor "
+        f"values on the host ({'; '.join(reads)}), so each device may take another path: flops {new.flops:,} vs "
+        f"{old.flops:,} ({percent(change(new.flops, old.flops))}) is not judged as a regression",
+        f"  measure on the baseline's device (--flop-device={old.device}), or give inputs whose values take the "
+        f"intended path on every device (e.g. an attention mask with padding), then `{UPDATE_HINT}`",
+    ]
+
+
+def _reads_text(entry: Entry, limit: int = 3) -> str:
+    places = []
+    for name in sorted(entry.value_reads):
+        ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(entry.value_reads[name].items()))
+        module = entry.modules.get(name)
+        where = f"{name} ({module.type})" if module is not None else (name or "the model's own forward")
+        places.append(f"{ops} in {where}")
+    more = f" and {len(places) - limit} more places" if len(places) > limit else ""
+    return ", ".join(places[:limit]) + more
 
 
 @dataclass(frozen=True)
@@ -193,7 +271,7 @@ class TestVerdict:
         if self.unmeasured:
             return UNMEASURED
         words = [e.status for e in self.entries if e.failing] or [e.status for e in self.entries]
-        for word in (REGRESSED, NEW, IMPROVED, OK):
+        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, OK):
             if word in words:
                 return word
         return OK
@@ -212,6 +290,10 @@ class TestVerdict:
             if entry.status == NEW:
                 lines.append(f"{entry.key}: no baseline entry (--flop-strict); create it with `{UPDATE_HINT}`")
                 continue
+            if entry.status == DEVICE_MISMATCH:
+                lines.extend(describe_other_path(entry))
+                lines.append("  (--flop-strict fails this; without it, it passes with this note)")
+                continue
             assert entry.baseline is not None
             metrics = entry.regressed_metrics if entry.status == REGRESSED else METRICS
             for metric in metrics:
@@ -223,7 +305,7 @@ class TestVerdict:
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
             if entry.status == REGRESSED:
                 if entry.grown:
-                    names = ", ".join(f"{c.name} ({c.type})" for c in entry.grown[:5])
+                    names = ", ".join(c.label() for c in entry.grown[:5])
                     more = f" and {len(entry.grown) - 5} more" if len(entry.grown) > 5 else ""
                     lines.append(f"  grown: {names}{more}")
                 lines.append(f"  if intended, accept with `{UPDATE_HINT}` and commit the baseline")
@@ -238,6 +320,8 @@ class TestVerdict:
             lines.append(("OVER  " if check.over else "ok    ") + check.describe())
         for entry in self.entries:
             lines.append(f"{entry.key}: {entry.status}")
+            if entry.status == DEVICE_MISMATCH:
+                lines.extend("  " + line for line in describe_other_path(entry))
             for metric in METRICS:
                 new = getattr(entry.measured, metric)
                 if entry.baseline is None:
@@ -283,7 +367,8 @@ def _entry_to_dict(entry: EntryVerdict) -> dict[str, Any]:
         "baseline": entry.baseline.to_dict() if entry.baseline else None,
         "status": entry.status,
         "failing": entry.failing,
-        "grown": [{"name": g.name, "type": g.type, "old": dict(g.old), "new": dict(g.new)} for g in entry.grown],
+        "grown": [{"name": g.name, "type": g.type, "old": dict(g.old), "new": dict(g.new), "repeat": g.repeat}
+                  for g in entry.grown],
         "regressed": list(entry.regressed_metrics),
     }
 
@@ -296,7 +381,8 @@ def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
         baseline=Entry.from_dict(data["baseline"]) if data["baseline"] else None,
         status=data["status"],
         failing=data["failing"],
-        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"]) for g in data["grown"]),
+        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)))
+                    for g in data["grown"]),
         regressed_metrics=tuple(data["regressed"]),
     )
 

@@ -89,16 +89,16 @@ def test_kernel_formulas_on_tuples_agree():
     assert attention.sdpa(q, k, v) == plain
     assert attention.sdpa(q, k, v, (5, 7)) == masked
     assert attention.sdpa(q, k, v, None, 0.0, True) == plain  # is_causal: no mask tensor
-    assert attention.flash_cpu(q, k, v, 0.0, False, out=None) == plain
-    assert attention.flash_cpu(q, k, v, 0.0, False, out=None, attn_mask=(5, 7)) == masked
-    assert attention.with_bias(q, k, v, (2, 4, 5, 7), True, 0.0, False, out=None) == masked
+    assert attention.flash_cpu(q, k, v, 0.0, False, out_shape=None) == plain
+    assert attention.flash_cpu(q, k, v, 0.0, False, out_shape=None, attn_mask=(5, 7)) == masked
+    assert attention.with_bias(q, k, v, (2, 4, 5, 7), True, 0.0, False, out_shape=None) == masked
 
 
 def test_transformer_encoder_layer_formula_on_tuples():
     e, hidden = 16, 32
     got = attention.transformer_encoder_layer(
         (2, 5, e), e, 4, (3 * e, e), (3 * e,), (e, e), (e,), False, False, 1e-5, (e,), (e,), (e,), (e,),
-        (hidden, e), (hidden,), (e, hidden), (e,), None, out=None,
+        (hidden, e), (hidden,), (e, hidden), (e,), None, out_shape=None,
     )
     assert got == encoder_layer_by_hand(2, 5, e, 4, hidden)
 

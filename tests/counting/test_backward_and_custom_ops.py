@@ -123,7 +123,7 @@ def test_custom_op_is_uncounted_until_registered(scaled_op):
     assert before.uncounted == {"flopbudget_test.scaled_square": 1}
     assert before.flops == 0
 
-    def two_per_element(x_shape, factor, *, out):
+    def two_per_element(x_shape, factor, *, out_shape):
         n = x_shape[0] * x_shape[1]
         return (2 * n, n)
 
@@ -137,7 +137,7 @@ def test_custom_op_is_uncounted_until_registered(scaled_op):
 
 def test_register_formula_by_name_overrides_a_builtin():
     try:
-        fb.register_formula("aten::relu", lambda x, *, out: (0, 0))
+        fb.register_formula("aten::relu", lambda x, *, out_shape: (0, 0))
         assert fb.measure(nn.ReLU(), torch.randn(10)).flops == 0
     finally:
         fb.unregister_formula("aten::relu")

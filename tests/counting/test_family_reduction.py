@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import pytest_flopbudget as fb
 from counting_helpers import Fn, measure_both
 
 
@@ -105,3 +106,11 @@ def test_moe_router_by_hand():
         "aten.mul": tokens * k * dim,
         "aten.index_add": tokens * k * dim,
     }
+
+
+def test_isin_compares_every_element_with_every_test_element():
+    x, tests = torch.tensor([[1.0, 2, 3], [4, 5, 6]]), torch.tensor([2.0, 7])
+    assert fb.measure(Fn(lambda a, b: torch.isin(a, b)), (x, tests)).flops == 6 * 2
+    assert fb.measure(Fn(lambda a: torch.isin(a, 3.0)), (x,)).flops == 6
+    # on integer tokens (generate's stop-token check) it is not floating-point work
+    assert fb.measure(Fn(lambda a, b: torch.isin(a, b)), (x.long(), tests.long())).flops == 0

@@ -2,7 +2,9 @@
 
 Every formula takes the call's arguments with each tensor replaced by its shape (a tuple of ints,
 ``None`` stays ``None``, a list of tensors becomes a list of shapes) and the output's shape as
-``out=`` (a tuple of shapes for ops with several outputs). Each module exposes ``RULES``, a dict
+``out_shape=`` (a tuple of shapes for ops with several outputs); aten's own ``out=`` arguments
+never reach a formula (the registry counts an ``out=`` or in-place form as its functional form).
+Each module exposes ``RULES``, a dict
 from aten op name (``"mm"`` for every overload, ``"add.Tensor"`` for one) to formula, which the
 registry resolves against the installed torch; names it lacks are skipped, so one table serves
 every supported torch release. Formula modules import no torch: they are arithmetic on ints.
@@ -23,11 +25,11 @@ def numel(shape: Shape | None) -> int:
     return 0 if shape is None else prod(shape)
 
 
-def first_shape(out: object) -> Shape:
+def first_shape(out_shape: object) -> Shape:
     """The first output's shape, whether the op returned one tensor or several."""
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], (tuple, list)):
-        return out[0]
-    return out  # type: ignore[return-value]
+    if isinstance(out_shape, (tuple, list)) and out_shape and isinstance(out_shape[0], (tuple, list)):
+        return out_shape[0]
+    return out_shape  # type: ignore[return-value]
 
 
 def dot_products(n_outputs: int, length: int, bias: bool = False) -> Cost:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pytest_flopbudget.counting.formulas import Cost, first_shape, numel, per_element
 
 
-def activation(*args: object, out: object, **kwargs: object) -> Cost:
-    return per_element(numel(first_shape(out)))
+def activation(*args: object, out_shape: object, **kwargs: object) -> Cost:
+    return per_element(numel(first_shape(out_shape)))
 
 
 _FORWARD = (

@@ -60,7 +60,7 @@ def attention_core_backward(q: Shape, k: Shape, v: Shape, *, dropout: bool) -> C
 
 
 def sdpa(q: Shape, k: Shape, v: Shape, attn_mask: Shape | None = None, dropout_p: float = 0.0,
-         *args: object, out: object = None, **kwargs: object) -> Cost:
+         *args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """``F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)``."""
     mask = kwargs.get("attn_mask", attn_mask)
     p = kwargs.get("dropout_p", dropout_p)
@@ -68,20 +68,20 @@ def sdpa(q: Shape, k: Shape, v: Shape, attn_mask: Shape | None = None, dropout_p
 
 
 def flash_cpu(q: Shape, k: Shape, v: Shape, dropout_p: float = 0.0, *args: object,
-              out: object, **kwargs: object) -> Cost:
+              out_shape: object, **kwargs: object) -> Cost:
     """``_scaled_dot_product_flash_attention_for_cpu(q, k, v, dropout_p, is_causal, *, attn_mask, scale)``."""
     mask = kwargs.get("attn_mask")
     return attention_core(q, k, v, masked=mask is not None, dropout=bool(dropout_p))
 
 
 def flash_cuda(q: Shape, k: Shape, v: Shape, dropout_p: float = 0.0, *args: object,
-               out: object, **kwargs: object) -> Cost:
+               out_shape: object, **kwargs: object) -> Cost:
     """``_scaled_dot_product_flash_attention(q, k, v, dropout_p, is_causal, ...)``: no mask."""
     return attention_core(q, k, v, masked=False, dropout=bool(dropout_p))
 
 
 def with_bias(q: Shape, k: Shape, v: Shape, attn_bias: Shape | None = None, *args: object,
-              out: object, **kwargs: object) -> Cost:
+              out_shape: object, **kwargs: object) -> Cost:
     """Efficient, cudnn and overrideable kernels: ``(q, k, v, attn_bias, ..., dropout_p, ...)``."""
     floats = [a for a in args if isinstance(a, float)]
     dropout = bool(kwargs.get("dropout_p", floats[0] if floats else 0.0))
@@ -89,9 +89,28 @@ def with_bias(q: Shape, k: Shape, v: Shape, attn_bias: Shape | None = None, *arg
 
 
 def flash_cpu_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
-                       out: object, **kwargs: object) -> Cost:
+                       out_shape: object, **kwargs: object) -> Cost:
     floats = [a for a in args if isinstance(a, float)]
     return attention_core_backward(q, k, v, dropout=bool(floats and floats[0]))
+
+
+def flex_attention(q: Shape, k: Shape, v: Shape, *args: object, score_mod_cost: Cost = (0, 0),
+                   masked: bool = False, out_shape: object = None, **kwargs: object) -> Cost:
+    """``flex_attention``: the canonical count above (no dropout), a block mask counted as one
+    operation per score (applying it; the mask function's index logic is not floating-point
+    work), and ``score_mod_cost`` (what the score function costs on one score) once per score.
+    Every score is counted, including those in blocks the kernel skips as fully masked: the
+    same rule as a causal mask, so the count does not depend on the kernel's block size."""
+    n_scores = prod(q[:-1]) * k[-2]
+    core = attention_core(q, k, v, masked=masked, dropout=False)
+    return _add(core, (n_scores * score_mod_cost[0], n_scores * score_mod_cost[1]))
+
+
+def flex_attention_backward(q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
+                            **kwargs: object) -> Cost:
+    """Its backward: the four products, softmax backward and scaling of attention_core_backward;
+    the gradient of a score function is not counted."""
+    return attention_core_backward(q, k, v, dropout=False)
 
 
 def _linear(tokens: int, in_features: int, out_features: int, bias: bool) -> Cost:
@@ -136,7 +155,7 @@ def mha_forward_function(
     in_proj_weight: Shape | None, in_proj_bias: Shape | None, bias_k: Shape | None,
     bias_v: Shape | None, add_zero_attn: bool, dropout_p: float, out_proj_weight: Shape,
     out_proj_bias: Shape | None, training: bool = True, key_padding_mask: Shape | None = None,
-    need_weights: bool = True, attn_mask: Shape | None = None, *args: object, out: object = None,
+    need_weights: bool = True, attn_mask: Shape | None = None, *args: object, out_shape: object = None,
     **kwargs: object,
 ) -> Cost:
     """``F.multi_head_attention_forward``: the path nn.MultiheadAttention takes off its fast path."""
@@ -160,7 +179,7 @@ def mha_forward_function(
 def native_mha(
     query: Shape, key: Shape, value: Shape, embed_dim: int, num_head: int, qkv_weight: Shape,
     qkv_bias: Shape | None, proj_weight: Shape, proj_bias: Shape | None, mask: Shape | None = None,
-    need_weights: bool = True, average_attn_weights: bool = True, *args: object, out: object = None,
+    need_weights: bool = True, average_attn_weights: bool = True, *args: object, out_shape: object = None,
     **kwargs: object,
 ) -> Cost:
     """``_native_multi_head_attention``, nn.MultiheadAttention's inference fast path (batch first)."""
@@ -180,7 +199,7 @@ def transformer_encoder_layer(
     proj_weight: Shape, proj_bias: Shape | None, use_gelu: bool, norm_first: bool, eps: float,
     norm_weight_1: Shape | None, norm_bias_1: Shape | None, norm_weight_2: Shape | None,
     norm_bias_2: Shape | None, ffn_weight_1: Shape, ffn_bias_1: Shape | None, ffn_weight_2: Shape,
-    ffn_bias_2: Shape | None, mask: Shape | None = None, *args: object, out: object = None,
+    ffn_bias_2: Shape | None, mask: Shape | None = None, *args: object, out_shape: object = None,
     **kwargs: object,
 ) -> Cost:
     """``_transformer_encoder_layer_fwd``, nn.TransformerEncoderLayer's inference fast path: the

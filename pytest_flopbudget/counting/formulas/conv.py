@@ -5,6 +5,11 @@ Forward: each output element is a dot product over K = (Cin/g)·prod(kernel) ter
 Transposed: every input element meets every weight of its group once, M = numel(input)·(Cout/g)·
 prod(kernel) multiplies (counted on the input's spatial size, not the output's: the usual 4x bug),
 summed into the outputs: flops = 2M - numel(out) (+numel(out) with bias), macs = M (+numel(out)).
+
+The two halves of a convolution written by hand (``F.unfold``/``F.fold``, timm's TNT and VOLO):
+``im2col`` copies every patch into a column and computes nothing (0, like ``unfold``); the
+product that follows is an ordinary matmul. ``col2im`` sums the columns back into an image,
+where patches overlap: one add per column element, the rule ``index_add`` follows.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ from typing import Sequence
 from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
 
 
-def _transposed_cost(x: Shape, w: Shape, out: Shape, groups: int, bias: bool) -> Cost:
+def _transposed_cost(x: Shape, w: Shape, out_shape: Shape, groups: int, bias: bool) -> Cost:
     # weight of a transposed conv: (Cin, Cout/g, *kernel)
     multiplies = numel(x) * w[1] * prod(w[2:])
-    n_out = numel(out)
+    n_out = numel(out_shape)
     extra = n_out if bias else 0
     return (2 * multiplies - n_out + extra, multiplies + extra)
 
@@ -35,12 +40,12 @@ def convolution(
     output_padding: Sequence[int] = (0,),
     groups: int = 1,
     *args: object,
-    out: Shape,
+    out_shape: Shape,
     **kwargs: object,
 ) -> Cost:
     if transposed:
-        return _transposed_cost(x, w, out, groups, bias is not None)
-    return dot_products(numel(out), prod(w[1:]), bias=bias is not None)
+        return _transposed_cost(x, w, out_shape, groups, bias is not None)
+    return dot_products(numel(out_shape), prod(w[1:]), bias=bias is not None)
 
 
 def convolution_backward(
@@ -56,7 +61,7 @@ def convolution_backward(
     groups: int,
     output_mask: Sequence[bool],
     *,
-    out: object,
+    out_shape: object,
 ) -> Cost:
     """Each forward multiply has one counterpart per gradient asked for in ``output_mask``.
 
@@ -79,7 +84,24 @@ def convolution_backward(
     return (flops, macs)
 
 
+COUNTS_INTEGER_WORK = True  # integer convolutions (quantized inference) are compute, not bookkeeping
+
+
+def im2col(x: Shape, *args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+    """Patches copied into columns: data movement, no arithmetic."""
+    return (0, 0)
+
+
+def col2im(columns: Shape, *args: object, out: object = None, out_shape: object = None,
+           **kwargs: object) -> Cost:
+    """Columns summed into the image they came from: every column element is added once."""
+    n = numel(columns)
+    return (n, n)
+
+
 RULES = {
+    "im2col": im2col,
+    "col2im": col2im,
     "convolution": convolution,
     "_convolution": convolution,
     "convolution_backward": convolution_backward,

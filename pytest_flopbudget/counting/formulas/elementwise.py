@@ -18,12 +18,12 @@ from __future__ import annotations
 from pytest_flopbudget.counting.formulas import Cost, first_shape, numel, per_element
 
 
-def elementwise(*args: object, out: object, **kwargs: object) -> Cost:
-    return per_element(numel(first_shape(out)))
+def elementwise(*args: object, out_shape: object, **kwargs: object) -> Cost:
+    return per_element(numel(first_shape(out_shape)))
 
 
-def two_per_element(*args: object, out: object, **kwargs: object) -> Cost:
-    n = numel(first_shape(out))
+def two_per_element(*args: object, out_shape: object, **kwargs: object) -> Cost:
+    n = numel(first_shape(out_shape))
     return (2 * n, 2 * n)
 
 

@@ -11,14 +11,14 @@ from pytest_flopbudget.counting.formulas import Cost, Shape, numel, per_element
 
 def embedding_bag(weight: Shape, indices: Shape, offsets: Shape | None = None,
                   scale_grad_by_freq: bool = False, mode: int = 0, sparse: bool = False,
-                  per_sample_weights: Shape | None = None, *args: object, out: object,
+                  per_sample_weights: Shape | None = None, *args: object, out_shape: object,
                   **kwargs: object) -> Cost:
     looked_up = numel(indices) * weight[-1]
     weighted = kwargs.get("per_sample_weights", per_sample_weights) is not None
     return per_element(looked_up * (2 if weighted else 1))
 
 
-def embedding_backward(grad_out: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def embedding_backward(grad_out: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     return per_element(numel(grad_out))
 
 

@@ -42,7 +42,7 @@ def _cost(per_element: int, n: int, reduction: int) -> Cost:
 def elementwise_loss(per_element: int, reduction_position: int) -> Any:
     """A loss of (input, target, ..., reduction) costing ``per_element`` steps per element."""
 
-    def formula(x: Shape, target: Shape, *args: Any, out: Any, **kwargs: Any) -> Cost:
+    def formula(x: Shape, target: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
         return _cost(per_element, numel(x), _reduction(args, kwargs, reduction_position))
 
     formula.__doc__ = f"{per_element} steps per element, plus the reduction."
@@ -50,20 +50,20 @@ def elementwise_loss(per_element: int, reduction_position: int) -> Any:
 
 
 def binary_cross_entropy(x: Shape, target: Shape, weight: Shape | None = None, reduction: int = 1,
-                         *args: Any, out: Any, **kwargs: Any) -> Cost:
+                         *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
     weighted = kwargs.get("weight", weight) is not None
     return _cost(7 + int(weighted), numel(x), int(kwargs.get("reduction", reduction)))
 
 
 def bce_with_logits(x: Shape, target: Shape, weight: Shape | None = None,
-                    pos_weight: Shape | None = None, reduction: int = 1, *args: Any, out: Any,
+                    pos_weight: Shape | None = None, reduction: int = 1, *args: Any, out_shape: Any,
                     **kwargs: Any) -> Cost:
     extra = int(kwargs.get("weight", weight) is not None) + 2 * int(kwargs.get("pos_weight", pos_weight) is not None)
     return _cost(8 + extra, numel(x), int(kwargs.get("reduction", reduction)))
 
 
 def nll_loss(logp: Shape, target: Shape, weight: Shape | None = None, reduction: int = 1,
-             *args: Any, out: Any, **kwargs: Any) -> Cost:
+             *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
     weighted = kwargs.get("weight", weight) is not None
     reduction = int(kwargs.get("reduction", reduction))
     if reduction == _REDUCTION_NONE:
@@ -72,7 +72,7 @@ def nll_loss(logp: Shape, target: Shape, weight: Shape | None = None, reduction:
 
 
 def per_element_backward(steps: int) -> Any:
-    def formula(grad_out: Shape, x: Shape, *args: Any, out: Any, **kwargs: Any) -> Cost:
+    def formula(grad_out: Shape, x: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
         n = steps * numel(x)
         return (n, n)
 
@@ -80,7 +80,7 @@ def per_element_backward(steps: int) -> Any:
     return formula
 
 
-def nll_loss_backward(grad_out: Shape, logp: Shape, target: Shape, *args: Any, out: Any, **kwargs: Any) -> Cost:
+def nll_loss_backward(grad_out: Shape, logp: Shape, target: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
     n = numel(target)
     return (n, n)
 

@@ -9,6 +9,12 @@ RMS norm is one unit whichever way it runs: ``F.rms_norm``/``torch.rms_norm`` th
 ``FUNCTION_RULES`` (its CPU decomposition muted), the CUDA ``_fused_rms_norm`` kernel through
 ``RULES``. A hand-written RMSNorm (transformers' LlamaRMSNorm) makes no such call and is counted op
 by op: 4 per element and 2 per row.
+
+Weight normalisation (``nn.utils.weight_norm``, wav2vec2's positional conv): w = g · v / ‖v‖, the
+norm taken over every dimension but ``dim``. The fused ``_weight_norm_interface`` counts what its
+decomposition (used when ``dim`` is neither the first nor the last) counts op by op: the norm's
+square-and-accumulate, 2 per element of v; ``g / ‖v‖``, one per element of g; the scaling of v,
+one per element: 3·numel(v) + numel(g). It runs on the weights, once per forward.
 """
 
 from __future__ import annotations
@@ -23,23 +29,29 @@ def normalise(n: int, affine: bool) -> Cost:
 
 
 def batch_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
-               *args: object, out: object, **kwargs: object) -> Cost:
+               *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
 
 
 def layer_norm(x: Shape, normalized_shape: Sequence[int], weight: Shape | None = None,
-               bias: Shape | None = None, *args: object, out: object, **kwargs: object) -> Cost:
+               bias: Shape | None = None, *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
 
 
 def rms_norm(x: Shape, normalized_shape: Sequence[int], weight: Shape | None = None,
-             *args: object, out: object, **kwargs: object) -> Cost:
+             *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None)
 
 
 def group_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
-               *args: object, out: object, **kwargs: object) -> Cost:
+               *args: object, out_shape: object, **kwargs: object) -> Cost:
     return normalise(numel(x), weight is not None or bias is not None)
+
+
+def weight_norm(v: Shape, g: Shape, *args: object, out: object = None, out_shape: object = None,
+                **kwargs: object) -> Cost:
+    n = 3 * numel(v) + numel(g)
+    return (n, n)
 
 
 def _mask_count(output_mask: Sequence[bool]) -> int:
@@ -54,14 +66,14 @@ def _output_mask(args: Sequence[object]) -> Sequence[bool]:
     return (True, True, True)
 
 
-def batch_norm_backward(grad_out: Shape, x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def batch_norm_backward(grad_out: Shape, x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     mask = kwargs.get("output_mask") or _output_mask(args)
     n = numel(x) * _mask_count(mask)  # type: ignore[arg-type]
     return (n, n)
 
 
-def layer_norm_backward(grad_out: Shape, x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
-    return batch_norm_backward(grad_out, x, *args, out=out, **kwargs)
+def layer_norm_backward(grad_out: Shape, x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
+    return batch_norm_backward(grad_out, x, *args, out_shape=out_shape, **kwargs)
 
 
 RULES = {
@@ -77,6 +89,7 @@ RULES = {
     "native_layer_norm": layer_norm,
     "native_group_norm": group_norm,
     "_fused_rms_norm": rms_norm,
+    "_weight_norm_interface": weight_norm,
     "native_batch_norm_backward": batch_norm_backward,
     "batch_norm_backward": batch_norm_backward,
     "cudnn_batch_norm_backward": batch_norm_backward,

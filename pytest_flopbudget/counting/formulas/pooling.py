@@ -13,11 +13,11 @@ from __future__ import annotations
 from pytest_flopbudget.counting.formulas import Cost, Shape, numel, per_element
 
 
-def pool(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def pool(x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     return per_element(numel(x))
 
 
-def pool_backward(grad_out: Shape, x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def pool_backward(grad_out: Shape, x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     """The gradient is scattered back to every input element once."""
     return per_element(numel(x))
 

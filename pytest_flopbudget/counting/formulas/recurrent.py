@@ -79,7 +79,7 @@ def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_bia
 
 
 def _network(kind: str):  # type: ignore[no-untyped-def]
-    def formula(x: Shape, *args: object, out: object = None, **kwargs: object) -> Cost:
+    def formula(x: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
         """``torch.<kind>(input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
         batch_first)`` or the packed form ``(data, batch_sizes, hx, params, has_biases, ...)``."""
         if isinstance(args[2], list):  # packed: args[2] is the weight list, not has_biases
@@ -99,7 +99,7 @@ def _network(kind: str):  # type: ignore[no-untyped-def]
 
 def _cell(kind: str):  # type: ignore[no-untyped-def]
     def formula(x: Shape, hx: object, w_ih: Shape, w_hh: Shape, b_ih: Shape | None = None,
-                b_hh: Shape | None = None, *args: object, out: object = None, **kwargs: object) -> Cost:
+                b_hh: Shape | None = None, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
         """``torch.<kind>_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None)``."""
         tokens = numel(x[:-1])
         hidden = w_ih[0] // GATES[kind]
@@ -111,7 +111,7 @@ def _cell(kind: str):  # type: ignore[no-untyped-def]
 
 
 def mkldnn_rnn_layer(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None, b_hh: Shape | None,
-                     *args: object, out: object = None, **kwargs: object) -> Cost:
+                     *args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """``mkldnn_rnn_layer(input, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, batch_sizes, mode,
     hidden_size, num_layers, has_biases, bidirectional, batch_first, train)``: one LSTM layer in
     one direction (CPU's fused kernel); seen only when the LSTM is not counted as one unit."""
@@ -122,7 +122,7 @@ def mkldnn_rnn_layer(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None, b_h
 
 
 def mkldnn_rnn_layer_backward(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None,
-                              b_hh: Shape | None, *args: object, out: object = None,
+                              b_hh: Shape | None, *args: object, out_shape: object = None,
                               **kwargs: object) -> Cost:
     """The fused LSTM layer's backward, per token: each projection's two gradient products (input
     and weight, each as large as the forward product), the bias gradients (one add per gate

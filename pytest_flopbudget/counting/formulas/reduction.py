@@ -12,7 +12,10 @@ compare every score); ``gather``, ``scatter`` (plain writes), ``index_select`` a
 data and are free (registry's free list). Accumulating writes add: ``index_add`` once per source
 element, ``scatter_add``/``scatter_reduce``/``scatter(..., reduce=)`` once per index element (only
 the first index.shape elements of src are read), ``index_put(accumulate=True)`` once per value
-given (before broadcasting).
+given (before broadcasting). ``histc`` costs nothing: transformers' grouped-GEMM experts use it
+only to count tokens per expert (index bookkeeping, like ``bincount``), and feed it float ids on
+cpu but integer ids on cuda, so any cost would differ between devices. ``isin`` compares every
+element with every test element.
 """
 
 from __future__ import annotations
@@ -20,26 +23,26 @@ from __future__ import annotations
 from pytest_flopbudget.counting.formulas import Cost, Shape, first_shape, numel, per_element
 
 
-def reduce_input(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def reduce_input(x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     return per_element(numel(x))
 
 
-def two_passes(x: Shape, *args: object, out: object, **kwargs: object) -> Cost:
+def two_passes(x: Shape, *args: object, out_shape: object, **kwargs: object) -> Cost:
     n = 2 * numel(x)
     return (n, n)
 
 
-def elementwise(*args: object, out: object, **kwargs: object) -> Cost:
-    return per_element(numel(first_shape(out)))
+def elementwise(*args: object, out_shape: object, **kwargs: object) -> Cost:
+    return per_element(numel(first_shape(out_shape)))
 
 
-def index_add(x: Shape, dim: int, index: Shape, source: Shape, *args: object, out: object,
+def index_add(x: Shape, dim: int, index: Shape, source: Shape, *args: object, out_shape: object,
               **kwargs: object) -> Cost:
     """``index_add(x, dim, index, source)``: every source element is added once."""
     return per_element(numel(source))
 
 
-def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out: object,
+def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out_shape: object,
                        **kwargs: object) -> Cost:
     """``scatter_add``/``scatter_reduce``/``scatter(reduce=)``: one per index element (src, when
     a tensor, is read only where index reaches; a scalar value is broadcast to index's shape)."""
@@ -47,11 +50,26 @@ def scatter_accumulate(x: Shape, dim: int, index: Shape, *args: object, out: obj
 
 
 def index_put(x: Shape, indices: object, values: Shape, accumulate: bool = False,
-              *args: object, out: object, **kwargs: object) -> Cost:
+              *args: object, out_shape: object, **kwargs: object) -> Cost:
     """Writing is free; accumulating adds each value once."""
     if accumulate or kwargs.get("accumulate"):
         return per_element(numel(values))
     return (0, 0)
+
+
+def bookkeeping(*args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+    """Counting occurrences (a histogram of ids) is bookkeeping, not arithmetic on the model's data."""
+    return (0, 0)
+
+
+def isin(elements: object, test_elements: object, *args: object, out_shape: object = None,
+         **kwargs: object) -> Cost:
+    """``isin(elements, test_elements)``: every element compared with every test element (a
+    scalar on either side is one element); generate() checks its stop tokens this way."""
+    def count(x: object) -> int:
+        return numel(x) if isinstance(x, (tuple, list)) else 1  # type: ignore[arg-type]
+
+    return per_element(count(elements) * count(test_elements))
 
 
 _ONE_PASS = (
@@ -73,6 +91,8 @@ RULES = {
     "scatter.value_reduce": scatter_accumulate,
     "scatter_.reduce": scatter_accumulate,
     "scatter_.value_reduce": scatter_accumulate,
+    "histc": bookkeeping,
+    "isin": isin,
     "index_put": index_put,
     "_index_put_impl": index_put,
 }

@@ -36,15 +36,15 @@ def interpolate(n_outputs: int, taps: int) -> Cost:
 
 
 def _mode(taps: int):  # type: ignore[no-untyped-def]
-    def formula(x: Shape, *args: object, out: object = None, **kwargs: object) -> Cost:
-        return interpolate(numel(first_shape(out)), taps)
+    def formula(x: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+        return interpolate(numel(first_shape(out_shape)), taps)
 
     formula.__name__ = f"upsample_{taps}_taps"
     return formula
 
 
 def _backward(taps: int):  # type: ignore[no-untyped-def]
-    def formula(grad_out: Shape, *args: object, out: object = None, **kwargs: object) -> Cost:
+    def formula(grad_out: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
         return interpolate(numel(grad_out), taps)
 
     formula.__name__ = f"upsample_{taps}_taps_backward"
@@ -57,29 +57,29 @@ def antialiased_taps(in_sizes: Sequence[int], out_sizes: Sequence[int], support:
 
 
 def _antialiased(support: int):  # type: ignore[no-untyped-def]
-    def formula(x: Shape, *args: object, out: object = None, **kwargs: object) -> Cost:
-        out_shape = first_shape(out)
-        taps = antialiased_taps(x[2:], out_shape[2:], support)  # type: ignore[index]
-        return interpolate(numel(out_shape), taps)
+    def formula(x: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+        shape = first_shape(out_shape)
+        taps = antialiased_taps(x[2:], shape[2:], support)  # type: ignore[index]
+        return interpolate(numel(shape), taps)
 
     formula.__name__ = f"upsample_antialiased_{support}"
     return formula
 
 
 def grid_sampler(x: Shape, grid: Shape, interpolation_mode: int = 0, *args: object,
-                 out: object = None, **kwargs: object) -> Cost:
+                 out_shape: object = None, **kwargs: object) -> Cost:
     """``grid_sampler_2d/3d(input, grid, interpolation_mode, padding_mode, align_corners)``;
     interpolation_mode 0 bilinear, 1 nearest, 2 bicubic."""
     spatial = len(x) - 2
     taps = {0: 2 ** spatial, 1: 1, 2: 16}[int(interpolation_mode)]
-    return interpolate(numel(first_shape(out)), taps)
+    return interpolate(numel(first_shape(out_shape)), taps)
 
 
-def affine_grid(theta: Shape, *args: object, out: object = None, **kwargs: object) -> Cost:
+def affine_grid(theta: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """``affine_grid_generator(theta, size, align_corners)``: out (N, *spatial, d) coordinates,
     each a dot product of d + 1 terms."""
-    out_shape = first_shape(out)
-    return dot_products(numel(out_shape), out_shape[-1] + 1)  # type: ignore[index]
+    shape = first_shape(out_shape)
+    return dot_products(numel(shape), shape[-1] + 1)  # type: ignore[index]
 
 
 RULES = {

@@ -1,0 +1,150 @@
+"""Higher-order ops (HOPs): aten-level operators that take functions as arguments.
+
+torch runs ``flex_attention``, ``cond``, ``while_loop``, ``invoke_subgraph``, activation
+checkpointing, triton kernel wrappers and others as HigherOrderOperators; a dispatch mode must
+opt in to see them, and one without a rule for them raised ``NotImplementedError`` before. The
+counter now sees every HOP and either counts it or reports it as uncounted, never raising:
+
+- ``flex_attention`` (and its backward) with a formula (formulas/attention.py): the two products,
+  the scaling and the softmax as for scaled dot-product attention, one per score for applying a
+  block mask, and the ``score_mod`` function's own work once per score, measured by running it
+  once on scalars under a counter of its own;
+- ``cond``, ``while_loop``, ``invoke_subgraph``, ``wrap``, ``tag_activation_checkpoint`` and
+  ``wrap_with_set_grad_enabled`` through their body: the branch that is taken, every iteration
+  of the loop, the subgraph, the wrapped function, each counted op by op as if called directly;
+  a ``cond`` or ``while_loop`` whose predicate has no value (on meta) is reported as uncounted;
+- every other HOP (triton kernel wrappers, ``map``, ``scan``, ``auto_functionalized``...) runs
+  untouched and is reported as uncounted under ``higher_order.<name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch.utils._pytree import tree_leaves
+
+from pytest_flopbudget.counting.formulas import attention
+
+Handler = Callable[[Any, Any, tuple, dict], Any]
+
+
+def run_higher_order(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    """Called by the counting mode with itself popped: run ``func`` and count it, or report it."""
+    handler = _HANDLERS.get(func._name)
+    if handler is not None:
+        return handler(mode, func, args, kwargs)
+    return _uncounted(mode, func, args, kwargs)
+
+
+def _uncounted(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    mode.counter.uncounted[f"higher_order.{func._name}"] += 1
+    return func(*args, **kwargs)
+
+
+def _has_values(*values: Any) -> bool:
+    """Whether every tensor among ``values`` holds real data (fake and meta tensors do not)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return not any(isinstance(t, FakeTensor) or (isinstance(t, torch.Tensor) and t.is_meta)
+                   for t in tree_leaves(values))
+
+
+def _per_call_cost(mode: Any, fn: Callable[..., Any], args: tuple) -> tuple[int, int] | None:
+    """(flops, macs) of one call of ``fn`` under a counter of its own; None if it cannot run."""
+    from pytest_flopbudget.counting.counter import OpCounter
+    from pytest_flopbudget.counting.scopes import ModuleScopes
+
+    sub = OpCounter(mode.counter.registry, ModuleScopes({}))
+    try:
+        with sub:
+            fn(*args)
+    except Exception:
+        return None
+    return sub.flops, sub.macs
+
+
+def _flex_attention(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    """``flex_attention(query, key, value, score_mod, block_mask, scale, kernel_options,
+    score_mod_other_buffers=(), mask_mod_other_buffers=())``."""
+    out = func(*args, **kwargs)
+    query, key, value, score_mod, block_mask = args[:5]
+    buffers = tuple(args[7]) if len(args) > 7 else tuple(kwargs.get("score_mod_other_buffers", ()))
+    score = torch.zeros((), dtype=query.dtype, device=query.device)
+    index = torch.zeros((), dtype=torch.int32, device=query.device)
+    cost = _per_call_cost(mode, score_mod, (score, index, index, index, index, *buffers))
+    if cost is None:
+        mode.counter.uncounted["higher_order.flex_attention.score_mod"] += 1
+        cost = (0, 0)
+    mask_mod = block_mask[-1] if isinstance(block_mask, (tuple, list)) and block_mask else None
+    masked = mask_mod is not None and getattr(mask_mod, "__name__", "") != "noop_mask"
+    mode.counter.count_call(
+        "higher_order.flex_attention", attention.flex_attention, (query, key, value),
+        {"score_mod_cost": cost, "masked": masked}, out,
+    )
+    return out
+
+
+def _flex_attention_backward(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    """``flex_attention_backward(query, key, value, out, logsumexp, grad_out, ...)``."""
+    out = func(*args, **kwargs)
+    mode.counter.count_call(
+        "higher_order.flex_attention_backward", attention.flex_attention_backward, tuple(args[:3]), {}, out,
+    )
+    return out
+
+
+def _cond(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    pred, true_fn, false_fn, operands = args
+    if not _has_values(pred, operands):
+        return _uncounted(mode, func, args, kwargs)
+    branch = true_fn if bool(pred) else false_fn
+    with mode:
+        return branch(*operands)
+
+
+def _while_loop(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    cond_fn, body_fn, carried, additional = args
+    if not _has_values(carried, additional):
+        return _uncounted(mode, func, args, kwargs)
+    carried = tuple(carried)
+    with mode:
+        while bool(cond_fn(*carried, *additional)):
+            carried = tuple(body_fn(*carried, *additional))
+    return carried
+
+
+def _invoke_subgraph(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    subgraph, _identifier, *operands = args
+    with mode:
+        return subgraph(*operands)
+
+
+def _wrap(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    body, *operands = args
+    with mode:
+        return body(*operands, **kwargs)
+
+
+def _checkpoint(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    body, *operands = args  # kwargs are checkpointing options, not the body's
+    with mode:
+        return body(*operands)
+
+
+def _set_grad_enabled(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    enable, body, *operands = args
+    with mode, torch.set_grad_enabled(enable):
+        return body(*operands, **kwargs)
+
+
+_HANDLERS: dict[str, Handler] = {
+    "flex_attention": _flex_attention,
+    "flex_attention_backward": _flex_attention_backward,
+    "cond": _cond,
+    "while_loop": _while_loop,
+    "invoke_subgraph": _invoke_subgraph,
+    "wrap": _wrap,
+    "tag_activation_checkpoint": _checkpoint,
+    "wrap_with_set_grad_enabled": _set_grad_enabled,
+}
