@@ -82,6 +82,7 @@ def test_rms_norm_functional_counts_like_the_module():
     assert (m.flops, m.macs) == (x.numel(), 2 * x.numel())
 
 
+@pytest.mark.skipif(torch.__version__ < "2.8", reason="aten._fused_rms_norm is in torch 2.8 and later")
 def test_fused_rms_norm_kernel_counts_like_the_decomposed_path():
     # On CPU F.rms_norm lowers to pow/mean/add/rsqrt/mul, muted and counted as one unit; on CUDA
     # it dispatches aten._fused_rms_norm. The rule that kernel resolves to must give the same.

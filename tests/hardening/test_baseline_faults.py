@@ -23,25 +23,34 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL") or sys.platform =
                                 reason="POSIX signals and flock")
 
 WRITER = textwrap.dedent("""
-    import os, sys, time
+    import os, stat, sys
     from pathlib import Path
     from pytest_flopbudget.plugin import baseline as bl
 
-    real_fsync = os.fsync
-    def slow_fsync(fd):  # fault injection: widen the window between the temp file and the rename
-        time.sleep(0.03)
+    def pause(event):
+        # tell the parent where the writer is, and wait: the parent answers "go" or kills it here
+        print(event, flush=True)
+        if sys.stdin.readline().strip() != "go":
+            sys.exit(3)
+
+    real_fsync, real_replace = os.fsync, os.replace
+    def fsync(fd):
         real_fsync(fd)
-    os.fsync = slow_fsync
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # the temporary file, written and synced, not renamed
+            pause("temp synced")
+    def replace(src, dst):
+        real_replace(src, dst)
+        pause("replaced")
+    os.fsync, os.replace = fsync, replace
 
     def entries(version):
         return {f"tests/test_m.py::test_{i}[{'p' * 40}]": bl.Entry(i * version, i, i) for i in range(400)}
 
     path = Path(sys.argv[1])
-    print("ready", flush=True)
-    version = 1
-    while True:
-        version = 3 - version  # 2, 1, 2, 1...
-        bl.update(path, entries(version))
+    pause("ready")
+    bl.update(path, entries(2))
+    bl.update(path, entries(1))
+    pause("done")
 """)
 
 
@@ -54,31 +63,56 @@ def temp_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
 
 
+def kill_at(script: Path, path: Path, event: str, occurrence: int) -> None:
+    """Run the writer and SIGKILL it when it reaches ``event`` for the ``occurrence``-th time."""
+    child = subprocess.Popen([sys.executable, str(script), str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    seen: dict[str, int] = {}
+    try:
+        while True:
+            line = child.stdout.readline().strip()
+            assert line, f"the writer ended before {event} #{occurrence}"
+            seen[line] = seen.get(line, 0) + 1
+            if (line, seen[line]) == (event, occurrence):
+                os.kill(child.pid, signal.SIGKILL)
+                break
+            child.stdin.write("go\n")
+            child.stdin.flush()
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+
+
+# The writer writes version 2 (new) over version 1 (old), then version 1 again; each kill lands at
+# one moment of that sequence (the writer stops there until the parent answers), and the file is
+# then exactly the old or the new one, with a temporary file left only by a kill inside a write.
+KILLS = [
+    ("ready", 1, "old", 0),  # before any write
+    ("temp synced", 1, "old", 1),  # new version in the temp file, not renamed yet
+    ("replaced", 1, "new", 0),  # renamed, directory not yet synced
+    ("temp synced", 2, "new", 1),  # second write (old content again) in the temp file
+    ("replaced", 2, "old", 0),
+]
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_moments_leaves_old_or_new_and_no_temp_files(tmp_path: Path) -> None:
+def test_sigkill_at_each_moment_of_a_write_leaves_old_or_new_and_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "flop_baseline.yaml"
-    old, new = contents(1), contents(2)
-    path.write_bytes(old)
+    versions = {"old": contents(1), "new": contents(2)}
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    rng = random.Random(1234)
-    seen = {"old": 0, "new": 0, "temp left": 0}
-    for _ in range(18):
-        child = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 0.6))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        data = path.read_bytes()
-        assert data in (old, new), "a partial baseline"
-        seen["old" if data == old else "new"] += 1
-        seen["temp left"] += bool(temp_files(tmp_path))
+    for event, occurrence, expected, temps in KILLS:
+        path.write_bytes(versions["old"])  # a temp file of the previous kill stays: the writer cleans it
+        kill_at(script, path, event, occurrence)
+        assert path.read_bytes() == versions[expected], (event, occurrence)
+        assert len(temp_files(tmp_path)) == temps, (event, occurrence, temp_files(tmp_path))
         assert bl.load(path).exists  # and it parses
-    # the kills did land at different points: both versions seen, and some mid-write (temp file left)
-    assert seen["old"] and seen["new"] and seen["temp left"], seen
     bl.clean_stale_temp_files(path)
     assert temp_files(tmp_path) == []
-    assert path.read_bytes() in (old, new)
+    assert path.read_bytes() == versions["old"]
 
 
 def test_a_stale_temp_file_is_removed_by_the_next_run_and_never_read(user_project: pytest.Pytester) -> None:

@@ -75,9 +75,9 @@ def isin(elements: object, test_elements: object, *args: object, out_shape: obje
 _ONE_PASS = (
     "sum mean nansum nanmean prod amax amin max min argmax argmin aminmax any all "
     "count_nonzero cumsum cumprod cummax cummin logcumsumexp logsumexp topk sort kthvalue "
-    "median nanmedian mode _cumsum_helper"
+    "median nanmedian mode"
 ).split()
-_TWO_PASSES = "var std var_mean std_mean linalg_vector_norm norm _linalg_norm".split()
+_TWO_PASSES = "var std var_mean std_mean linalg_vector_norm norm".split()
 
 RULES = {
     **{name: reduce_input for name in _ONE_PASS},

@@ -1,0 +1,226 @@
+"""The torch internals the engine relies on, checked against the torch installed here.
+
+A torch release that renames or drops a kernel the RULES tables name, moves a function-level entry
+point, or reorders the arguments a formula reads by position would otherwise count that work as 0
+or count it wrongly, silently. These tests make such a release fail CI instead. What each check is
+for, and what to do when one fails after a torch upgrade: docs/torch-internals.md.
+
+The tables are generic: every formula family's ``RULES`` and ``FUNCTION_RULES`` is checked, so a new
+rule is covered as soon as it is added. Names that exist only in some torch releases are listed in
+``ONLY_IN`` with the releases that have them; a listed name found outside its range fails too, so
+the list stays true.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from typing import Any, Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from pytest_flopbudget.counting import formulas, registry
+
+TORCH = tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())  # type: ignore[union-attr]
+
+# RULES names and FUNCTION_RULES paths that exist only in some torch releases:
+# name -> (first release that has it, first release that no longer has it, or None).
+# Releases tested by .ci/run: the floor (2.6), the pinned one (2.13) and the newest (2.15).
+ONLY_IN: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {
+    "_fused_rms_norm": ((2, 8), None),  # not in the 2.7.1 wheel, in 2.8.0's
+    "_fused_rms_norm_backward": ((2, 8), None),  # absent in 2.6, present in 2.13; 2.7-2.12 not checked
+    # absent in 2.6, present in 2.13 and 2.15; 2.7-2.12 not checked (a release in between that has
+    # them fails here with "correct its range")
+    "_grouped_mm": ((2, 13), None),
+    "_foreach_mm": ((2, 13), None),
+    "_foreach_powsum": ((2, 13), None),
+}
+
+
+def _in_this_torch(name: str) -> bool:
+    first, gone = ONLY_IN.get(name, ((0, 0), None))
+    return first <= TORCH and (gone is None or TORCH < gone)
+
+
+def _family_modules() -> dict[str, Any]:
+    """Every module of the formulas package that holds rules, found by walking the package."""
+    modules = {}
+    for info in pkgutil.iter_modules(formulas.__path__):
+        module = importlib.import_module(f"{formulas.__name__}.{info.name}")
+        if hasattr(module, "RULES") or hasattr(module, "FUNCTION_RULES"):
+            modules[info.name] = module
+    return modules
+
+
+FAMILIES = _family_modules()
+RULE_NAMES = sorted((family, name) for family, module in FAMILIES.items() for name in getattr(module, "RULES", {}))
+FUNCTION_PATHS = sorted((family, path) for family, module in FAMILIES.items()
+                        for path in getattr(module, "FUNCTION_RULES", {}))
+
+
+def test_every_family_with_rules_is_in_the_registry() -> None:
+    """A family module the registry does not list would have its rules silently unused."""
+    assert set(FAMILIES.values()) == set(registry._FAMILIES)
+
+
+@pytest.mark.parametrize("family, name", RULE_NAMES)
+def test_every_rules_name_is_an_aten_op_of_this_torch(family: str, name: str) -> None:
+    found = registry._aten_op(name) is not None
+    if _in_this_torch(name):
+        assert found, (f"formulas/{family}.py RULES names aten.{name}, which torch {torch.__version__} "
+                       "does not have: find what replaced it (docs/torch-internals.md), or add it to ONLY_IN")
+    else:
+        assert not found, f"aten.{name} exists in torch {torch.__version__}: correct its range in ONLY_IN"
+
+
+@pytest.mark.parametrize("family, path", FUNCTION_PATHS)
+def test_every_function_rule_resolves_in_this_torch(family: str, path: str) -> None:
+    found = registry._import_path(path) is not None
+    if _in_this_torch(path):
+        assert found, (f"formulas/{family}.py FUNCTION_RULES names {path}, which torch {torch.__version__} "
+                       "does not have: find what replaced it (docs/torch-internals.md), or add it to ONLY_IN")
+    else:
+        assert not found, f"{path} exists in torch {torch.__version__}: correct its range in ONLY_IN"
+
+
+# The arguments formulas read by position from private kernels, by the names aten's schema gives
+# them: (overload, [name at position 0, 1, ...]); None where the formula does not read it.
+POSITIONS: dict[str, tuple[str, list[str | None]]] = {
+    "_scaled_dot_product_flash_attention_for_cpu": ("default", ["query", "key", "value", "dropout_p"]),
+    "_scaled_dot_product_flash_attention": ("default", ["query", "key", "value", "dropout_p"]),
+    "_scaled_dot_product_efficient_attention": ("default", ["query", "key", "value", "attn_bias"]),
+    "_scaled_dot_product_cudnn_attention": ("default", ["query", "key", "value", "attn_bias"]),
+    "_scaled_dot_product_fused_attention_overrideable": ("default", ["query", "key", "value", "attn_bias"]),
+    "_scaled_dot_product_flash_attention_for_cpu_backward": ("default", ["grad_out", "query", "key", "value"]),
+    "_native_multi_head_attention": ("default", [
+        "query", "key", "value", "embed_dim", "num_head", "qkv_weight", "qkv_bias", "proj_weight", "proj_bias",
+        "mask", "need_weights", "average_attn_weights"]),
+    "_transformer_encoder_layer_fwd": ("default", [
+        "src", "embed_dim", "num_heads", "qkv_weight", "qkv_bias", "proj_weight", "proj_bias", "use_gelu",
+        "norm_first", "eps", "norm_weight_1", "norm_bias_1", "norm_weight_2", "norm_bias_2", "ffn_weight_1",
+        "ffn_bias_1", "ffn_weight_2", "ffn_bias_2", "mask"]),
+    # the fused CPU LSTM layer: the formula reads the weights and has_biases (its args[7] and, in
+    # the backward, args[12], after the five named tensors)
+    "mkldnn_rnn_layer": ("default", ["input", "weight0", "weight1", "weight2", "weight3"]
+                         + [None] * 7 + ["has_biases"]),
+    "mkldnn_rnn_layer_backward": ("default", ["input", "weight1", "weight2", "weight3", "weight4"]
+                                  + [None] * 12 + ["has_biases"]),
+    "_fused_rms_norm": ("default", ["input", "normalized_shape", "weight"]),
+    "native_layer_norm": ("default", ["input", "normalized_shape", "weight", "bias"]),
+    "native_group_norm": ("default", ["input", "weight", "bias"]),
+    "native_batch_norm": ("default", ["input", "weight", "bias"]),
+    # the function-level RNN rules read the aten schema of torch.lstm/gru/rnn_* and their cells
+    **{name: ("input", ["input", "hx", "params", "has_biases", "num_layers", "dropout", "train", "bidirectional"])
+       for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
+    **{f"{name}#packed": ("data", ["data", "batch_sizes", "hx", "params", "has_biases", "num_layers", "dropout",
+                                   "train", "bidirectional"])
+       for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
+    **{f"{name}_cell": ("default", ["input", "hx", "w_ih", "w_hh", "b_ih", "b_hh"])
+       for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
+    "scaled_dot_product_attention": ("default", ["query", "key", "value", "attn_mask", "dropout_p"]),
+    "rms_norm": ("default", ["input", "normalized_shape", "weight"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONS))
+def test_private_kernel_arguments_are_where_the_formulas_read_them(name: str) -> None:
+    aten_name = name.partition("#")[0]
+    if not _in_this_torch(aten_name):
+        pytest.skip(f"aten.{aten_name} is not in torch {torch.__version__} (ONLY_IN)")
+    overload, expected = POSITIONS[name]
+    schema = getattr(getattr(torch.ops.aten, aten_name), overload)._schema
+    actual = [argument.name for argument in schema.arguments]
+    for position, wanted in enumerate(expected):
+        if wanted is not None:
+            assert position < len(actual) and actual[position] == wanted, \
+                f"aten.{aten_name}.{overload} argument {position}: the formula reads {wanted}, torch has {actual}"
+
+
+def test_multi_head_attention_forward_takes_the_arguments_the_formula_names() -> None:
+    import inspect
+
+    from pytest_flopbudget.counting.formulas.attention import mha_forward_function
+
+    def positional(function: Callable[..., Any]) -> list[str]:
+        return [p.name for p in inspect.signature(function).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    ours = positional(mha_forward_function)
+    assert positional(F.multi_head_attention_forward)[:len(ours)] == ours
+
+
+class _Calls(TorchFunctionMode):
+    """Records the functions torch hands to a function mode (what _CompositeCounter sees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[Any] = set()
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.seen.add(func)
+        return func(*args, **(kwargs or {}))
+
+
+x3 = torch.zeros(2, 3, 4)
+# the public ways in to each function-level rule the issue names: the rule's function must be what
+# torch hands the function mode when a model makes that call
+ENTRY_POINTS: dict[str, Callable[[], object]] = {
+    "torch.nn.functional.scaled_dot_product_attention": lambda: torch.nn.functional.scaled_dot_product_attention(
+        torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4)),
+    "torch.nn.functional.multi_head_attention_forward": lambda: torch.nn.MultiheadAttention(4, 2)(x3, x3, x3),
+    "torch.nn.functional.rms_norm": lambda: torch.nn.RMSNorm(4)(x3),
+    "torch.lstm": lambda: torch.nn.LSTM(4, 5)(x3),
+    "torch.gru": lambda: torch.nn.GRU(4, 5)(x3),
+    "torch.rnn_tanh": lambda: torch.nn.RNN(4, 5)(x3),
+    "torch.rnn_relu": lambda: torch.nn.RNN(4, 5, nonlinearity="relu")(x3),
+    "torch.lstm_cell": lambda: torch.nn.LSTMCell(4, 5)(x3[0]),
+    "torch.gru_cell": lambda: torch.nn.GRUCell(4, 5)(x3[0]),
+    "torch.rnn_tanh_cell": lambda: torch.nn.RNNCell(4, 5)(x3[0]),
+    "torch.rnn_relu_cell": lambda: torch.nn.RNNCell(4, 5, nonlinearity="relu")(x3[0]),
+}
+
+
+@pytest.mark.parametrize("path", sorted(ENTRY_POINTS))
+def test_modules_reach_the_function_level_rules(path: str) -> None:
+    assert any(p == path for _, p in FUNCTION_PATHS), f"{path} is no longer a function-level rule"
+    with _Calls() as calls:
+        ENTRY_POINTS[path]()
+    assert registry._import_path(path) in calls.seen, f"{path} is not what torch {torch.__version__} calls"
+
+
+def test_aten_tags_and_dispatch_queries_the_registry_uses() -> None:
+    # an op with no formula is counted by aten's pointwise tag, or decomposed if it is composite
+    assert torch.Tag.pointwise in torch.ops.aten.sigmoid.default.tags
+    assert torch.Tag.pointwise in torch.ops.aten.hypot.default.tags
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("aten::linear", "CompositeImplicitAutograd")
+    assert not torch._C._dispatch_has_kernel_for_dispatch_key("aten::mm", "CompositeImplicitAutograd")
+    assert torch.ops.aten.view.default.is_view and not torch.ops.aten.mm.default.is_view
+    assert callable(torch.ops.aten.linear.default.decompose)
+
+
+def test_the_fake_tensor_machinery_meta_counting_uses() -> None:
+    import inspect
+
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    shell = torch.empty(2, 3, device="meta")
+    with unset_fake_temporarily():
+        fake = mode.fake_tensor_converter.from_meta_and_device(mode, shell, torch.device("cpu"))
+    assert isinstance(fake, FakeTensor) and fake.shape == (2, 3) and fake.device == torch.device("cpu")
+    assert "allow_non_fake_inputs" in inspect.signature(FakeTensorMode).parameters
+
+
+def test_the_counting_mode_is_not_wrapped_in_dynamo() -> None:
+    """torch 2.13 wraps a dispatch mode's __torch_dispatch__ in torch._disable_dynamo (importing
+    dynamo, about a second per process) unless the mode's _should_skip_dynamo says no, which the
+    counter's does; torch 2.6 wraps nothing. A release that renames the hook fails here."""
+    import pytest_flopbudget as fb
+    from pytest_flopbudget.counting.counter import _AtenCounter
+
+    fb.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2))
+    assert not hasattr(_AtenCounter.__dict__["__torch_dispatch__"], "__wrapped__")
