@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import pytest_flopbudget as fb
-from pytest_flopbudget.counting.registry import default_registry
+from counting_helpers import engine_state
 
 
 def linear_flops(rows: int, cin: int, cout: int, bias: bool = True) -> int:
@@ -22,18 +22,6 @@ def linear_macs(rows: int, cin: int, cout: int, bias: bool = True) -> int:
 def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
 
-
-def _hook_state():
-    from torch.nn.modules import module as module_mod
-
-    return (
-        len(module_mod._global_forward_hooks),
-        len(module_mod._global_forward_pre_hooks),
-        torch._C._len_torch_dispatch_stack(),
-        torch._C._len_torch_function_stack(),
-        torch.get_default_device(),
-        dict(default_registry()._user),
-    )
 
 
 def test_a_forward_in_a_block_equals_measure():
@@ -106,13 +94,13 @@ def test_a_block_entered_twice_measures_each_time_freshly():
 
 
 def test_an_exception_leaves_nothing_behind_and_records_nothing():
-    before = _hook_state()
+    before = engine_state()
     model = mlp()
     with pytest.raises(ValueError, match="inside"):
         with fb.count(device="meta", formulas={"aten::relu": lambda x, *, out_shape: (0, 0)}) as counted:
             model.to("meta")(torch.randn(5, 4))
             raise ValueError("inside")
-    assert _hook_state() == before
+    assert engine_state() == before
     with pytest.raises(fb.MeasurementError, match="block raised ValueError"):
         counted.flops
     with fb.count() as ok:

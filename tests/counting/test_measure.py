@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytest_flopbudget as fb
+from counting_helpers import engine_state
 
 
 def linear_flops(rows: int, cin: int, cout: int, bias: bool = True) -> int:
@@ -127,19 +128,9 @@ def test_measuring_twice_gives_the_same_numbers():
     assert fb.measure(model, x).to_dict() == fb.measure(model, x).to_dict()
 
 
-def _hook_state():
-    from torch.nn.modules import module as module_mod
-
-    return (
-        len(module_mod._global_forward_hooks),
-        len(module_mod._global_forward_pre_hooks),
-        torch._C._len_torch_dispatch_stack(),
-        torch._C._len_torch_function_stack(),
-    )
-
 
 def test_nothing_left_behind_after_success_or_failure():
-    before = _hook_state()
+    before = engine_state()
 
     class Boom(nn.Module):
         def __init__(self) -> None:
@@ -155,7 +146,7 @@ def test_nothing_left_behind_after_success_or_failure():
         fb.measure(Boom(), torch.randn(1, 2))
     with pytest.raises(ValueError, match="half-way"):
         fb.measure(Boom(), torch.randn(1, 2), device="meta")
-    assert _hook_state() == before
+    assert engine_state() == before
 
 
 def test_forward_error_is_the_original_exception_with_a_note():
