@@ -5,7 +5,6 @@ Per model: nothing uncounted, cpu == meta for one ready instance, params = the u
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from zoo_helpers import assert_counts_everywhere, require
