@@ -13,6 +13,14 @@ from counting_helpers import Fn
 
 flex = pytest.importorskip("torch.nn.attention.flex_attention")
 
+# torch 2.6 (the floor) refuses a higher-order op under a dispatch mode that has no py_impl for it
+# ("There was no rule registered for HOP ..."): the op never reaches the counter. 2.13 and 2.15
+# hand it to __torch_dispatch__, where it is counted; 2.7-2.12 are untested.
+pytestmark = pytest.mark.skipif(
+    tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 13),
+    reason="higher-order ops reach a dispatch mode only in the torch releases tested from 2.13 on",
+)
+
 B, H, L, S, E = 1, 2, 8, 8, 4
 
 
