@@ -65,7 +65,7 @@ def test_a_rerun_starts_clean_and_the_last_attempt_counts(project: Project, work
     result.stdout.fnmatch_lines(["*test_over*OVER BUDGET*",
                                  "flopbudget: 0 ok, 1 over budget, 0 regressed, 0 improved, 1 new, 0 stale"])
     # pytest 8.0 prints the status word's markup tuple in the short summary; later releases the word
-    result.stdout.fnmatch_lines(["*OVER BUDGET* test_flaky.py::test_over - over budget: max_params: 36 params > *"])
+    result.stdout.fnmatch_lines(["*OVER BUDGET* test_flaky.py::test_over - over budget: *"])
     entries = project.load()["entries"]
     # the second attempt of test_flaky measured Linear(8, 5): that one is recorded
     assert entries["test_flaky.py::test_flaky"]["flops"] == linear_flops(1, 8, 5)
