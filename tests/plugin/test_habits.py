@@ -400,8 +400,8 @@ def test_measuring_runs_warm_torch_up_before_the_first_test(project: Project) ->
     project.pytester.makeconftest(
         "import sys\n\n"
         "def pytest_runtest_call(item):\n"
-        "    # mpmath comes with sympy, which torch imports on the first backward count\n"
-        "    open(item.name + '.txt', 'w').write(str('mpmath' in sys.modules))\n")
+        "    # the engine is imported by the first count: here, the warm-up before any test ran\n"
+        "    open(item.name + '.txt', 'w').write(str('pytest_flopbudget.counting.measure' in sys.modules))\n")
     project.write("test_w.py", "def test_plain():\n    pass\n\n"
                                "def test_b(flop_budget):\n"
                                "    flop_budget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), backward=True)\n")
