@@ -20,6 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.counting.higher_order import run_higher_order
+from pytest_flopbudget.counting.model_state import ancestors
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
 from pytest_flopbudget.counting.scopes import ModuleScopes
 
@@ -180,11 +181,8 @@ def _with_ancestors(names: tuple[str, ...]) -> dict[str, None]:
     "a.b.c"), each once, so one op is added once to every module whose subtree ran it."""
     found: dict[str, None] = {}
     for name in names:
-        if name in found:
-            continue
-        parts = name.split(".")
-        for end in range(1, len(parts) + 1):
-            found[".".join(parts[:end])] = None
+        if name not in found:
+            found.update(dict.fromkeys(ancestors(name)[1:]))  # [1:]: the root's cost is the total
     return found
 
 

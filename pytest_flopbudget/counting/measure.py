@@ -178,14 +178,12 @@ def _call_factory(factory: Callable[[], Any], target: torch.device | None) -> An
     """
     if target is None:
         return factory()
-    if target.type != "meta":
-        with target:
-            return factory()
     try:
         with target:
             return factory()
-    except Exception:  # noqa: BLE001 - any failure on meta tensors gets the real-tensor build
-        pass
+    except Exception:  # any failure on meta tensors gets the real-tensor build
+        if target.type != "meta":
+            raise
     with _parameters_to_meta():
         return factory()
 

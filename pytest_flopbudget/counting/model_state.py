@@ -40,7 +40,7 @@ class ModelState:
                 seen_modules.add(id(module))
                 state.modules.append((prefix, module))
             if module._parameters:
-                ancestors = _ancestors(prefix)
+                holders = ancestors(prefix)
             for key, param in module._parameters.items():
                 if param is None:
                     continue
@@ -50,7 +50,7 @@ class ModelState:
                 # a weight tied across two subtrees counts in both, once in any module above both
                 done = credited.setdefault(id(param), set())
                 size = param.numel()
-                for ancestor in ancestors:
+                for ancestor in holders:
                     if ancestor not in done:
                         done.add(ancestor)
                         per_module[ancestor] = per_module.get(ancestor, 0) + size
@@ -148,7 +148,7 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _ancestors(prefix: str) -> list[str]:
+def ancestors(prefix: str) -> list[str]:
     """"a.b" -> ["", "a", "a.b"]: every module whose subtree holds this one."""
     if not prefix:
         return [""]
