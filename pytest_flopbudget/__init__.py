@@ -10,12 +10,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# public name -> the engine module that defines it
 _EXPORTS = {
     "count": "pytest_flopbudget.counting.block",
     "Counted": "pytest_flopbudget.counting.block",
-    "FormulaError": "pytest_flopbudget.counting.counter",
+    "FormulaError": "pytest_flopbudget.counting.errors",
     "measure": "pytest_flopbudget.counting.measure",
-    "MeasurementError": "pytest_flopbudget.counting.measure",
+    "MeasurementError": "pytest_flopbudget.counting.errors",
     "Measurement": "pytest_flopbudget.counting.measurement",
     "ModuleCost": "pytest_flopbudget.counting.measurement",
     "register_formula": "pytest_flopbudget.counting.registry",

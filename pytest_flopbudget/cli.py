@@ -19,6 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
+from pytest_flopbudget.counting.devices import DEVICES
+from pytest_flopbudget.counting.table import SORTS
+
 EXIT_OK = 0
 EXIT_USAGE = 2
 
@@ -37,8 +40,6 @@ DTYPES = {
     "int": "int32",
     "bool": "bool",
 }
-SORTS = ("name", "flops", "macs", "params")
-DEVICES = ("meta", "cpu", "cuda")
 PROGRESS_AFTER_S = 1.0
 
 
@@ -284,7 +285,8 @@ def _run(request: Request) -> Any:
         except CliError:
             raise
         except fb.MeasurementError as error:
-            raise CliError(_one_line(error)) from error
+            option = f" (--device {error.use_device})" if error.use_device is not None else ""
+            raise CliError(_one_line(error) + option) from error
         except Exception as error:
             shapes = ", ".join(f"{_fmt_shape(s)} {d}" for s, d in zip(request.shapes, request.dtypes))
             raise CliError(

@@ -1,12 +1,6 @@
-"""The counting engine: exact FLOPs, MACs and parameters of a PyTorch model. Knows nothing of pytest."""
+"""The counting engine: exact FLOPs, MACs and parameters of a PyTorch model. Knows nothing of pytest.
 
-from pytest_flopbudget.counting.block import Counted, count
-from pytest_flopbudget.counting.counter import FormulaError
-from pytest_flopbudget.counting.measure import MeasurementError, measure
-from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
-from pytest_flopbudget.counting.registry import register_formula, unregister_formula
-
-__all__ = [
-    "Counted", "FormulaError", "Measurement", "MeasurementError", "ModuleCost", "count", "measure",
-    "register_formula", "unregister_formula",
-]
+Nothing is imported here: the result types (``measurement``) and their text (``text``, ``names``)
+are torch-free and imported by the plugin at start-up, which must not pay for torch; the rest of
+the engine imports torch. The public API is re-exported by ``pytest_flopbudget`` itself.
+"""

@@ -42,12 +42,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from pytest_flopbudget.counting.counter import FormulaError, OpCounter
-from pytest_flopbudget.counting.measure import DeviceLike, MeasurementError, _collect, resolve_device
+from pytest_flopbudget.counting.collect import collect
+from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.devices import DeviceLike, device_of, is_meta, resolve_device
+from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
-from pytest_flopbudget.counting.scopes import ModuleScopes
+from pytest_flopbudget.counting.module_tracker import ModuleTracker
 
 
 class _Block(nn.Module):
@@ -58,8 +60,8 @@ class _Block(nn.Module):
 _Block.__name__ = "count"
 
 
-class _DiscoveringScopes(ModuleScopes):
-    """ModuleScopes that names a top-level module the first time it runs, records every module
+class _DiscoveringTracker(ModuleTracker):
+    """ModuleTracker that names a top-level module the first time it runs, records every module
     that runs, and ends a backward pass's module scopes when the pass ends."""
 
     def __init__(self, *, track_backward: bool) -> None:
@@ -69,7 +71,7 @@ class _DiscoveringScopes(ModuleScopes):
         self.saw_backward = False
         self._end_queued = False
 
-    def __enter__(self) -> _DiscoveringScopes:
+    def __enter__(self) -> _DiscoveringTracker:
         super().__enter__()
         return self
 
@@ -154,13 +156,13 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         counted = Counted()
         stack = contextlib.ExitStack()
         try:
-            if self.target is not None and self.target.type == "meta":
+            if is_meta(self.target):
                 from torch._subclasses.fake_tensor import FakeTensorMode
 
                 stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             if self.target is not None:
                 stack.enter_context(torch.device(self.target))
-            self._scopes: _DiscoveringScopes = stack.enter_context(_DiscoveringScopes(track_backward=True))
+            self._scopes: _DiscoveringTracker = stack.enter_context(_DiscoveringTracker(track_backward=True))
             self._counter = stack.enter_context(OpCounter(self.registry, self._scopes))
         except BaseException:
             stack.close()
@@ -190,7 +192,7 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         for name, root in roots.items():
             block._modules[name] = root  # names may hold '#', which add_module would refuse
         state = ModelState.read(block)
-        collected = _collect(state, counter, self.target, backward)
+        collected = collect(state, counter, self.target, backward)
         params: dict[int, torch.Tensor] = {}
         for module in ran:
             for param in module._parameters.values():
@@ -204,33 +206,24 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             params=total,
             trainable_params=sum(p.numel() for p in params.values() if p.requires_grad),
             modules=modules,
-            device=str(self.target) if self.target is not None else _device_of(params.values()),
+            device=str(self.target) if self.target is not None else device_of(params.values()),
         )
 
     def _explain(self, error: BaseException) -> BaseException:
         """Errors only meta causes get a MeasurementError saying what to do; others stay as they are."""
-        if isinstance(error, (MeasurementError, FormulaError)) or self.target is None or self.target.type != "meta":
+        if isinstance(error, (MeasurementError, FormulaError)) or not is_meta(self.target):
             return error
-        text = f"{type(error).__name__}: {error}"
-        first = text.splitlines()[0]
-        if isinstance(error, RuntimeError) and ("DeviceMismatch" in type(error).__name__
-                                                or "found two different devices" in text
-                                                or "found at least two devices" in text):
+        if mixes_devices(error):
             return MeasurementError(
-                f"count(device='meta'): a real tensor met a meta one ({first}). Inside a meta block "
+                f"count(device='meta'): a real tensor met a meta one ({first_line(error)}). Inside a meta block "
                 "every tensor the code creates is on meta; build models before the block with "
-                "`with torch.device('meta'): model = build()` (or count on 'cpu')."
+                "`with torch.device('meta'): model = build()` (or count on 'cpu').",
             )
-        if any(h in text for h in ("DataDependentOutputException", "data-dependent", ".item()", "meta tensors",
-                                   "DynamicOutputShapeException")):
+        if needs_values(error):
             return MeasurementError(
                 f"count(device='meta'): the code reads tensor values, which meta tensors do not have "
-                f"({first}). Code whose control flow depends on values (.item(), stopping criteria, "
-                "nonzero, masks built from data) must be counted on 'cpu'."
+                f"({first_line(error)}). Code whose control flow depends on values (.item(), stopping criteria, "
+                "nonzero, masks built from data) must be counted on 'cpu'.",
+                use_device="cpu",
             )
         return error
-
-
-def _device_of(params: Any) -> str:
-    devices = sorted({str(p.device) for p in params})
-    return devices[0] if len(devices) == 1 else ",".join(devices) or "cpu"

@@ -6,7 +6,8 @@ path led to it: modules, functional calls, tensor methods, in-place variants, fu
 ``_CompositeCounter`` (a TorchFunctionMode) sees a few composite functions before aten lowers
 them (scaled dot-product attention, multi-head attention, RMS norm): it counts each as one unit
 and mutes the aten counter while it runs, so the total is the same whichever kernel the device
-picks. Nothing is patched: both modes and the module hooks live only inside ``OpCounter``.
+picks. Nothing is patched: both modes live only inside ``OpCounter``, and the module hooks that
+name the running modules only inside its ``ModuleTracker`` (module_tracker.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from torch._ops import HigherOrderOperator
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from pytest_flopbudget.counting.errors import FormulaError
 from pytest_flopbudget.counting.higher_order import run_higher_order
-from pytest_flopbudget.counting.model_state import ancestors
+from pytest_flopbudget.counting.names import ancestors
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
-from pytest_flopbudget.counting.scopes import ModuleScopes
+from pytest_flopbudget.counting.module_tracker import ModuleTracker
 
 _Tensor = torch.Tensor
 _GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
@@ -82,28 +84,12 @@ def _grouped_mm_output(mat_a: Any, mat_b: Any, offs: Any = None, bias: Any = Non
     return torch.empty(size, dtype=out_dtype or mat_a.dtype, device=mat_a.device)
 
 
-class FormulaError(Exception):
-    """A formula raised: the fault lies in the formula (a user's or a built-in one), not in the
-    model, so the message names the op, the formula and the shapes it was given."""
-
-    @classmethod
-    def wrap(cls, op_name: str, formula: Any, shapes: Any, kw_shapes: Any, error: Exception) -> FormulaError:
-        where = getattr(formula, "__module__", None) or "?"
-        name = getattr(formula, "__qualname__", None) or repr(formula)
-        given = ", ".join([*map(repr, shapes), *(f"{k}={v!r}" for k, v in kw_shapes.items())])
-        return cls(
-            f"the formula {where}.{name} for {op_name} raised {type(error).__name__}: {error}\n"
-            f"  it was called as formula({given}, out_shape=...); a formula takes the op's arguments "
-            "with tensors as shapes and the output shape as out_shape=, and returns (flops, macs)"
-        )
-
-
 class OpCounter:
     """Accumulates flops and macs per module name, per op, and the ops with no formula."""
 
-    def __init__(self, registry: Registry, scopes: ModuleScopes) -> None:
+    def __init__(self, registry: Registry, modules: ModuleTracker) -> None:
         self.registry = registry
-        self.scopes = scopes
+        self.modules = modules
         self.flops = 0
         self.macs = 0
         # cost per tuple of active module names, spread over the modules once at the end: one
@@ -141,18 +127,22 @@ class OpCounter:
         self.macs += macs
         self.op_flops[op_name] += flops
         self.op_macs[op_name] += macs
-        cost = self._by_scopes.get(self.scopes.active)
+        cost = self._by_scopes.get(self.modules.active)
         if cost is None:
-            self._by_scopes[self.scopes.active] = [flops, macs]
+            self._by_scopes[self.modules.active] = [flops, macs]
         else:
             cost[0] += flops
             cost[1] += macs
 
     def read_value(self, op_name: str) -> None:
         """Note that the code read a tensor's values on the host (its path may depend on them)."""
-        active = self.scopes.active
+        active = self.modules.active
         where = self.value_reads.setdefault(active[-1] if active else "", {})
         where[op_name] = where.get(op_name, 0) + 1
+
+    def fresh(self) -> OpCounter:
+        """A counter of its own with the same formulas and no module names (a function's cost)."""
+        return OpCounter(self.registry, ModuleTracker({}))
 
     def module_totals(self) -> dict[str, tuple[int, int]]:
         """Inclusive (flops, macs) of every module whose subtree ran an op: a module's cost includes

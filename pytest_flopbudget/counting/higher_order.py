@@ -52,10 +52,7 @@ def _has_values(*values: Any) -> bool:
 
 def _per_call_cost(mode: Any, fn: Callable[..., Any], args: tuple) -> tuple[int, int] | None:
     """(flops, macs) of one call of ``fn`` under a counter of its own; None if it cannot run."""
-    from pytest_flopbudget.counting.counter import OpCounter
-    from pytest_flopbudget.counting.scopes import ModuleScopes
-
-    sub = OpCounter(mode.counter.registry, ModuleScopes({}))
+    sub = mode.counter.fresh()
     try:
         with sub:
             fn(*args)

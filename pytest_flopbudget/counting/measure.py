@@ -3,34 +3,39 @@ collect the numbers, without touching the caller's objects.
 
 "meta" runs under torch's FakeTensorMode: tensors carry shapes, dtypes and devices but no memory,
 and code that asks whether it is being traced (transformers' mask preparation) takes its
-data-independent path, where plain meta tensors would fail on ``.item()``. The caller's module is
-run through ``torch.func.functional_call`` with substitute parameters and buffers (fake ones on
-meta, copies elsewhere only where needed), so its weights, running statistics, devices, modes and
-``requires_grad`` flags are never changed, and ``backward=True`` uses ``torch.autograd.grad`` so no
-``.grad`` is left behind.
+data-independent path, where plain meta tensors would fail on ``.item()``.
+
+The caller's module runs by one of two strategies, each read top to bottom below:
+
+- **in place** (``_run_in_place``): its weights already live on the counting device, so it runs as
+  it is; the buffers and attributes a forward may change (running statistics, caches) are put back;
+- **on substitutes** (``_run_on_substitutes``): elsewhere (another device, or meta), it runs through
+  ``torch.func.functional_call`` with substitute parameters and buffers (fake ones on meta, copies
+  elsewhere), so its weights, devices, modes and ``requires_grad`` flags are never changed.
+
+Either way ``backward=True`` uses ``torch.autograd.grad``, so no ``.grad`` is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.utils._pytree import tree_flatten, tree_map
 
-from pytest_flopbudget.counting.counter import FormulaError, OpCounter
-from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
+from pytest_flopbudget.counting.collect import collect
+from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.devices import DeviceLike, is_meta, resolve_device
+from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, needs_values
+from pytest_flopbudget.counting.measurement import Measurement
 from pytest_flopbudget.counting.model_state import ModelState
+from pytest_flopbudget.counting.module_tracker import ModuleTracker
 from pytest_flopbudget.counting.registry import Registry, default_registry
-from pytest_flopbudget.counting.scopes import ModuleScopes
 
-DeviceLike = Union[str, torch.device, None]
-
-
-class MeasurementError(Exception):
-    """The model or inputs could not be measured; the message says why and what to do."""
+__all__ = ["DeviceLike", "MeasurementError", "measure", "resolve_device"]
 
 
 def measure(
@@ -58,53 +63,72 @@ def measure(
     target = resolve_device(device)
     registry = (registry or default_registry()).scoped(formulas)
     module = _build_model(model, target)
+    state = ModelState.read(module)
+    counting = _Counting(registry, state, backward)
     with _fake_mode_for(target) as fake_mode:
-        with _build_device(target):
+        with _default_device(target):
             args, kwargs = _build_inputs(inputs, target, fake_mode)
-        state = ModelState.read(module)
-        scopes = ModuleScopes(state.names(), track_backward=backward)
-        counter = OpCounter(registry, scopes)
         if fake_mode is None:
             _refuse_meta_state(state, target)
-        # the caller's module runs as it is where its weights already are (buffers restored after);
-        # elsewhere it runs on substitutes, made before counting starts
-        in_place = fake_mode is None and state.tensors_on(target)
-        substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
-        trainable = [p for p in (state.params if in_place else substitutes).values() if p.requires_grad]
         try:
-            with state.attributes_kept(), state.buffers_kept() if in_place else contextlib.nullcontext(), \
-                    scopes, counter, _grad_mode(backward):
-                if in_place:
-                    output = module(*args, **kwargs)
-                else:
-                    output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
-                if backward:
-                    _run_backward(output, trainable, module)
-                    scopes.end_backward()
+            if fake_mode is None and state.tensors_on(target):
+                _run_in_place(module, state, args, kwargs, counting)
+            else:
+                _run_on_substitutes(module, state, args, kwargs, counting, _substitute_state(state, target, fake_mode))
         except Exception as error:
             explained = _explain(error, module, target)
             if explained is error:
                 raise
             raise explained from error
-    return _collect(state, counter, target, backward)
+    return collect(state, counting.counter, target, backward)
 
 
-def resolve_device(device: DeviceLike) -> torch.device | None:
-    """None, or a torch.device that exists here (cuda without CUDA is an error, said clearly)."""
-    if device is None:
-        return None
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise MeasurementError(
-            f"device={device!r} is not a device torch knows; use 'cpu', 'cuda' or 'meta'"
-        ) from error
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise MeasurementError(
-            f"device={device!r} asked for CUDA, but torch {torch.__version__} here has no usable "
-            "CUDA device; count on 'cpu' or 'meta' instead (the numbers are the same)"
-        )
-    return target
+class _Counting:
+    """The counter, the module tracker and the grad mode of one measured call, entered together."""
+
+    def __init__(self, registry: Registry, state: ModelState, backward: bool) -> None:
+        self.tracker = ModuleTracker(state.names(), track_backward=backward)
+        self.counter = OpCounter(registry, self.tracker)
+        self.backward = backward
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _Counting:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.tracker)
+            stack.enter_context(self.counter)
+            # grad off for a forward count: an autograd graph nobody uses costs up to a tenth of a
+            # forward, and counts are the same either way (tested per architecture)
+            stack.enter_context(torch.enable_grad() if self.backward else torch.no_grad())
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+    def finish(self, output: Any, trainable: list[torch.Tensor], module: nn.Module) -> None:
+        """The backward pass, when one is counted, from the output the forward returned."""
+        if self.backward:
+            _run_backward(output, trainable, module)
+            self.tracker.end_backward()
+
+
+def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting) -> None:
+    """The caller's module as it is, where its weights already are; its buffers (running
+    statistics) and attributes are put back afterwards."""
+    trainable = [p for p in state.params.values() if p.requires_grad]
+    with state.attributes_kept(), state.buffers_kept(), counting:
+        output = module(*args, **kwargs)
+        counting.finish(output, trainable, module)
+
+
+def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting,
+                        substitutes: dict[str, torch.Tensor]) -> None:
+    """The caller's module with ``substitutes`` for its parameters and buffers (made before
+    counting starts, so copying them is not counted); its attributes are put back afterwards."""
+    trainable = [p for p in substitutes.values() if p.requires_grad]
+    with state.attributes_kept(), counting:
+        output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
+        counting.finish(output, trainable, module)
 
 
 @contextlib.contextmanager
@@ -120,9 +144,9 @@ def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
         yield None
 
 
-def _build_device(target: torch.device | None) -> Any:
-    """The default device while input factories run (meta inputs are fake meta tensors, which
-    ``_fake`` moves to the one fake device the forward runs on)."""
+def _default_device(target: torch.device | None) -> contextlib.AbstractContextManager[Any]:
+    """``target`` as torch's default device while input factories run (meta inputs are fake meta
+    tensors, which ``_fake`` moves to the one fake device the forward runs on)."""
     return target if target is not None else contextlib.nullcontext()
 
 
@@ -247,8 +271,9 @@ def _refuse_meta_state(state: ModelState, target: torch.device | None) -> None:
                 where = f"device={str(target)!r}" if target is not None else "device=None"
                 raise MeasurementError(
                     f"{kind} {name!r} of {type(state.root).__name__} is on the meta device and has no "
-                    f"values, so it cannot run with {where}; measure with device='meta' "
-                    "(or --flop-device=meta), which counts the same numbers without memory"
+                    f"values, so it cannot run with {where}; measure with device='meta', "
+                    "which counts the same numbers without memory",
+                    use_device="meta",
                 )
 
 
@@ -279,14 +304,6 @@ def _fake(tensor: torch.Tensor, fake_mode: Any) -> torch.Tensor:
     return fake.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else fake
 
 
-@contextlib.contextmanager
-def _grad_mode(backward: bool) -> Iterator[None]:
-    """Grad on for a backward count; off otherwise: recording an autograd graph nobody uses costs
-    up to a tenth of a forward, and counts are the same either way (tested per architecture)."""
-    with torch.enable_grad() if backward else torch.no_grad():
-        yield
-
-
 def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) -> None:
     """Backward of the sum of every floating-point output tensor, as a training step would run it;
     gradients are returned, not accumulated into ``.grad``."""
@@ -314,57 +331,23 @@ def _plain(output: Any) -> Any:
     return output
 
 
-def _collect(state: ModelState, counter: OpCounter, target: torch.device | None, backward: bool) -> Measurement:
-    modules: dict[str, ModuleCost] = {}
-    per_module = counter.module_totals()
-    per_module[""] = (counter.flops, counter.macs)
-    for name, sub in state.modules:
-        flops, macs = per_module.get(name, (0, 0))
-        modules[name] = ModuleCost(type(sub).__name__, flops, macs, state.params_per_module.get(name, 0))
-    all_params = list(state.params.values())
-    device = str(target) if target is not None else _device_of(all_params)
-    return Measurement(
-        flops=counter.flops,
-        macs=counter.macs,
-        params=sum(p.numel() for p in all_params),
-        trainable_params=sum(p.numel() for p in all_params if p.requires_grad),
-        modules=modules,
-        ops=dict(sorted(counter.op_flops.items())),
-        op_macs=dict(sorted(counter.op_macs.items())),
-        uncounted=dict(sorted(counter.uncounted.items())),
-        value_reads={name: dict(sorted(ops.items())) for name, ops in sorted(counter.value_reads.items())},
-        device=device,
-        backward=backward,
-    )
-
-
-def _device_of(params: Sequence[torch.Tensor]) -> str:
-    devices = sorted({str(p.device) for p in params})
-    return devices[0] if len(devices) == 1 else ",".join(devices) or "cpu"
-
-
 def _name_of(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-_DATA_DEPENDENT_HINTS = ("DataDependentOutputException", "DynamicOutputShapeException", "data-dependent")
 
 
 def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
     """The original exception, with a note saying what was being measured and, on meta, what to do."""
     if isinstance(error, (MeasurementError, FormulaError)):
         return error
-    what = f"while measuring {type(module).__name__}" + (f" on {target}" if target is not None else "")
-    kind = type(error).__name__
-    text = f"{kind}: {error}"
-    if target is not None and target.type == "meta" and (
-        any(h in text for h in _DATA_DEPENDENT_HINTS) or ".item()" in text or "meta tensors" in text
-    ):
+    name = type(module).__name__
+    if is_meta(target) and needs_values(error):
         return MeasurementError(
-            f"{type(module).__name__} cannot run on meta: an op needs real values ({text.splitlines()[0]}). "
-            "Models whose shapes depend on data (nonzero, .item(), masks built from values) must be "
-            "measured on 'cpu' (device='cpu' or --flop-device=cpu)."
+            f"{name} cannot run on meta: an op needs real values ({first_line(error)}). Models whose "
+            "shapes depend on data (nonzero, .item(), masks built from values) must be measured on "
+            "'cpu' (device='cpu').",
+            use_device="cpu",
         )
     if hasattr(error, "add_note"):
-        error.add_note(f"(pytest-flopbudget: raised by the model's forward {what})")
+        where = f" on {target}" if target is not None else ""
+        error.add_note(f"(pytest-flopbudget: raised by the model's forward while measuring {name}{where})")
     return error

@@ -1,11 +1,19 @@
-"""The result of one measurement: plain data, free of torch, so reports and baselines can carry it."""
+"""The result model: what one measurement found, as plain data free of torch.
+
+The engine builds these, the plugin's baseline stores their numbers, the CLI and the reports print
+them: one set of types for all, importable without torch (the plugin loads in every pytest run).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-GIGA = 1_000_000_000
+from pytest_flopbudget.counting.names import module_depth
+from pytest_flopbudget.counting.text import GIGA
+
+# the exact integers every measurement, baseline entry and module row carries
+METRICS = ("flops", "macs", "params")
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,10 @@ class ModuleCost:
             macs=int(data.get("macs", 0)),
             params=int(data.get("params", 0)),
         )
+
+    def counts(self) -> dict[str, int]:
+        """flops, macs and params by name."""
+        return {"flops": self.flops, "macs": self.macs, "params": self.params}
 
 
 @dataclass(frozen=True)
@@ -116,17 +128,14 @@ class Measurement:
         return {name: cost for name, cost in self.modules.items() if module_depth(name) <= depth}
 
 
-def describe_value_reads(reads: Mapping[str, Mapping[str, int]], types: Mapping[str, str], limit: int = 3) -> str:
-    """'aten._local_scalar_dense x2 in encoder.layer.0 (BertLayer), ...', the first ``limit`` places."""
+def describe_value_reads(reads: Mapping[str, Mapping[str, int]], types: Mapping[str, str], limit: int = 3,
+                         *, separator: str = "; ") -> str:
+    """'aten._local_scalar_dense x2 in encoder.layer.0 (BertLayer); ...', the first ``limit`` places
+    (``types``: module name -> class name, for the modules known)."""
     places = []
     for name in sorted(reads):
         ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(reads[name].items()))
         where = f"{name} ({types[name]})" if name and name in types else (name or "the model's own forward")
         places.append(f"{ops} in {where}")
     more = f" and {len(places) - limit} more places" if len(places) > limit else ""
-    return "; ".join(places[:limit]) + more
-
-
-def module_depth(name: str) -> int:
-    """Depth of a qualified module name: "" is 0, "layer1" is 1, "layer1.0" is 2."""
-    return 0 if name == "" else name.count(".") + 1
+    return separator.join(places[:limit]) + more

@@ -14,6 +14,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from pytest_flopbudget.counting.names import ancestors
+
 
 @dataclass
 class ModelState:
@@ -146,14 +148,6 @@ def _restore_contents(container: dict | list | set, old: object) -> None:
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
-
-
-def ancestors(prefix: str) -> list[str]:
-    """"a.b" -> ["", "a", "a.b"]: every module whose subtree holds this one."""
-    if not prefix:
-        return [""]
-    parts = prefix.split(".")
-    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _same_device(actual: torch.device, wanted: torch.device) -> bool:

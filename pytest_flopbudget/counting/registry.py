@@ -100,12 +100,6 @@ VALUE_READING_OVERLOADS = frozenset({"repeat_interleave.Tensor", "repeat_interle
 HOST_READ_FUNCTIONS = frozenset({torch.Tensor.tolist, torch.Tensor.numpy})
 
 
-def _packet_name(op: Any) -> str:
-    """'aten.mm' for aten::mm, whatever form it came in."""
-    packet = getattr(op, "overloadpacket", op)
-    return str(packet)
-
-
 @dataclass(frozen=True)
 class Resolution:
     """How one aten overload is counted: its rule (a formula, FREE, DECOMPOSE or None), the name

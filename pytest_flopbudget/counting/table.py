@@ -5,26 +5,20 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from pytest_flopbudget.counting.names import module_depth
+from pytest_flopbudget.counting.text import human_count, layout
+
 if TYPE_CHECKING:
     from pytest_flopbudget.counting.measurement import Measurement
 
-_SORT_KEYS = ("name", "flops", "macs", "params")
-
-
-def human_count(value: int) -> str:
-    """A count with a unit suffix: 25557032 -> '25.56M'."""
-    for scale, suffix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{suffix}"
-    return str(value)
+# the orders the table can be sorted in: the module tree, or a count, largest first
+SORTS = ("name", "flops", "macs", "params")
 
 
 def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str = "name") -> str:
     """Module, type, GFLOPs, GMACs, params and share of the total flops, indented by depth."""
-    from pytest_flopbudget.counting.measurement import module_depth
-
-    if sort not in _SORT_KEYS:
-        raise ValueError(f"sort must be one of {', '.join(_SORT_KEYS)}, not {sort!r}")
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     rows = [(n, c) for n, c in measurement.modules.items() if module_depth(n) <= depth]
     if sort == "name":
         order = {n: i for i, n in enumerate(measurement.modules)}
@@ -48,14 +42,7 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
                 f"{100 * cost.flops / total:.1f}%",
             )
         )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    out = []
-    for i, row in enumerate(lines):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:])]
-        out.append("  ".join(cells).rstrip())
-        if i == 0:
-            out.append("-" * len(out[0]))
+    out = layout(lines, left={0, 1})
     footer = (
         f"total: {measurement.gflops:.{decimals}f} GFLOPs, {measurement.gmacs:.{decimals}f} GMACs, "
         f"{human_count(measurement.params)} params ({measurement.trainable_params} trainable)"

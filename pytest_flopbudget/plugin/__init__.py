@@ -11,7 +11,7 @@ import pytest
 from pytest_flopbudget.plugin.fixtures import FlopBudget, flop_budget, flop_device
 from pytest_flopbudget.plugin.marker import MARKER_HELP
 from pytest_flopbudget.plugin.options import Settings, add_options, check_device_available
-from pytest_flopbudget.plugin.state import SETTINGS_KEY
+from pytest_flopbudget.plugin.stash import SETTINGS_KEY
 
 PLUGIN_NAME = "flopbudget-manager"
 
@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") is False:
         check_device_available(settings.device)
         if settings.prune:
-            from pytest_flopbudget.plugin.scope import partial_options
+            from pytest_flopbudget.plugin.collected import partial_options
 
             reason = partial_options(config)
             if reason:

@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost, describe_value_reads
+from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.plugin.options import DEFAULT_BASELINE_DEPTH
-from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all, natural_key
-from pytest_flopbudget.plugin.state import LABEL_SEPARATOR
+from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 1
-# repeated blocks are written once, so even at this depth a 32-layer model stays a few dozen lines
-BASELINE_DEPTH = DEFAULT_BASELINE_DEPTH
-METRICS = ("flops", "macs", "params")
+# a labelled measurement's key is "<node id>#<label>"
+LABEL_SEPARATOR = "#"
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
     "# Review changes like code; regenerate with `pytest --flop-update-baseline`.\n"
@@ -62,17 +62,6 @@ def nodeid_of(key: str) -> str:
 
 
 @dataclass(frozen=True)
-class ModuleEntry:
-    type: str
-    flops: int
-    macs: int
-    params: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "flops": self.flops, "macs": self.macs, "params": self.params}
-
-
-@dataclass(frozen=True)
 class Entry:
     """The exact counts of one measurement, where it was measured, where its forward read values
     on the host, and its modules down to the baseline depth to name what grew."""
@@ -80,7 +69,7 @@ class Entry:
     flops: int
     macs: int
     params: int
-    modules: Mapping[str, ModuleEntry] = field(default_factory=dict)
+    modules: Mapping[str, ModuleCost] = field(default_factory=dict)
     device: str | None = None
     value_reads: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
@@ -92,14 +81,13 @@ class Entry:
             data["value_reads"] = {name: dict(sorted(self.value_reads[name].items()))
                                    for name in sorted(self.value_reads)}
         modules = compress(self.modules)
-        data["modules"] = {name: modules[name].to_dict() for name in sorted(modules, key=natural_key)}
+        data["modules"] = {name: modules[name].to_dict() for name in sorted(modules, key=module_order)}
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Entry:
         """From the transport form (already checked: written by this plugin)."""
-        modules = {name: ModuleEntry(str(m["type"]), int(m["flops"]), int(m["macs"]), int(m["params"]))
-                   for name, m in data.get("modules", {}).items()}
+        modules = {name: ModuleCost.from_dict(m) for name, m in data.get("modules", {}).items()}
         return cls(
             int(data["flops"]), int(data["macs"]), int(data["params"]), expand_all(modules),
             data.get("device"),
@@ -107,20 +95,21 @@ class Entry:
         )
 
     @classmethod
-    def from_measurement(cls, measurement: Any, depth: int = BASELINE_DEPTH) -> Entry:
-        """From a counting.Measurement (duck-typed so this module never imports torch)."""
-        modules = {
-            name: ModuleEntry(cost.type, int(cost.flops), int(cost.macs), int(cost.params))
-            for name, cost in measurement.modules_to_depth(depth).items()
-            if name != ""  # the root is the entry itself
-        }
-        reads = getattr(measurement, "value_reads", {}) or {}
-        return cls(int(measurement.flops), int(measurement.macs), int(measurement.params), modules,
-                   str(measurement.device), {name: dict(ops) for name, ops in reads.items()})
+    def from_measurement(cls, measurement: Measurement, depth: int = DEFAULT_BASELINE_DEPTH) -> Entry:
+        """What the baseline keeps of a measurement: its totals, device and value reads, and its
+        modules down to ``depth`` (the root is the entry itself)."""
+        modules = {name: cost for name, cost in measurement.modules_to_depth(depth).items() if name != ""}
+        return cls(measurement.flops, measurement.macs, measurement.params, modules, measurement.device,
+                   {name: dict(ops) for name, ops in measurement.value_reads.items()})
 
     @property
     def value_dependent(self) -> bool:
         return bool(self.value_reads)
+
+    def value_reads_text(self, limit: int = 3) -> str:
+        """Where the forward read values, for messages: 'aten.all x2 in encoder (Encoder), ...'."""
+        types = {name: module.type for name, module in self.modules.items()}
+        return describe_value_reads(self.value_reads, types, limit, separator=", ")
 
 
 @dataclass(frozen=True)
@@ -278,7 +267,7 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
     modules_node = _child(node, "modules")
     if not isinstance(modules_raw, dict):
         raise fail(modules_node, f"entry {key!r}: modules must be a mapping")
-    modules: dict[str, ModuleEntry] = {}
+    modules: dict[str, ModuleCost] = {}
     for name, module in modules_raw.items():
         module_node = _child(modules_node, name)
         if not isinstance(name, str) or not isinstance(module, dict):
@@ -298,7 +287,7 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
         for expanded in names:
             if expanded in modules:
                 raise fail(module_node, f"entry {key!r}: module {expanded!r} is given twice (module key {name!r})")
-            modules[expanded] = ModuleEntry(module["type"], module["flops"], module["macs"], module["params"])
+            modules[expanded] = ModuleCost(module["type"], module["flops"], module["macs"], module["params"])
     return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads)
 
 

@@ -11,16 +11,17 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import pytest
 
-from pytest_flopbudget.plugin.state import LABEL_SEPARATOR, MEASURED_KEY, SETTINGS_KEY
+from pytest_flopbudget.counting.errors import MeasurementError
+from pytest_flopbudget.counting.measurement import METRICS, Measurement
+from pytest_flopbudget.plugin.baseline import LABEL_SEPARATOR, Entry
+from pytest_flopbudget.plugin.stash import MEASURED_KEY, SETTINGS_KEY
+from pytest_flopbudget.plugin.verdict import Measured
 
-# the baseline and verdict modules are imported by the first measurement, not with the plugin:
-# pytest loads the plugin in every run, measuring or not
+# none of these imports torch (pytest loads the plugin in every run, measuring or not); the
+# engine's measure() and count() are imported by their first use
 
 if TYPE_CHECKING:
     import torch
-
-    from pytest_flopbudget.counting.measurement import Measurement
-    from pytest_flopbudget.plugin.verdict import Measured
 
 
 class FlopBudgetUsageError(Exception):
@@ -44,8 +45,8 @@ class FlopBudget:
 
     @property
     def measurements(self) -> list[Measurement]:
-        """What this test measured so far, in order (as Entry-level summaries are kept for reports)."""
-        return [r.extra["measurement"] for r in self._records]
+        """What this test measured so far, in order."""
+        return [r.measurement for r in self._records if r.measurement is not None]
 
     def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None,
                 formulas: Mapping[Any, Any] | None = None) -> Measurement:
@@ -58,7 +59,8 @@ class FlopBudget:
         self._check_label(label)
         from pytest_flopbudget.counting.measure import measure
 
-        result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
+        with _option_names():
+            result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
         self._record(result, label)
         return result
 
@@ -71,19 +73,15 @@ class FlopBudget:
         self._check_label(label)
         from pytest_flopbudget.counting.block import count
 
-        with count(device=self._device, formulas=formulas) as counted:
+        with _option_names(), count(device=self._device, formulas=formulas) as counted:
             yield counted
         self._record(counted.measurement, label)
 
     def _record(self, result: Measurement, label: str | None) -> None:
-        from pytest_flopbudget.plugin.baseline import Entry
-        from pytest_flopbudget.plugin.verdict import Measured
-
-        self._records.append(Measured(label, Entry.from_measurement(result, self._depth), {"measurement": result}))
+        record = Measured(label, Entry.from_measurement(result, self._depth), result)
+        self._records.append(record)
         if self._junit:
-            suffix = "" if label is None else f"[{label}]"
-            for metric in ("flops", "macs", "params"):
-                self._item.user_properties.append((f"{metric}{suffix}", getattr(result, metric)))
+            self._item.user_properties.extend(junit_properties(record))
 
     def _check_label(self, label: str | None) -> None:
         if label is not None and (not isinstance(label, str) or not label or LABEL_SEPARATOR in label):
@@ -101,6 +99,23 @@ class FlopBudget:
             )
         if label in taken:
             raise FlopBudgetUsageError(f"label={label!r} was already measured in this test; labels must be distinct")
+
+
+def junit_properties(record: Measured) -> list[tuple[str, object]]:
+    """The JUnit XML properties of one measurement: flops, macs and params (``flops[label]``)."""
+    suffix = "" if record.label is None else f"[{record.label}]"
+    return [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in METRICS]
+
+
+@contextlib.contextmanager
+def _option_names() -> Iterator[None]:
+    """The engine names the device to use as ``device='cpu'``; in a test it is chosen with an option."""
+    try:
+        yield
+    except MeasurementError as error:
+        if error.use_device is not None:
+            error.add_note(f"(pytest-flopbudget: choose the device with --flop-device={error.use_device})")
+        raise
 
 
 @pytest.fixture

@@ -16,27 +16,21 @@ from typing import Any, Generator
 
 import pytest
 
-from pytest_flopbudget.plugin import report as reporting
-from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, nodeid_of, torch_version, update
+from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, torch_version, update
+from pytest_flopbudget.plugin.collected import CollectedTests, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
+from pytest_flopbudget.plugin.fixtures import junit_properties
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
 from pytest_flopbudget.plugin.options import Settings, format_fraction
-from pytest_flopbudget.plugin.scope import RunScope, test_id
-from pytest_flopbudget.plugin.state import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
-from pytest_flopbudget.plugin.verdict import TestVerdict, judge
+from pytest_flopbudget.plugin.report import write_file, write_terminal
+from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
+from pytest_flopbudget.plugin.summary import SessionSummary
+from pytest_flopbudget.plugin.verdict import FAILURE_WORDS, TestVerdict, judge
 
 REPORT_ATTRIBUTE = "flopbudget"  # a JSON-able dict on the call report; xdist carries it to the controller
 WORKER_OUTPUT = "flopbudget"  # what a worker's collection saw, sent to the controller at its end
 FIXTURE = "flop_budget"
 
-STATUS_WORDS = {
-    "over budget": "OVER BUDGET",
-    "regressed": "FLOPS REGRESSED",
-    "unmeasured": "NOT MEASURED",
-    "new": "NO BASELINE",
-    "improved": "FLOPS IMPROVED",
-    "device mismatch": "DEVICE MISMATCH",
-}
 # pytest.skip / pytest.xfail inside a test are not failures: a test that measured then skipped has no row
 _NOT_FAILURES = (pytest.skip.Exception, pytest.xfail.Exception)
 
@@ -49,7 +43,7 @@ class FlopBudgetPlugin:
         # stepwise does the same: on an xdist worker, only the controller reports and writes
         self.is_worker = hasattr(config, "workerinput")
         self.verdicts: dict[str, TestVerdict] = {}
-        self.scope = RunScope(config)
+        self.collected = CollectedTests(config)
         self.crashed: list[str] = []
         self.stale: list[str] = []
         self.notes: list[str] = []
@@ -59,6 +53,7 @@ class FlopBudgetPlugin:
         self.stopped = False  # --sw, xdist's -x: the run stopped early on purpose
         self.last_item: dict[str, str] = {}  # test id -> node id of the report its verdict came from
         self.key_of: dict[str, str] = {}  # node id -> test id, for reruns that measured nothing
+        self.summary: SessionSummary | None = None  # built once, when the session ends
 
     # -- every process -------------------------------------------------------------------------
 
@@ -86,14 +81,14 @@ class FlopBudgetPlugin:
                 "(counts can change between torch releases; `--flop-update-baseline` rewrites it)")
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:
-        self.scope.seen.add(test_id(item))
+        self.collected.seen.add(test_id(item))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        self.scope.collected_file(report)
+        self.collected.collected_file(report)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.is_worker:
-            self.config.workeroutput[WORKER_OUTPUT] = self.scope.to_worker_output()  # type: ignore[attr-defined]
+            self.config.workeroutput[WORKER_OUTPUT] = self.collected.to_worker_output()  # type: ignore[attr-defined]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
@@ -136,7 +131,7 @@ class FlopBudgetPlugin:
     def _forget_previous_attempt(self, item: pytest.Item) -> None:
         previous = item.stash.get(MEASURED_KEY, [])
         if previous and self.settings.junit_properties:
-            ours = [prop for record in previous for prop in _junit_properties(record)]
+            ours = [prop for record in previous for prop in junit_properties(record)]
             verdict = item.stash.get(VERDICT_KEY, None)
             ours += _why_properties(verdict) if verdict is not None else []
             for prop in ours:
@@ -202,7 +197,7 @@ class FlopBudgetPlugin:
     def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
         data = getattr(report, REPORT_ATTRIBUTE, None)
         if report.when == "call" and report.failed and isinstance(data, dict) and data.get("failing"):
-            word = STATUS_WORDS.get(data.get("status", ""), "FLOP BUDGET")
+            word = FAILURE_WORDS.get(data.get("status", ""), "FLOP BUDGET")
             return "failed", "B", (word, {"red": True})
         return None
 
@@ -234,7 +229,7 @@ class FlopBudgetPlugin:
                 self.verdicts.pop(key, None)  # an earlier attempt measured, this rerun did not: nothing to judge
                 del self.last_item[key]
             if report.passed:
-                self.scope.ran_clean.add(report.nodeid)
+                self.collected.ran_clean.add(report.nodeid)
             return
         verdict = TestVerdict.from_dict(data)
         key = verdict.nodeid  # the test's own id: pytest-repeat's repetitions share it
@@ -245,7 +240,7 @@ class FlopBudgetPlugin:
         self.last_item[key] = report.nodeid
         self.key_of[report.nodeid] = key
         if not verdict.test_failed:
-            self.scope.ran_clean.add(key)
+            self.collected.ran_clean.add(key)
 
     def measured_entries(self) -> dict[str, Entry]:
         return {entry.key: entry.measured for verdict in self.verdicts.values() if not verdict.test_failed
@@ -255,19 +250,19 @@ class FlopBudgetPlugin:
         """An xdist worker finished (see XdistHooks): what its collection saw, or that it crashed."""
         output = getattr(node, "workeroutput", None) or {}
         if isinstance(output.get(WORKER_OUTPUT), dict):
-            self.scope.add_worker_output(output[WORKER_OUTPUT])
+            self.collected.add_worker_output(output[WORKER_OUTPUT])
         if error:
             self.crashed.append(f"worker {getattr(getattr(node, 'gateway', None), 'id', node)}: {error}")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
             return
-        full = self.scope.is_full(session, stopped=self.stopped)
+        full = self.collected.is_full(session, stopped=self.stopped)
         measured = self.measured_entries()
-        self.stale = self.scope.stale(self.baseline.entries, measured, full=full)
+        self.stale = self.collected.stale(self.baseline.entries, measured, full=full)
         pruned: list[str] = []
         if self.settings.prune and not full:
-            self.notes.append(f"--flop-prune-baseline refused: this run was partial ({self.scope.partial_reason}); "
+            self.notes.append(f"--flop-prune-baseline refused: this run was partial ({self.collected.partial_reason}); "
                               "run the whole suite to prune")
         elif self.settings.prune:
             pruned = list(self.stale)
@@ -279,8 +274,14 @@ class FlopBudgetPlugin:
             self.stale_failed = True
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.settings.report_path is not None and (self.verdicts or self.stale):
-            reporting.write_file(self.settings.report_path, self)
+        self.summary = SessionSummary.build(
+            self.verdicts.values(), stale=self.stale, stale_failed=self.stale_failed, notes=self.notes,
+            baseline_path=self.baseline.path, device=self.settings.device,
+            tolerance=format_fraction(self.settings.tolerance), update=self.settings.update,
+            prune=self.settings.prune, torch_note=self.torch_note(),
+        )
+        if self.settings.report_path is not None and (self.summary.rows or self.summary.stale):
+            write_file(self.settings.report_path, self.summary)
 
     def _write_baseline(self, measured: dict[str, Entry], pruned: list[str], exitstatus: int) -> None:
         path = self.baseline.path
@@ -305,15 +306,10 @@ class FlopBudgetPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
                                 config: pytest.Config) -> None:
-        if self.is_worker or not (self.verdicts or self.stale or self.notes):
+        if self.summary is None or self.summary.empty:
             return
-        reporting.write_terminal(terminalreporter, self, config.get_verbosity())
-
-
-def _junit_properties(record: Any) -> list[tuple[str, object]]:
-    """The properties the fixture added for one measurement (see fixtures.FlopBudget.measure)."""
-    suffix = "" if record.label is None else f"[{record.label}]"
-    return [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in ("flops", "macs", "params")]
+        width = config.get_terminal_writer().fullwidth
+        write_terminal(terminalreporter, self.summary, config.get_verbosity(), width)
 
 
 def _why_properties(verdict: TestVerdict) -> list[tuple[str, object]]:
@@ -337,4 +333,4 @@ class XdistHooks:
         self.plugin.worker_down(node, error)
 
 
-__all__ = ["FlopBudgetFailure", "FlopBudgetPlugin", "XdistHooks", "nodeid_of"]
+__all__ = ["FlopBudgetFailure", "FlopBudgetPlugin", "XdistHooks"]

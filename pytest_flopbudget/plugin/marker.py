@@ -85,10 +85,6 @@ class Limit:
     metric: str  # flops, macs or params
     value: Fraction
 
-    def display(self) -> str:
-        """The limit in the unit of its argument: GFLOPs, GMACs or a parameter count."""
-        return format_count(self.value, self.metric)
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -172,23 +168,61 @@ def percent_hint(exact: Fraction, written: str, *, quoted: bool = False) -> str:
             f"Write {whole} if you mean it")
 
 
-def parse_tolerance(value: Any) -> Fraction:
-    """A fraction >= 0 (0.05) or a percentage string ("5%"); above 1 only as a percentage."""
+class ToleranceError(ValueError):
+    """A tolerance that cannot be used: ``problem`` says which way (each front end words it in its
+    own terms), ``exact`` is the value where one was read."""
+
+    def __init__(self, problem: str, exact: Fraction | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem  # "not a number", "not a fraction", "nan", "infinite", "out of range",
+        self.exact = exact  # "negative" or "percent" (above 1 without a percent sign)
+
+
+def read_tolerance(value: Any) -> Fraction:
+    """A fraction >= 0 (0.05) or a percentage string ("5%"); above 1 only as a percentage, since
+    "5" is far more often a forgotten "%" than a 500% tolerance. The one reader of tolerances: the
+    marker's argument and --flop-tolerance (and its ini key, TOML numbers included)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
-        raise MarkerError("tolerance", value, "give a fraction such as 0.05 or '5%'")
+        raise ToleranceError("not a number")
     if isinstance(value, str):
         exact = decimal_fraction(value)
         if exact is None:
-            raise MarkerError("tolerance", value, "not a fraction; write e.g. 0.05 or '5%'")
+            raise ToleranceError("not a fraction")
     else:
-        exact = _exact_real("tolerance", value)
-    exact = _in_range("tolerance", value, exact)
+        try:
+            exact = _exact_real("tolerance", value)
+        except MarkerError as error:
+            raise ToleranceError("nan" if "NaN" in error.reason else "infinite"
+                                 if "finite" in error.reason else "not a number") from None
+    if out_of_range(exact):
+        raise ToleranceError("out of range", exact)
     if exact < 0:
-        raise MarkerError("tolerance", value, "cannot be negative")
+        raise ToleranceError("negative", exact)
     if exact > 1 and not (isinstance(value, str) and value.strip().endswith("%")):
-        written = value.strip() if isinstance(value, str) else repr(value)
-        raise MarkerError("tolerance", value, "that is " + percent_hint(exact, written, quoted=True))
+        raise ToleranceError("percent", exact)
     return exact
+
+
+def parse_tolerance(value: Any) -> Fraction:
+    """The marker's ``tolerance=``; a MarkerError naming the problem otherwise."""
+    try:
+        return read_tolerance(value)
+    except ToleranceError as error:
+        reasons = {
+            "not a number": "give a fraction such as 0.05 or '5%'",
+            "not a fraction": "not a fraction; write e.g. 0.05 or '5%'",
+            "nan": "NaN is not a fraction",
+            "infinite": "must be a finite fraction",
+            "out of range": "out of range: keep it between 1e-200 and 1e200 (in flops, macs or params)",
+            "negative": "cannot be negative",
+        }
+        if error.problem == "percent":
+            assert error.exact is not None
+            written = value.strip() if isinstance(value, str) else repr(value)
+            reason = "that is " + percent_hint(error.exact, written, quoted=True)
+        else:
+            reason = reasons[error.problem]
+        raise MarkerError("tolerance", value, reason) from None
 
 
 def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
@@ -216,26 +250,3 @@ def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
             f"no limit given; set at least one of {', '.join(LIMITS)} (e.g. max_gflops=8.5, max_params='26M')",
         )
     return Budget(tuple(limits), parsed_tolerance)
-
-
-def format_count(value: int | Fraction | float, metric: str) -> str:
-    """Flops and macs in G (the unit of the marker), params as a count with a suffix."""
-    if metric in ("flops", "macs"):
-        return f"{_g(float(value) / 1e9)} G{metric.upper()[:-1]}s"
-    return human_count(value)
-
-
-def human_count(value: int | Fraction | float) -> str:
-    number = float(value)
-    for size, suffix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
-        if abs(number) >= size:
-            return f"{_g(number / size)}{suffix}"
-    return _g(number)
-
-
-def _g(number: float) -> str:
-    if number == int(number) and abs(number) < 1e15:
-        return str(int(number))
-    if 0.01 <= abs(number) < 1e15:
-        return f"{number:.3f}".rstrip("0").rstrip(".")
-    return f"{number:.3g}"

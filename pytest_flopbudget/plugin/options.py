@@ -16,42 +16,38 @@ from typing import Any, Callable
 
 import pytest
 
-DEVICES = ("cpu", "cuda", "meta")
+from pytest_flopbudget.counting.devices import cuda_problem, parse_device_name
+
 DEFAULT_BASELINE = "flop_baseline.yaml"
 
 
 def device_type(value: str) -> str:
     """cpu, cuda, cuda:N or meta; whether CUDA exists is checked later, and only if asked for."""
-    text = str(value).strip().lower()
-    if text in DEVICES:
-        return text
-    if text.startswith("cuda:") and text[5:].isdigit():
-        return text
-    raise argparse.ArgumentTypeError(f"{value!r} is not a counting device; choose one of cpu, cuda, meta")
+    try:
+        return parse_device_name(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def tolerance_type(value: str | float) -> Fraction:
-    """A non-negative fraction ("0.05") or percentage ("5%"), kept exact for the comparisons.
+    """A non-negative fraction ("0.05") or percentage ("5%"), kept exact for the comparisons; read
+    by the marker's reader (TOML numbers from pytest 9's ``[tool.pytest]`` arrive as int or float)."""
+    from pytest_flopbudget.plugin.marker import ToleranceError, percent_hint, read_tolerance, safe_repr
 
-    TOML numbers (pytest 9's ``[tool.pytest]``) arrive as int or float and are read as written.
-    Above 1 a percent sign is required: "5" is far more often a forgotten "%" than a 500% tolerance.
-    """
-    from pytest_flopbudget.plugin.marker import decimal_fraction, out_of_range, percent_hint, safe_repr
-
-    if isinstance(value, bool):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a fraction; write e.g. 0.05 or 5%")
-    text = repr(value) if isinstance(value, float) else str(value)
-    # matched by a regular expression with a bounded exponent ("1e999999999" would hang Fraction)
-    exact = decimal_fraction(text)
-    if exact is None:
-        raise argparse.ArgumentTypeError(f"{safe_repr(value)} is not a fraction; write e.g. 0.05 or 5%")
-    if out_of_range(exact):
-        raise argparse.ArgumentTypeError(f"{safe_repr(value)} is out of range (between 1e-200 and 1e200)")
-    if exact < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite fraction >= 0 (e.g. 0.05 or 5%)")
-    if exact > 1 and not text.strip().endswith("%"):
-        raise argparse.ArgumentTypeError(f"{text.strip()!r} is {percent_hint(exact, text.strip())}")
-    return exact
+    try:
+        return read_tolerance(value)
+    except ToleranceError as error:
+        text = (repr(value) if isinstance(value, float) else str(value)).strip()
+        if error.problem == "negative":
+            message = f"{text!r} must be a finite fraction >= 0 (e.g. 0.05 or 5%)"
+        elif error.problem == "out of range":
+            message = f"{safe_repr(value)} is out of range (between 1e-200 and 1e200)"
+        elif error.problem == "percent":
+            assert error.exact is not None
+            message = f"{text!r} is {percent_hint(error.exact, text)}"
+        else:
+            message = f"{safe_repr(value)} is not a fraction; write e.g. 0.05 or 5%"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def path_type(value: str) -> str:
@@ -214,18 +210,11 @@ class Settings:
 
 def check_device_available(device: str) -> None:
     """CUDA asked for but absent is a usage error; torch is imported only when CUDA was asked for."""
-    if not device.startswith("cuda"):
+    problem = cuda_problem(device)
+    if problem is None:
         return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise pytest.UsageError(
-            f"--flop-device={device}: torch {torch.__version__} has no usable CUDA device here; "
-            "use --flop-device=cpu or meta (the same counts, unless the forward reads tensor values)"
-        )
-    index = int(device.split(":")[1]) if ":" in device else 0
-    if index >= torch.cuda.device_count():
-        raise pytest.UsageError(f"--flop-device={device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    raise pytest.UsageError(f"--flop-device={device}: {problem}; use --flop-device=cpu or meta (the same counts, "
+                            "unless the forward reads tensor values)")
 
 
 def format_fraction(value: Fraction) -> str:

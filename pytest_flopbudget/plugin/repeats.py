@@ -10,12 +10,12 @@ work on real module names. The same grouping names repeated layers in failure me
 
 from __future__ import annotations
 
-import re
 from typing import Callable, Hashable, Mapping, Sequence, TypeVar
+
+from pytest_flopbudget.counting.names import INDEX_RANGE
 
 V = TypeVar("V")
 
-_RANGE = re.compile(r"^\[(\d+)-(\d+)\]$")
 # a baseline entry never expands to more module names than this (a hostile range is refused)
 MAX_EXPANDED = 1_000_000
 
@@ -30,7 +30,7 @@ def expand(name: str) -> list[str]:
         return [name]
     names = [""]
     for part in name.split("."):
-        match = _RANGE.match(part)
+        match = INDEX_RANGE.match(part)
         if match is None:
             if "[" in part or "]" in part:
                 raise RangeError(f"module key {name!r}: {part!r} is not an index range like [0-11]")
@@ -162,17 +162,3 @@ def _run_containing(indices: list[int], index: int) -> list[int]:
     while end + 1 < len(indices) and indices[end + 1] == indices[end] + 1:
         end += 1
     return indices[start:end + 1]
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key in tree order with numbers as numbers: layers.2 before layers.10, ranges by start."""
-    key = []
-    for part in name.split("."):
-        match = _RANGE.match(part)
-        if match is not None:
-            key.append((0, int(match.group(1)), ""))
-        elif part.isdigit():
-            key.append((0, int(part), ""))
-        else:
-            key.append((1, 0, part))
-    return tuple(key)

@@ -7,13 +7,16 @@ how to describe itself: a short ``long_repr`` for the failure line and a ``secti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
-from pytest_flopbudget.plugin.baseline import METRICS, Entry, entry_key
-from pytest_flopbudget.plugin.repeats import group_names, natural_key
-from pytest_flopbudget.plugin.marker import Budget, Limit, format_count, human_count
+from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
+from pytest_flopbudget.counting.names import module_order
+from pytest_flopbudget.counting.text import format_count
+from pytest_flopbudget.plugin.baseline import Entry, entry_key
+from pytest_flopbudget.plugin.marker import Budget, Limit
+from pytest_flopbudget.plugin.repeats import group_names
 
 UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
@@ -25,6 +28,15 @@ MEASURE_HINT = (
 OVER_BUDGET, REGRESSED, UNMEASURED, DEVICE_MISMATCH, NEW, IMPROVED, OK = (
     "over budget", "regressed", "unmeasured", "device mismatch", "new", "improved", "ok",
 )
+# what pytest's status line says of a test the plugin fails, by its verdict
+FAILURE_WORDS = {
+    OVER_BUDGET: "OVER BUDGET",
+    REGRESSED: "FLOPS REGRESSED",
+    UNMEASURED: "NOT MEASURED",
+    NEW: "NO BASELINE",
+    IMPROVED: "FLOPS IMPROVED",
+    DEVICE_MISMATCH: "DEVICE MISMATCH",
+}
 
 
 def change(new: int, old: int) -> float | None:
@@ -68,6 +80,10 @@ class ModuleChange:
         times = f" x{self.repeat}" if self.repeat > 1 else ""
         return f"{self.name} ({self.type}){times}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "old": dict(self.old), "new": dict(self.new),
+                "repeat": self.repeat}
+
 
 def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
     """The deepest modules that account for a growth, repeated layers grouped, largest first.
@@ -103,16 +119,16 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
         return (after or before).type  # type: ignore[union-attr]
 
     grouped = []
-    for label, members in group_names(sorted(named, key=natural_key), key=lambda n: (kind(n), counts[n])):
+    for label, members in group_names(sorted(named, key=module_order), key=lambda n: (kind(n), counts[n])):
         before, after = counts[members[0]]
         size = tuple(-weight[members[0]][m] * len(members) for m in order)
-        grouped.append((size, natural_key(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
+        grouped.append((size, module_order(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
     grouped.sort(key=lambda item: item[:2])
     return tuple(change for _, _, change in grouped)
 
 
-def _counts(module: Any) -> dict[str, int]:
-    return {m: getattr(module, m) for m in METRICS} if module is not None else {}
+def _counts(module: ModuleCost | None) -> dict[str, int]:
+    return module.counts() if module is not None else {}
 
 
 @dataclass(frozen=True)
@@ -187,7 +203,7 @@ def describe_other_path(entry: EntryVerdict) -> list[str]:
     """Why a count from another device is not compared, and what to do about it."""
     assert entry.baseline is not None
     new, old = entry.measured, entry.baseline
-    reads = [f"on {e.device}: {_reads_text(e)}" for e in (new, old) if e.value_dependent]
+    reads = [f"on {e.device}: {e.value_reads_text()}" for e in (new, old) if e.value_dependent]
     return [
         f"measured on {new.device}, the baseline on {old.device}, and the forward read tensor "
         f"values on the host ({'; '.join(reads)}), so each device may take another path: flops {new.flops:,} vs "
@@ -195,17 +211,6 @@ def describe_other_path(entry: EntryVerdict) -> list[str]:
         f"  measure on the baseline's device (--flop-device={old.device}), or give inputs whose values take the "
         f"intended path on every device (e.g. an attention mask with padding), then `{UPDATE_HINT}`",
     ]
-
-
-def _reads_text(entry: Entry, limit: int = 3) -> str:
-    places = []
-    for name in sorted(entry.value_reads):
-        ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(entry.value_reads[name].items()))
-        module = entry.modules.get(name)
-        where = f"{name} ({module.type})" if module is not None else (name or "the model's own forward")
-        places.append(f"{ops} in {where}")
-    more = f" and {len(places) - limit} more places" if len(places) > limit else ""
-    return ", ".join(places[:limit]) + more
 
 
 @dataclass(frozen=True)
@@ -391,8 +396,7 @@ def _entry_to_dict(entry: EntryVerdict) -> dict[str, Any]:
         "baseline": entry.baseline.to_dict() if entry.baseline else None,
         "status": entry.status,
         "failing": entry.failing,
-        "grown": [{"name": g.name, "type": g.type, "old": dict(g.old), "new": dict(g.new), "repeat": g.repeat}
-                  for g in entry.grown],
+        "grown": [g.to_dict() for g in entry.grown],
         "regressed": list(entry.regressed_metrics),
     }
 
@@ -413,11 +417,12 @@ def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
 
 @dataclass(frozen=True)
 class Measured:
-    """One measurement of a test, as the fixture recorded it."""
+    """One measurement of a test, as the fixture recorded it: what the baseline keeps of it, and
+    the whole Measurement for the test's own use (``flop_budget.measurements``)."""
 
     label: str | None
     entry: Entry
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    measurement: Measurement | None = None
 
 
 def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], baseline: Mapping[str, Entry],
@@ -440,5 +445,4 @@ def _check(limit: Limit, measured: Sequence[Measured]) -> BudgetCheck:
     return BudgetCheck(limit.argument, limit.metric, limit.value, total)
 
 
-__all__ = ["BudgetCheck", "EntryVerdict", "Measured", "ModuleChange", "TestVerdict", "human_count", "judge",
-           "judge_entry"]
+__all__ = ["BudgetCheck", "EntryVerdict", "Measured", "ModuleChange", "TestVerdict", "judge", "judge_entry"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import pytest_flopbudget.counting
+import pytest_flopbudget
 
-pytest_flopbudget.counting.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="meta", backward=True)
-pytest_flopbudget.counting.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="cpu", backward=True)
+pytest_flopbudget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="meta", backward=True)
+pytest_flopbudget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="cpu", backward=True)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from typing import Callable
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import BaselineError, Entry, ModuleEntry, dump, load, torch_version
+from pytest_flopbudget.counting.measurement import ModuleCost
+from pytest_flopbudget.plugin.baseline import BaselineError, Entry, dump, load, torch_version
 
 GOOD = "format: 1\ntorch: 2.13.0\nentries:\n  t.py::a: {flops: 8, macs: 6, params: 6}\n"
 LAUGHS = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
@@ -148,7 +149,7 @@ def test_node_ids_with_yaml_special_characters_round_trip(user_project: pytest.P
 def baseline_text(count: int) -> tuple[str, dict[str, Entry]]:
     """A baseline of ``count`` entries with a module breakdown each, as the plugin writes it (the
     dump of one entry, repeated: dumping thousands is the slow part), and the entries it holds."""
-    modules = {f"layer{j}": ModuleEntry("Linear", j, j, j) for j in range(6)}
+    modules = {f"layer{j}": ModuleCost("Linear", j, j, j) for j in range(6)}
     entries = {f"tests/test_zoo.py::test_model[{'cfg' * 10}-{i}]": Entry(i, i // 2, i % 1000, modules)
                for i in range(count)}
     one = dump({"KEY": Entry(1, 2, 3, modules)}, torch_version())

@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch  # noqa: F401  (see the module docstring)
 
-import pytest_flopbudget.counting
+import pytest_flopbudget
 from plugin_project import Project
 
 # torch imports more of itself on first use (FakeTensorMode for meta, autograd for backward): do it
 # now, outside any pytester run, for the same reason
-pytest_flopbudget.counting.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="meta", backward=True)
-pytest_flopbudget.counting.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="cpu", backward=True)
+pytest_flopbudget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="meta", backward=True)
+pytest_flopbudget.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device="cpu", backward=True)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, ModuleEntry, dump, entry_key, load, nodeid_of, save
+from pytest_flopbudget.counting.measurement import ModuleCost
+from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, dump, entry_key, load, nodeid_of, save
 from pytest_flopbudget.plugin.marker import MarkerError, parse_budget, parse_quantity, parse_tolerance
 from pytest_flopbudget.plugin.options import device_type, path_type, tolerance_type
 from pytest_flopbudget.plugin.verdict import IMPROVED, NEW, OK, REGRESSED, Measured, TestVerdict, judge, judge_entry
@@ -86,7 +87,7 @@ def test_option_validators(tmp_path: Path) -> None:
 # -- baseline -------------------------------------------------------------------------------------
 
 def entry(flops: int, macs: int = 1, params: int = 1, **modules: tuple[int, int, int]) -> Entry:
-    return Entry(flops, macs, params, {name: ModuleEntry("Linear", *counts) for name, counts in modules.items()})
+    return Entry(flops, macs, params, {name: ModuleCost("Linear", *counts) for name, counts in modules.items()})
 
 
 def test_keys_append_labels() -> None:

@@ -44,3 +44,9 @@ def dot_products(n_outputs: int, length: int, bias: bool = False) -> Cost:
 def per_element(n: int) -> Cost:
     """One operation per element, counted alike in both numbers."""
     return (n, n)
+
+
+def per_output_element(*args: object, out_shape: object, **kwargs: object) -> Cost:
+    """The formula of one operation per output element (elementwise ops, activations, and
+    reductions' elementwise forms), whatever the op's arguments."""
+    return per_element(numel(first_shape(out_shape)))

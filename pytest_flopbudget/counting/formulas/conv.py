@@ -21,7 +21,7 @@ from typing import Sequence
 from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
 
 
-def _transposed_cost(x: Shape, w: Shape, out_shape: Shape, groups: int, bias: bool) -> Cost:
+def _transposed_cost(x: Shape, w: Shape, out_shape: Shape, bias: bool) -> Cost:
     # weight of a transposed conv: (Cin, Cout/g, *kernel)
     multiplies = numel(x) * w[1] * prod(w[2:])
     n_out = numel(out_shape)
@@ -44,7 +44,7 @@ def convolution(
     **kwargs: object,
 ) -> Cost:
     if transposed:
-        return _transposed_cost(x, w, out_shape, groups, bias is not None)
+        return _transposed_cost(x, w, out_shape, bias is not None)
     return dot_products(numel(out_shape), prod(w[1:]), bias=bias is not None)
 
 

@@ -17,7 +17,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._pytree import tree_flatten
 
 
-class ModuleScopes:
+class ModuleTracker:
     """Context manager: ``active`` is the tuple of module names currently running (unique)."""
 
     def __init__(self, names: dict[nn.Module, str], *, track_backward: bool = False) -> None:
@@ -28,7 +28,7 @@ class ModuleScopes:
         self._handles: list[Any] = []
         self.active: tuple[str, ...] = ()
 
-    def __enter__(self) -> ModuleScopes:
+    def __enter__(self) -> ModuleTracker:
         self._handles.append(register_module_forward_pre_hook(self._enter_forward))
         self._handles.append(register_module_forward_hook(self._exit_forward, always_call=True))
         return self

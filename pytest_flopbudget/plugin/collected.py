@@ -63,7 +63,7 @@ def _args(config: pytest.Config) -> list[str]:
     return [str(a) for a in config.args]
 
 
-class RunScope:
+class CollectedTests:
     """What the run collected and ran; decides staleness at the end."""
 
     def __init__(self, config: pytest.Config) -> None:

@@ -1,0 +1,39 @@
+"""The Measurement of one counted run: the counter's totals spread over the module tree.
+
+Shared by measure() (one model) and count() (whatever ran in a block, gathered under one root).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.devices import device_of
+from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
+from pytest_flopbudget.counting.model_state import ModelState
+
+
+def collect(state: ModelState, counter: OpCounter, target: torch.device | None, backward: bool) -> Measurement:
+    """Every module of ``state`` with its inclusive cost, the unique parameters, the per-op
+    breakdown, what had no formula and where values were read; ``device`` is ``target``, or where
+    the parameters are when the run left them in place."""
+    modules: dict[str, ModuleCost] = {}
+    per_module = counter.module_totals()
+    per_module[""] = (counter.flops, counter.macs)
+    for name, sub in state.modules:
+        flops, macs = per_module.get(name, (0, 0))
+        modules[name] = ModuleCost(type(sub).__name__, flops, macs, state.params_per_module.get(name, 0))
+    all_params = list(state.params.values())
+    return Measurement(
+        flops=counter.flops,
+        macs=counter.macs,
+        params=sum(p.numel() for p in all_params),
+        trainable_params=sum(p.numel() for p in all_params if p.requires_grad),
+        modules=modules,
+        ops=dict(sorted(counter.op_flops.items())),
+        op_macs=dict(sorted(counter.op_macs.items())),
+        uncounted=dict(sorted(counter.uncounted.items())),
+        value_reads={name: dict(sorted(ops.items())) for name, ops in sorted(counter.value_reads.items())},
+        device=str(target) if target is not None else device_of(all_params),
+        backward=backward,
+    )

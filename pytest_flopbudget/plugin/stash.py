@@ -1,0 +1,17 @@
+"""Keys of what the plugin keeps on pytest's config and items (pytest's public ``StashKey`` API)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_flopbudget.plugin.marker import Budget
+    from pytest_flopbudget.plugin.options import Settings
+    from pytest_flopbudget.plugin.verdict import Measured, TestVerdict
+
+SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()  # on the config
+BUDGET_KEY: pytest.StashKey[Budget | None] = pytest.StashKey()  # on each item: its parsed marker
+MEASURED_KEY: pytest.StashKey[list[Measured]] = pytest.StashKey()  # what its fixture measured
+VERDICT_KEY: pytest.StashKey[TestVerdict | None] = pytest.StashKey()  # what the plugin decided
