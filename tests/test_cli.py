@@ -95,6 +95,10 @@ def zoo(tmp_path, monkeypatch):
                 def forward(self, ids, mask):
                     return self.out(self.embed(ids) * mask.unsqueeze(-1))
 
+            class Gate(nn.Module):
+                def forward(self, x):
+                    return x.nonzero()
+
             class Slow(nn.Module):
                 def __init__(self):
                     super().__init__()
@@ -190,6 +194,15 @@ def test_model_errors_are_one_line_exit_2(zoo, capfd, argv, message):
     assert cli.main(argv) == 2
     lines = errors(capfd)
     assert len(lines) == 1 and lines[0].startswith("flopbudget: error: ") and message in lines[0], lines
+
+
+def test_a_meta_failure_names_the_cli_option_that_fixes_it(zoo, capfd):
+    """The engine says device='cpu'; the CLI adds its own option for it."""
+    assert cli.main(["zoo:Gate", "-s", "4"]) == 2  # meta by default; nonzero needs values
+    lines = errors(capfd)
+    assert len(lines) == 1 and "device='cpu'" in lines[0] and lines[0].endswith("(--device cpu)"), lines
+    assert "--flop-device" not in lines[0]
+    assert cli.main(["zoo:Gate", "-s", "4", "--device", "cpu"]) == 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

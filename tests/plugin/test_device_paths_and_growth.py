@@ -56,6 +56,22 @@ def test_value_dependent_count_from_another_device_is_explained_not_called_a_reg
     strict.stdout.fnmatch_lines(["*--flop-strict fails this*", "*DEVICE MISMATCH*"])
 
 
+def test_a_meta_failure_names_the_pytest_option_that_fixes_it(project: Project) -> None:
+    """The engine says device='cpu'; in a test, the device is chosen with --flop-device."""
+    project.write("test_values.py", (
+        "class Gate(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x.nonzero()\n\n"
+        "def test_values(flop_budget):\n"
+        "    flop_budget.measure(Gate(), torch.ones(1, 4))\n"
+    ))
+    result = project.run("--flop-device=meta")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*MeasurementError: Gate cannot run on meta*device='cpu'*",
+                                 "*choose the device with --flop-device=cpu*"])
+    project.run("--flop-device=cpu").assert_outcomes(passed=1)
+
+
 def test_value_independent_model_counts_the_same_on_another_device(project: Project) -> None:
     project.write("test_plain.py", project.linear_test("test_plain", 8, 4))
     project.run("--flop-update-baseline").assert_outcomes(passed=1)

@@ -1,0 +1,108 @@
+"""The result model's shared pieces: one number format, one column layout, module-name orders,
+and failures recognised by torch's exception types. All torch-free except the error checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+
+import pytest
+import torch
+from torch import nn
+
+import pytest_flopbudget as fb
+from pytest_flopbudget.counting.errors import MeasurementError, mixes_devices, needs_values
+from pytest_flopbudget.counting.names import ancestors, module_depth, module_order, natural_key
+from pytest_flopbudget.counting.text import decimal, format_count, human_count, layout
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (25_557_032, "25.557M"),  # three decimals at most
+    (26_000_000, "26M"),  # trailing zeros dropped
+    (147_648, "147.648k"),
+    (193_000, "193k"),
+    (384, "384"),
+    (8_500_000_000, "8.5G"),
+    (1_234_567_890_123, "1.235T"),
+    (Fraction(3, 2), "1.5"),
+    (0.004, "0.004"),  # below 0.01: three significant digits
+])
+def test_one_number_format(value, expected):
+    assert human_count(value) == expected
+
+
+def test_budget_units_use_the_same_number_format():
+    assert format_count(8_500_000_000, "flops") == "8.5 GFLOPs"
+    assert format_count(900_000_000, "macs") == "0.9 GMACs"
+    assert format_count(26_000_000, "params") == human_count(26_000_000) == "26M"
+    assert decimal(2.0) == "2" and decimal(1e-5) == "1e-05"
+
+
+def test_the_engine_table_and_the_plugin_summary_print_a_count_alike():
+    """The same parameter count reads the same in the per-module table and in a budget message."""
+    measured = fb.measure(nn.Linear(4096, 6239), torch.zeros(1, 4096), device="meta")
+    assert measured.params == 4096 * 6239 + 6239 == 25_561_183
+    text = "25.561M"
+    assert human_count(measured.params) == text
+    assert f"{text} params" in measured.table()
+    from pytest_flopbudget.plugin.verdict import BudgetCheck
+
+    check = BudgetCheck("max_params", "params", Fraction(20_000_000), measured.params)
+    assert f"({text})" in check.describe()
+
+
+def test_layout_aligns_names_left_and_numbers_right_with_a_rule():
+    lines = layout([("name", "n"), ("a", "1"), ("long name", "1000")], left={0})
+    assert lines == [
+        "name          n",
+        "---------------",
+        "a             1",
+        "long name  1000",
+    ]
+
+
+def test_module_names():
+    assert [module_depth(n) for n in ("", "a", "a.b.0")] == [0, 1, 3]
+    assert ancestors("a.b") == ["", "a", "a.b"] and ancestors("") == [""]
+    names = ["layers.10", "layers.2", "layers.[3-9]", "head", "layers.2.mlp", "layers"]
+    assert sorted(names, key=module_order) == ["head", "layers", "layers.2", "layers.2.mlp", "layers.[3-9]",
+                                               "layers.10"]
+    ids = ["t.py::test[10]", "t.py::test[2]", "t.py::test[1]"]
+    assert sorted(ids, key=natural_key) == ["t.py::test[1]", "t.py::test[2]", "t.py::test[10]"]
+
+
+def test_result_types_import_without_torch():
+    """The plugin's start-up imports the result model, its text and the report: none imports torch."""
+    code = ("import sys\n"
+            "import pytest_flopbudget, pytest_flopbudget.counting.measurement, pytest_flopbudget.counting.text\n"
+            "import pytest_flopbudget.plugin.manager, pytest_flopbudget.plugin.report, pytest_flopbudget.cli\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_failure_for_want_of_values_is_recognised_by_its_torch_type():
+    from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+
+    func = torch.ops.aten._local_scalar_dense.default
+    assert needs_values(DataDependentOutputException(func))
+    assert needs_values(DynamicOutputShapeException(torch.ops.aten.nonzero.default))
+    wrapped = ValueError("the model's own wrapper")
+    wrapped.__cause__ = DataDependentOutputException(func)
+    assert needs_values(wrapped)  # through the chain a model's code re-raised it with
+    assert not needs_values(RuntimeError("shape mismatch"))
+    assert not needs_values(ValueError("a message that mentions .item() cannot be called on meta tensors"))
+    assert not mixes_devices(RuntimeError("shape mismatch"))
+
+
+def test_the_engine_names_its_own_argument_and_the_device_that_works():
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x.nonzero()
+
+    with pytest.raises(MeasurementError) as caught:
+        fb.measure(DataDependent(), torch.randn(4), device="meta")
+    assert "device='cpu'" in str(caught.value)
+    assert "--flop-device" not in str(caught.value) and "--device" not in str(caught.value)
+    assert caught.value.use_device == "cpu"
