@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torch.nn.modules.activation as activations
 
 from counting_helpers import Fn, measure_both
+from pytest_flopbudget.counting.formulas import activation
 
 
 # MultiheadAttention lives in the same module but is attention, counted (and tested) elsewhere
@@ -71,3 +72,57 @@ def test_activation_backward_counts_one_per_gradient_element():
     model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.GELU())
     m = measure_both(model, x, backward=True)
     assert m.ops["aten.gelu"] == m.ops["aten.gelu_backward"] == 2 * 4
+
+
+# -- shape level: the formula called with plain shapes --
+# The seed's ReLU/GELU rule, Cout·Hout·Wout: one per output element in both numbers, whatever the
+# op's other arguments.
+
+XS = (2, 4, 3, 6)
+N_XS = 2 * 4 * 3 * 6
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [("relu", (XS,), {}), ("gelu", (XS,), {"approximate": "tanh"}), ("silu", (XS,), {}), ("sigmoid", (XS,), {}),
+     ("tanh", (XS,), {}), ("hardswish", (XS,), {}), ("hardtanh", (XS, -1.0, 1.0), {}), ("leaky_relu", (XS, 0.2), {}),
+     ("elu", (XS, 1.0, 1.0, 1.0), {}), ("mish", (XS,), {}), ("softplus", (XS, 1.0, 20.0), {}),
+     ("_prelu_kernel", (XS, (4,)), {}), ("_softmax", (XS, -1, False), {}), ("_log_softmax", (XS, 1, False), {}),
+     ("_safe_softmax", (XS, -1), {})],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_shape_activation_counts_one_per_output_element(name, args, kwargs):
+    assert activation.RULES[name](*args, out_shape=XS, **kwargs) == (N_XS, N_XS)
+
+
+def test_shape_glu_counts_its_output_half_its_input():
+    # docs/formulas.md: nn.GLU() on (2, 4, 3, 6): output (2, 4, 3, 3), 72
+    n_out = 2 * 4 * 3 * 3
+    assert activation.RULES["glu"](XS, -1, out_shape=(2, 4, 3, 3)) == (n_out, n_out)
+
+
+def test_shape_several_outputs_count_the_first():
+    # log_sigmoid_forward returns (output, buffer): the buffer is no extra work
+    got = activation.RULES["log_sigmoid_forward"](XS, out_shape=(XS, (0,)))
+    assert got == (N_XS, N_XS)
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [("threshold_backward", ((2, 3), (2, 3), 0)), ("gelu_backward", ((2, 3), (2, 3))),
+     ("_softmax_backward_data", ((2, 3), (2, 3), -1, 6))],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_shape_activation_backward_counts_one_per_gradient_element(name, args):
+    assert activation.RULES[name](*args, out_shape=(2, 3)) == (2 * 3, 2 * 3)
+
+
+@pytest.mark.parametrize(
+    "path, args",
+    [("torch.nn.functional.softsign", (XS,)), ("torch.nn.functional.tanhshrink", (XS,)),
+     ("torch.nn.functional.softmin", (XS, -1, 3, None))],
+)
+def test_shape_composite_activations_are_one_unit(path, args):
+    # Softsign is x / (1 + |x|) op by op (3 per element), counted as one activation
+    _, formula = activation.FUNCTION_RULES[path]
+    assert formula(*args, out_shape=XS) == (N_XS, N_XS)

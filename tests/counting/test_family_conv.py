@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from counting_helpers import measure_both
+from pytest_flopbudget.counting.formulas import conv as conv_formulas
 
 
 def out_size(size, k, stride, padding, dilation):
@@ -90,3 +91,148 @@ def test_convolution_without_bias_backward_skips_grad_bias():
     assert m.ops["aten.convolution_backward"] == 2 * mult - cout * cin * k * k
     assert m.macs == mult + mult
 
+
+
+# -- shape level: the formula called with plain shapes --
+# aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+# groups) and aten.convolution_backward(...), called the way the counter calls them: tensors as
+# plain tuples, the output's shape as out_shape=. Each expected value is the seed's formula
+# (FORMULAS.md), per sample times the batch; a bias adds one add per output element.
+
+
+def test_shape_plain_convolution():
+    # (2, 16, 8, 8) * (32, 16, 3, 3), padding 1 -> (2, 32, 8, 8)
+    k = 3 * 3 * 16
+    n_out = 2 * 32 * 8 * 8
+    got = conv_formulas.convolution((2, 16, 8, 8), (32, 16, 3, 3), None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                    out_shape=(2, 32, 8, 8))
+    assert got == (n_out * (2 * k - 1), n_out * k)
+
+
+def test_shape_convolution_with_bias_adds_one_per_output():
+    k = 3 * 3 * 16
+    n_out = 2 * 32 * 8 * 8
+    got = conv_formulas.convolution((2, 16, 8, 8), (32, 16, 3, 3), (32,), [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                    out_shape=(2, 32, 8, 8))
+    assert got == (n_out * (2 * k - 1) + n_out, n_out * k + n_out)
+
+
+def test_shape_grouped_convolution():
+    # the seed: (2·Kh·Kw·Cin/g − 1)·Hout·Wout·(Cout/g)·g per sample; Cin 16, Cout 32, g 4
+    cin, cout, g, kh, kw, hout, wout, batch = 16, 32, 4, 3, 3, 8, 8, 2
+    seed_flops = (2 * kh * kw * cin // g - 1) * hout * wout * (cout // g) * g
+    macs = kh * kw * (cin // g) * hout * wout * cout
+    got = conv_formulas.convolution((batch, cin, 8, 8), (cout, cin // g, kh, kw), None, [1, 1], [1, 1], [1, 1],
+                                    False, [0, 0], g, out_shape=(batch, cout, hout, wout))
+    assert got == (batch * seed_flops, batch * macs)
+
+
+def test_shape_depthwise_convolution():
+    # the seed: (2·Kh·Kw − 1)·Hout·Wout·Cin; (1, 16, 10, 10), 3x3, no padding -> 8x8
+    cin, kh, kw, hout, wout = 16, 3, 3, 8, 8
+    got = conv_formulas.convolution((1, cin, 10, 10), (cin, 1, kh, kw), None, [1, 1], [0, 0], [1, 1], False, [0, 0],
+                                    cin, out_shape=(1, cin, hout, wout))
+    assert got == ((2 * kh * kw - 1) * hout * wout * cin, kh * kw * hout * wout * cin)
+
+
+def test_shape_pointwise_convolution():
+    # the seed: (2·Cin − 1)·Hout·Wout·Cout
+    cin, cout, hout, wout = 16, 24, 8, 8
+    got = conv_formulas.convolution((1, cin, hout, wout), (cout, cin, 1, 1), None, [1, 1], [0, 0], [1, 1], False,
+                                    [0, 0], 1, out_shape=(1, cout, hout, wout))
+    assert got == ((2 * cin - 1) * hout * wout * cout, cin * hout * wout * cout)
+
+
+def test_shape_dilated_strided_convolution_counts_its_outputs_only():
+    # 15x15, 3x3, stride 2, padding 2, dilation 2: (15 + 4 - 2·2 - 1) // 2 + 1 = 8 per side;
+    # stride and dilation change the number of outputs, not the terms per output (8·3·3)
+    k = 8 * 3 * 3
+    n_out = 1 * 8 * 8 * 8
+    got = conv_formulas.convolution((1, 8, 15, 15), (8, 8, 3, 3), None, [2, 2], [2, 2], [2, 2], False, [0, 0], 1,
+                                    out_shape=(1, 8, 8, 8))
+    assert got == (n_out * (2 * k - 1), n_out * k)
+
+
+@pytest.mark.parametrize(
+    "x, w, bias, out_shape, k, n_out",
+    [((2, 4, 10), (6, 4, 5), None, (2, 6, 6), 4 * 5, 2 * 6 * 6),
+     ((1, 2, 4, 4, 4), (3, 2, 2, 2, 2), (3,), (1, 3, 3, 3, 3), 2 * 2 * 2 * 2, 3 * 3 * 3 * 3)],
+    ids=["conv1d", "conv3d-bias"],
+)
+def test_shape_convolution_1d_and_3d(x, w, bias, out_shape, k, n_out):
+    dims = len(x) - 2
+    got = conv_formulas.convolution(x, w, bias, [1] * dims, [0] * dims, [1] * dims, False, [0] * dims, 1,
+                                    out_shape=out_shape)
+    extra = n_out if bias else 0
+    assert got == (n_out * (2 * k - 1) + extra, n_out * k + extra)
+
+
+def test_shape_underscore_convolution_takes_the_same_formula():
+    # aten._convolution has four more flags (benchmark, deterministic, cudnn_enabled, allow_tf32)
+    k, n_out = 16 * 9, 2 * 32 * 8 * 8
+    args = ((2, 16, 8, 8), (32, 16, 3, 3), (32,), [1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+    got = conv_formulas.RULES["_convolution"](*args, False, False, True, True, out_shape=(2, 32, 8, 8))
+    assert got == (n_out * (2 * k - 1) + n_out, n_out * k + n_out)
+
+
+@pytest.mark.parametrize("bias", [None, (3,)], ids=["no-bias", "bias"])
+def test_shape_transposed_convolution_is_counted_on_the_input(bias):
+    # ConvTranspose2d(4, 3, 3, stride 2, padding 1, output_padding 1) on (2, 4, 5, 5):
+    # out side (5 - 1)·2 - 2·1 + 3 + 1 = 10; weight (Cin, Cout/g, 3, 3)
+    n_in, n_out = 2 * 4 * 5 * 5, 2 * 3 * 10 * 10
+    multiplies = n_in * 3 * 3 * 3  # every input element meets every weight of its group once
+    extra = n_out if bias else 0
+    got = conv_formulas.convolution((2, 4, 5, 5), (4, 3, 3, 3), bias, [2, 2], [1, 1], [1, 1], True, [1, 1], 1,
+                                    out_shape=(2, 3, 10, 10))
+    assert got == (2 * multiplies - n_out + extra, multiplies + extra)
+    # the usual bug (a full dot product of Cin·3·3 terms per output position) is 4x this at stride 2
+    assert n_out * 4 * 3 * 3 == 4 * multiplies
+
+
+def test_shape_grouped_transposed_convolution():
+    # ConvTranspose2d(4, 4, 2, stride 2, groups 2) on (1, 4, 3, 3) -> (1, 4, 6, 6); weight (4, 2, 2, 2)
+    n_in, n_out = 4 * 3 * 3, 4 * 6 * 6
+    multiplies = n_in * (4 // 2) * 2 * 2
+    got = conv_formulas.convolution((1, 4, 3, 3), (4, 2, 2, 2), None, [2, 2], [0, 0], [1, 1], True, [0, 0], 2,
+                                    out_shape=(1, 4, 6, 6))
+    assert got == (2 * multiplies - n_out, multiplies)
+
+
+# Conv2d(4, 6, 3, padding=1) on (2, 4, 8, 8): grad_out (2, 6, 8, 8)
+BACKWARD_ARGS = ((2, 6, 8, 8), (2, 4, 8, 8), (6, 4, 3, 3), [6], [1, 1], [1, 1], [1, 1], False, [0, 0], 1)
+BACKWARD_M = (2 * 6 * 8 * 8) * (4 * 3 * 3)  # the forward's multiplies
+N_X, N_W, N_GRAD = 2 * 4 * 8 * 8, 6 * 4 * 3 * 3, 2 * 6 * 8 * 8
+
+
+@pytest.mark.parametrize(
+    "mask, expected",
+    [([True, True, True], ((2 * BACKWARD_M - N_X) + (2 * BACKWARD_M - N_W) + N_GRAD, 2 * BACKWARD_M + N_GRAD)),
+     ([False, True, True], ((2 * BACKWARD_M - N_W) + N_GRAD, BACKWARD_M + N_GRAD)),
+     ([True, False, False], (2 * BACKWARD_M - N_X, BACKWARD_M)),
+     ([False, True, False], (2 * BACKWARD_M - N_W, BACKWARD_M))],
+    ids=["input-weight-bias", "first-layer", "input-only", "weight-only"],
+)
+def test_shape_convolution_backward_follows_the_output_mask(mask, expected):
+    # grad_input and grad_weight: M multiplies each, summed into their target (2M - numel(target));
+    # grad_bias sums grad_out (one per element)
+    out_shape = tuple(s if wanted else None for s, wanted in zip(((2, 4, 8, 8), (6, 4, 3, 3), (6,)), mask))
+    got = conv_formulas.convolution_backward(*BACKWARD_ARGS, mask, out_shape=out_shape)
+    assert got == expected
+
+
+def test_shape_transposed_convolution_backward_is_input_sized():
+    # the forward of test_shape_transposed_convolution_is_counted_on_the_input, gradients of input and weight
+    multiplies = (2 * 4 * 5 * 5) * 3 * 3 * 3
+    n_x, n_w = 2 * 4 * 5 * 5, 4 * 3 * 3 * 3
+    got = conv_formulas.convolution_backward((2, 3, 10, 10), (2, 4, 5, 5), (4, 3, 3, 3), None, [2, 2], [1, 1],
+                                             [1, 1], True, [1, 1], 1, [True, True, False],
+                                             out_shape=((2, 4, 5, 5), (4, 3, 3, 3), None))
+    assert got == ((2 * multiplies - n_x) + (2 * multiplies - n_w), 2 * multiplies)
+
+
+def test_shape_im2col_is_free_and_col2im_adds_each_column_element():
+    # F.unfold of (2, 3, 8, 8), 3x3 patches, padding 1: 27 rows of 64 columns each, copied
+    assert conv_formulas.im2col((2, 3, 8, 8), [3, 3], [1, 1], [1, 1], [1, 1], out_shape=(2, 27, 64)) == (0, 0)
+    # F.fold back to 8x8: every column element added once into the image
+    n = 2 * 27 * 64
+    assert conv_formulas.col2im((2, 27, 64), [8, 8], [3, 3], [1, 1], [1, 1], [1, 1], out_shape=(2, 3, 8, 8)) == (n, n)

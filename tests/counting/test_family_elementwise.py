@@ -10,6 +10,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from counting_helpers import Fn, measure_both
+from pytest_flopbudget.counting.formulas import elementwise
 
 
 A, B = (2, 3, 4), (3, 4)  # B broadcasts against A: the output has A's 24 elements
@@ -88,3 +89,41 @@ def test_residual_add_is_counted():
     lin = nn.Linear(4, 4, bias=False)
     m = measure_both(Fn(lambda x: x + lin(x)), torch.randn(3, 4))
     assert m.ops["aten.add"] == 3 * 4
+
+
+# -- shape level: the formula called with plain shapes --
+# One per output element (the broadcast result, not the inputs) in both numbers; addcmul,
+# addcdiv, lerp and dropout two.
+
+N_A = 2 * 3 * 4  # A's elements; B (3, 4) broadcasts against A
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [("add", (A, B), {"alpha": 2}), ("sub", (A, B), {}), ("mul", (B, A), {}), ("div", (A, 2.0), {}),
+     ("pow", (A, 2), {}), ("rsqrt", (A,), {}), ("exp", (A,), {}), ("clamp", (A, 0.0, 1.0), {}),
+     ("gt", (A, 0), {}), ("maximum", (A, B), {}), ("masked_fill", (A, B, 0.0), {}), ("where", (A, A, B), {})],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_shape_elementwise_counts_the_broadcast_output(name, args, kwargs):
+    assert elementwise.RULES[name](*args, out_shape=A, **kwargs) == (N_A, N_A)
+
+
+def test_shape_broadcast_of_both_sides_counts_the_output():
+    # (4, 1) * (1, 5): 20 outputs, not 4 + 5 inputs
+    assert elementwise.RULES["mul"]((4, 1), (1, 5), out_shape=(4, 5)) == (4 * 5, 4 * 5)
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [("addcmul", (A, A, B), {"value": 0.5}), ("addcdiv", (A, B, B), {"value": 1}), ("lerp", (A, A, 0.3), {})],
+)
+def test_shape_fused_two_step_ops_count_two(name, args, kwargs):
+    assert elementwise.RULES[name](*args, out_shape=A, **kwargs) == (2 * N_A, 2 * N_A)
+
+
+def test_shape_dropout_kernel_counts_two_and_its_backward_one():
+    # native_dropout(input, p, train) -> (output, mask): the scale and the multiply
+    assert elementwise.RULES["native_dropout"](A, 0.1, True, out_shape=(A, A)) == (2 * N_A, 2 * N_A)
+    # native_dropout_backward(grad_output, mask, scale): grad · mask · scale fused, one
+    assert elementwise.RULES["native_dropout_backward"](A, A, 1 / 0.9, out_shape=A) == (N_A, N_A)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from counting_helpers import measure_both
+from pytest_flopbudget.counting.formulas import embedding
 
 
 VOCAB, DIM = 10, 4
@@ -37,3 +38,43 @@ def test_embedding_bag_with_offsets_and_per_sample_weights():
 def test_embedding_backward_adds_each_gradient_element_once():
     m = measure_both(nn.Embedding(VOCAB, DIM), IDS, backward=True)
     assert m.ops == {"aten.embedding_dense_backward": IDS.numel() * DIM}
+
+
+# -- shape level: the formula called with plain shapes --
+# _embedding_bag(weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights,
+# include_last_offset, padding_idx): a bag reduces numel(indices)·D looked-up elements.
+
+WEIGHT, BAG_OUT = (VOCAB, DIM), ((2, DIM), (6,), (2,), (2, DIM))  # output, offset2bag, bag_size, max_indices
+
+
+@pytest.mark.parametrize("name", ["_embedding_bag", "_embedding_bag_forward_only"])
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["sum", "mean", "max"])
+def test_shape_embedding_bag_reduces_each_looked_up_element(name, mode):
+    looked_up = 6 * DIM
+    got = embedding.RULES[name](WEIGHT, (6,), (2,), False, mode, False, None, False, -1, out_shape=BAG_OUT)
+    assert got == (looked_up, looked_up)
+
+
+def test_shape_embedding_bag_with_per_sample_weights_multiplies_too():
+    looked_up = 6 * DIM
+    positional = embedding.embedding_bag(WEIGHT, (6,), (2,), False, 0, False, (6,), False, -1, out_shape=BAG_OUT)
+    keyword = embedding.embedding_bag(WEIGHT, (6,), (2,), out_shape=BAG_OUT, per_sample_weights=(6,))
+    assert positional == keyword == (2 * looked_up, 2 * looked_up)
+
+
+def test_shape_embedding_backward_adds_each_gradient_element():
+    # embedding_dense_backward(grad_output, indices, num_weights, padding_idx, scale_grad_by_freq)
+    n = 2 * 3 * DIM
+    assert embedding.embedding_backward((2, 3, DIM), (2, 3), VOCAB, -1, False, out_shape=WEIGHT) == (n, n)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "formula doubt: a sum-mode bag's backward adds each bag's gradient row into the row of every "
+    "index in the bag (numel(indices)·D adds, the forward's count), but _embedding_bag_backward is "
+    "counted numel(grad) = bags·D"))
+def test_shape_embedding_bag_backward_scatters_into_every_looked_up_row():
+    # _embedding_bag_backward(grad, indices, offsets, offset2bag, bag_size, maximum_indices,
+    # num_weights, scale_grad_by_freq, mode, sparse, per_sample_weights, padding_idx): 2 bags of 3
+    got = embedding.RULES["_embedding_bag_backward"]((2, DIM), (6,), (2,), (6,), (2,), (2, DIM), VOCAB, False, 0,
+                                                     False, None, -1, out_shape=WEIGHT)
+    assert got == (6 * DIM, 6 * DIM)

@@ -9,6 +9,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from counting_helpers import Fn, measure_both
+from pytest_flopbudget.counting.formulas import pooling
 
 
 POOLS = {
@@ -55,3 +56,52 @@ def test_pool_backward_scatters_to_every_input_element_once():
     n = b * c * side * side
     assert m.ops["aten.max_pool2d_with_indices"] == n
     assert m.ops["aten.max_pool2d_with_indices_backward"] == n
+
+
+# -- shape level: the formula called with plain shapes --
+# The seed's pooling rule (ptflops' prod(input.shape)): Cin·Hin·Win per sample, the kernel
+# ignored; the aten kernels' positional arguments with tensors as tuples.
+
+
+@pytest.mark.parametrize("kernel, stride, out_side", [(2, 2, 3), (3, 2, 3), (3, 1, 6), (5, 1, 6)])
+def test_shape_max_pool_ignores_the_kernel(kernel, stride, out_side):
+    # (2, 3, 6, 6), padding kernel // 2: the output changes with the kernel, the count does not
+    b, cin, hin, win = 2, 3, 6, 6
+    out = (b, cin, out_side, out_side)
+    got = pooling.RULES["max_pool2d_with_indices"]((b, cin, hin, win), [kernel, kernel], [stride, stride],
+                                                   [kernel // 2, kernel // 2], [1, 1], False, out_shape=(out, out))
+    assert got == (b * cin * hin * win, b * cin * hin * win)
+
+
+@pytest.mark.parametrize(
+    "name, args, out_shape, n_in",
+    [("avg_pool2d", ((1, 4, 8, 8), [2, 2], [2, 2], [0, 0], False, True, None), (1, 4, 4, 4), 4 * 8 * 8),
+     ("avg_pool3d", ((1, 2, 4, 4, 4), [2, 2, 2], [2, 2, 2], [0, 0, 0], False, True, None), (1, 2, 2, 2, 2),
+      2 * 4 * 4 * 4),
+     ("max_pool1d", ((2, 3, 10), [3], [3], [0], [1], False), (2, 3, 3), 2 * 3 * 10),
+     ("_adaptive_avg_pool2d", ((2, 8, 7, 7), [1, 1]), (2, 8, 1, 1), 2 * 8 * 7 * 7),
+     ("adaptive_max_pool2d", ((2, 8, 7, 7), [2, 2]), ((2, 8, 2, 2), (2, 8, 2, 2)), 2 * 8 * 7 * 7),
+     ("fractional_max_pool2d", ((1, 2, 9, 9), [2, 2], [4, 4], (1, 2, 2)), ((1, 2, 4, 4), (1, 2, 4, 4)), 2 * 9 * 9)],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_shape_pools_count_each_input_element(name, args, out_shape, n_in):
+    assert pooling.RULES[name](*args, out_shape=out_shape) == (n_in, n_in)
+
+
+def test_shape_lp_pool_is_one_pool():
+    # F.lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False), bound to its signature
+    _, lp_pool = pooling.FUNCTION_RULES["torch.nn.functional.lp_pool2d"]
+    assert lp_pool((1, 2, 4, 4), 2.0, 2, None, False, out_shape=(1, 2, 2, 2)) == (2 * 4 * 4, 2 * 4 * 4)
+
+
+@pytest.mark.parametrize(
+    "name, args, n_in",
+    [("max_pool2d_with_indices_backward",
+      ((2, 3, 3, 3), (2, 3, 6, 6), [3, 3], [2, 2], [1, 1], [1, 1], False, (2, 3, 3, 3)), 2 * 3 * 6 * 6),
+     ("avg_pool2d_backward", ((1, 4, 4, 4), (1, 4, 8, 8), [2, 2], [2, 2], [0, 0], False, True, None), 4 * 8 * 8),
+     ("_adaptive_avg_pool2d_backward", ((2, 8, 1, 1), (2, 8, 7, 7)), 2 * 8 * 7 * 7)],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_shape_pool_backward_scatters_to_every_input_element(name, args, n_in):
+    # the gradient (output-sized) is spread back over the input: one per input element
+    assert pooling.RULES[name](*args, out_shape=args[1]) == (n_in, n_in)

@@ -10,6 +10,7 @@ from torch import nn
 
 import pytest_flopbudget as fb
 from counting_helpers import Fn, measure_both
+from pytest_flopbudget.counting.formulas import reduction
 
 
 X = (2, 3, 4)
@@ -114,3 +115,75 @@ def test_isin_compares_every_element_with_every_test_element():
     assert fb.measure(Fn(lambda a: torch.isin(a, 3.0)), (x,)).flops == 6
     # on integer tokens (generate's stop-token check) it is not floating-point work
     assert fb.measure(Fn(lambda a, b: torch.isin(a, b)), (x.long(), tests.long())).flops == 0
+
+
+# -- shape level: the formula called with plain shapes --
+# X = (2, 3, 4), N = 24 input elements. A reduction is a pool over a dimension: one per input
+# element (the seed's pooling rule); var/std and p-norms two.
+
+SHAPE_CASES = [
+    # aten name, positional args, keyword args, output shape, operations per input element
+    ("sum", (X, [-1], False), {}, (2, 3), 1),
+    ("mean", (X, [1], True), {}, (2, 1, 4), 1),
+    ("prod", (X, 2, False), {}, (2, 3), 1),
+    ("amax", (X, [-1]), {}, (2, 3), 1),
+    ("argmax", (X, -1), {}, (2, 3), 1),
+    ("max", (X, -1, False), {}, ((2, 3), (2, 3)), 1),
+    ("cumsum", (X, 1), {}, X, 1),
+    ("logsumexp", (X, [-1], False), {}, (2, 3), 1),
+    ("topk", (X, 2, -1, True, True), {}, ((2, 3, 2), (2, 3, 2)), 1),
+    ("sort", (X, -1, False), {}, (X, X), 1),
+    ("var", (X, [-1]), {"correction": 1, "keepdim": False}, (2, 3), 2),
+    ("std", (X, [-1]), {"correction": 1, "keepdim": False}, (2, 3), 2),
+    ("var_mean", (X, [-1]), {"correction": 1}, ((2, 3), (2, 3)), 2),
+    ("linalg_vector_norm", (X, 2, None, False), {}, (), 2),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs, out_shape, per_element", SHAPE_CASES,
+                         ids=[c[0] for c in SHAPE_CASES])
+def test_shape_reduction_counts_its_input(name, args, kwargs, out_shape, per_element):
+    # the output's size does not matter: a top-2 or a full sort reads every element once
+    assert reduction.RULES[name](*args, out_shape=out_shape, **kwargs) == (per_element * N, per_element * N)
+
+
+def test_shape_var_worked_example():
+    # docs/formulas.md: x.var(-1) on (2, 3, 4): a mean, then squared deviations: 2·24
+    assert reduction.RULES["var"]((2, 3, 4), [-1], correction=1, keepdim=False, out_shape=(2, 3)) == (48, 48)
+
+
+def test_shape_max_of_two_tensors_is_elementwise():
+    # max.other(a, b) with b (3, 4) broadcast: one per output element, not per input
+    assert reduction.RULES["max.other"](X, (3, 4), out_shape=X) == (N, N)
+
+
+def test_shape_accumulating_writes():
+    # index_add(x, dim, index, source): every source element added once
+    assert reduction.RULES["index_add"]((5, 4), 0, (3,), (3, 4), out_shape=(5, 4)) == (3 * 4, 3 * 4)
+    # scatter_add(x, dim, index, src): only index.shape elements of src (3, 4) are read
+    assert reduction.RULES["scatter_add"]((5, 4), 0, (2, 4), (3, 4), out_shape=(5, 4)) == (2 * 4, 2 * 4)
+    got = reduction.RULES["scatter_reduce"]((5, 4), 0, (2, 4), (3, 4), "sum", include_self=True, out_shape=(5, 4))
+    assert got == (2 * 4, 2 * 4)
+    # scatter(x, dim, index, value, reduce="add"): a scalar value broadcast to index's shape
+    assert reduction.RULES["scatter.value_reduce"]((5, 4), 0, (2, 4), 1.5, reduce="add", out_shape=(5, 4)) == (8, 8)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, n",
+    [(((5, 4), [(3,)], (3, 4), True), {}, 3 * 4),
+     (((5, 4), [(3,)], (3, 4)), {"accumulate": True}, 3 * 4),
+     (((5, 4), [(3,)], (3, 4), False), {}, 0),
+     (((5, 4), [(3,)], (4,), True), {}, 4)],  # a broadcast value: counted before broadcasting
+    ids=["accumulate", "accumulate-keyword", "write", "broadcast-value"],
+)
+def test_shape_index_put(args, kwargs, n):
+    # index_put(self, indices, values, accumulate): a write is free, an accumulation adds each value
+    assert reduction.RULES["index_put"](*args, out_shape=(5, 4), **kwargs) == (n, n)
+
+
+def test_shape_isin_and_histc():
+    # isin(elements, test_elements): every element compared with every test element
+    assert reduction.RULES["isin"]((6,), (3,), out_shape=(6,)) == (6 * 3, 6 * 3)
+    assert reduction.RULES["isin"]((2, 3), 7, out_shape=(2, 3)) == (6, 6)  # a scalar is one element
+    # histc(self, bins, min, max): token counting per expert is bookkeeping
+    assert reduction.RULES["histc"]((10,), 4, 0, 3, out_shape=(4,)) == (0, 0)

@@ -122,3 +122,102 @@ def test_lstm_backward_counts_forward_then_more(device):
     # the fused layer's backward: two gradient products per projection, bias and gate work
     products = 20 * 7 + 20 * 9
     assert both.flops - forward.flops == 6 * (2 * products + 2 * 20 + 13 * 5)
+
+
+# -- shape level: the formula called with plain shapes --
+# The units the counter calls: torch.lstm/gru/rnn_* (input, hx, params, has_biases, num_layers,
+# dropout, train, bidirectional, batch_first) or their packed form (data, batch_sizes, hx, params,
+# ...), the *_cell functions (input, hx, w_ih, w_hh, b_ih, b_hh), and CPU's mkldnn_rnn_layer.
+# Per token, written out from the module docstring's table (G gates, H hidden, I input):
+# LSTM I=4, H=5 with biases: input projection 20 dot products of 4 + 20 bias adds, hidden
+# projection 20 of 5 + 20, gate work 13·5.
+LSTM_TOKEN = (20 * (2 * 4 - 1) + 20 + 20 * (2 * 5 - 1) + 20 + 13 * 5, 20 * 4 + 20 + 20 * 5 + 20 + 13 * 5)
+LSTM_PARAMS = [(20, 4), (20, 5), (20,), (20,)]
+
+
+def network(kind):
+    return recurrent.FUNCTION_RULES[f"torch.{kind}"][1]
+
+
+def cell(kind):
+    return recurrent.FUNCTION_RULES[f"torch.{kind}_cell"][1]
+
+
+def test_shape_lstm_network():
+    # (T=3, B=2, I=4): six tokens
+    got = network("lstm")((3, 2, 4), [(1, 2, 5), (1, 2, 5)], LSTM_PARAMS, True, 1, 0.0, False, False, False,
+                          out_shape=((3, 2, 5), (1, 2, 5), (1, 2, 5)))
+    assert got == (6 * LSTM_TOKEN[0], 6 * LSTM_TOKEN[1])
+
+
+def test_shape_packed_lstm_counts_the_tokens_it_holds():
+    # packed data (5, 4) with batch_sizes (3,): five tokens
+    got = network("lstm")((5, 4), (3,), [(1, 2, 5), (1, 2, 5)], LSTM_PARAMS, True, 1, 0.0, False, False,
+                          out_shape=((5, 5), (1, 2, 5), (1, 2, 5)))
+    assert got == (5 * LSTM_TOKEN[0], 5 * LSTM_TOKEN[1])
+
+
+def test_shape_lstm_with_projection():
+    # proj_size 3: the hidden projection contracts 3 terms, and 3 outputs of 5 terms project h
+    per_token = (20 * 7 + 20 + 20 * (2 * 3 - 1) + 20 + 13 * 5 + 3 * (2 * 5 - 1), 20 * 4 + 20 + 20 * 3 + 20 + 13 * 5 + 3 * 5)
+    params = [(20, 4), (20, 3), (20,), (20,), (3, 5)]
+    got = network("lstm")((3, 2, 4), [(1, 2, 3), (1, 2, 5)], params, True, 1, 0.0, False, False, False,
+                          out_shape=((3, 2, 3), (1, 2, 3), (1, 2, 5)))
+    assert got == (6 * per_token[0], 6 * per_token[1])
+
+
+@pytest.mark.parametrize("train, dropout_elements", [(False, 0), (True, 2 * 6 * 5)], ids=["eval", "train"])
+def test_shape_two_layer_bidirectional_gru(train, dropout_elements):
+    # batch_first (B=2, T=3, I=4), H=5, no bias, dropout 0.5: layer 1's input is 2·5 wide; in
+    # training the layer-0 outputs (6 tokens × 2 directions × 5) are dropped out, two per element
+    layer0 = (15 * (2 * 4 - 1) + 15 * (2 * 5 - 1) + 10 * 5, 15 * 4 + 15 * 5 + 10 * 5)
+    layer1 = (15 * (2 * 10 - 1) + 15 * (2 * 5 - 1) + 10 * 5, 15 * 10 + 15 * 5 + 10 * 5)
+    params = [(15, 4), (15, 5)] * 2 + [(15, 10), (15, 5)] * 2
+    got = network("gru")((2, 3, 4), (4, 2, 5), params, False, 2, 0.5, train, True, True,
+                         out_shape=((2, 3, 10), (4, 2, 5)))
+    extra = 2 * dropout_elements
+    assert got == (6 * 2 * (layer0[0] + layer1[0]) + extra, 6 * 2 * (layer0[1] + layer1[1]) + extra)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu"])
+def test_shape_elman_rnn(kind):
+    # H=5 with biases: 5 dot products of 4 and of 5, 10 bias adds, the sum and the nonlinearity 2·5
+    per_token = (5 * 7 + 5 * 9 + 10 + 2 * 5, 5 * 4 + 5 * 5 + 10 + 2 * 5)
+    got = network(kind)((3, 2, 4), (1, 2, 5), [(5, 4), (5, 5), (5,), (5,)], True, 1, 0.0, False, False, False,
+                        out_shape=((3, 2, 5), (1, 2, 5)))
+    assert got == (6 * per_token[0], 6 * per_token[1])
+
+
+def test_shape_cells():
+    # a cell runs one step for each batch row
+    lstm = cell("lstm")((2, 4), [(2, 5), (2, 5)], (20, 4), (20, 5), (20,), (20,), out_shape=((2, 5), (2, 5)))
+    assert lstm == (2 * LSTM_TOKEN[0], 2 * LSTM_TOKEN[1])
+    # GRU without bias, batch 3: 15 dot products of 4 and of 5, gate work 10·5
+    gru = cell("gru")((3, 4), (3, 5), (15, 4), (15, 5), None, None, out_shape=(3, 5))
+    assert gru == (3 * (15 * 7 + 15 * 9 + 50), 3 * (15 * 4 + 15 * 5 + 50))
+    rnn = cell("rnn_tanh")((3, 4), (3, 5), (5, 4), (5, 5), (5,), (5,), out_shape=(3, 5))
+    assert rnn == (3 * (5 * 7 + 5 * 9 + 10 + 10), 3 * (5 * 4 + 5 * 5 + 10 + 10))
+
+
+@pytest.mark.parametrize("has_biases", [True, False])
+def test_shape_mkldnn_rnn_layer(has_biases):
+    # mkldnn_rnn_layer(input, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, batch_sizes, mode,
+    # hidden_size, num_layers, has_biases, bidirectional, batch_first, train)
+    biases = 2 * 20 if has_biases else 0
+    per_token = (LSTM_TOKEN[0] - 2 * 20 + biases, LSTM_TOKEN[1] - 2 * 20 + biases)
+    got = recurrent.RULES["mkldnn_rnn_layer"]((3, 2, 4), (20, 4), (20, 5), (20,), (20,), (2, 5), (2, 5), False,
+                                              [], 2, 5, 1, has_biases, False, False, False,
+                                              out_shape=((3, 2, 5), (2, 5), (2, 5), (0,)))
+    assert got == (6 * per_token[0], 6 * per_token[1])
+
+
+def test_shape_mkldnn_rnn_layer_backward():
+    # per token: each projection's input and weight gradients, each as large as its forward
+    # product (2 × (20·7 + 20·9) flops, 2 × (20·4 + 20·5) macs), the bias gradients (2·20) and
+    # the gate derivatives (13·5)
+    per_token = (2 * (20 * 7 + 20 * 9) + 2 * 20 + 13 * 5, 2 * (20 * 4 + 20 * 5) + 2 * 20 + 13 * 5)
+    got = recurrent.RULES["mkldnn_rnn_layer_backward"](
+        (3, 2, 4), (20, 4), (20, 5), (20,), (20,), (2, 5), (2, 5), (3, 2, 5), (2, 5), (2, 5), (3, 2, 5), None, None,
+        False, 2, 5, 1, True, True, False, [], False, (0,),
+        out_shape=((3, 2, 4), (20, 4), (20, 5), (20,), (20,), (2, 5), (2, 5)))
+    assert got == (6 * per_token[0], 6 * per_token[1])

@@ -94,3 +94,86 @@ def test_upsample_backward_spreads_over_the_same_taps(device):
     assert both.uncounted == {}
     assert both.ops["aten.upsample_bilinear2d_backward"] == weighted_sums(2 * 3 * 80, 4)[0]
     assert both.ops["aten.upsample_bilinear2d"] == forward.ops["aten.upsample_bilinear2d"]
+
+
+# -- shape level: the formula called with plain shapes --
+# Each aten kernel called as the counter calls it. An interpolated output is a weighted sum of
+# `taps` inputs: taps multiplies and taps − 1 adds (flops), taps macs; nearest is a copy, one per
+# output in both numbers. Written out in each test rather than through weighted_sums().
+
+X4S = (2, 3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [("upsample_nearest2d", (X4S, [8, 10], None, None)), ("upsample_nearest2d", (X4S, None, [2.0, 2.0])),
+     ("_upsample_nearest_exact2d", (X4S, [8, 10], None, None))],
+    ids=["nearest", "nearest-scale-factors", "nearest-exact"],
+)
+def test_shape_nearest_is_one_per_output(name, args):
+    n = 2 * 3 * 8 * 10
+    assert resampling.RULES[name](*args, out_shape=(2, 3, 8, 10)) == (n, n)
+
+
+@pytest.mark.parametrize(
+    "name, x, size, out_shape, taps",
+    [("upsample_linear1d", (2, 3, 5), [10], (2, 3, 10), 2),
+     ("upsample_bilinear2d", X4S, [8, 10], (2, 3, 8, 10), 2 * 2),
+     ("upsample_bicubic2d", X4S, [8, 10], (2, 3, 8, 10), 4 * 4),
+     ("upsample_trilinear3d", (1, 2, 3, 4, 5), [6, 8, 10], (1, 2, 6, 8, 10), 2 * 2 * 2)],
+    ids=["linear", "bilinear", "bicubic", "trilinear"],
+)
+def test_shape_linear_modes_are_weighted_sums(name, x, size, out_shape, taps):
+    n = 1
+    for side in out_shape:
+        n *= side
+    got = resampling.RULES[name](x, size, False, out_shape=out_shape)
+    assert got == (n * (2 * taps - 1), n * taps)
+
+
+@pytest.mark.parametrize(
+    "name, x, out_shape, taps",
+    [("_upsample_bilinear2d_aa", (1, 1, 9, 8), (1, 1, 3, 2), 6 * 8),  # ceil(2·9/3) · ceil(2·8/2)
+     ("_upsample_bilinear2d_aa", (1, 1, 3, 4), (1, 1, 6, 8), 2 * 2),  # upsampling: the plain filter
+     ("_upsample_bicubic2d_aa", (1, 1, 6, 6), (1, 1, 4, 3), 6 * 8)],  # ceil(4·6/4) · ceil(4·6/3)
+    ids=["bilinear-down", "bilinear-up", "bicubic-down"],
+)
+def test_shape_antialiased_filters_widen_when_downsampling(name, x, out_shape, taps):
+    n = out_shape[2] * out_shape[3]
+    got = resampling.RULES[name](x, list(out_shape[2:]), False, out_shape=out_shape)
+    assert got == (n * (2 * taps - 1), n * taps)
+
+
+def test_shape_upsample_backward_counts_what_the_forward_counts():
+    # upsample_bilinear2d_backward(grad_output, output_size, input_size, align_corners): the
+    # gradient of each of the 480 outputs is spread over the same 4 taps
+    n = 2 * 3 * 8 * 10
+    got = resampling.RULES["upsample_bilinear2d_backward"]((2, 3, 8, 10), [8, 10], [2, 3, 4, 5], False, out_shape=X4S)
+    assert got == (n * 7, n * 4)
+    nearest = resampling.RULES["upsample_nearest2d_backward"]((2, 3, 8, 10), [8, 10], [2, 3, 4, 5], out_shape=X4S)
+    assert nearest == (n, n)
+
+
+@pytest.mark.parametrize("mode, taps", [(0, 4), (1, 1), (2, 16)], ids=["bilinear", "nearest", "bicubic"])
+def test_shape_grid_sampler_2d(mode, taps):
+    # grid_sampler_2d(input, grid, interpolation_mode, padding_mode, align_corners): a (6, 7) grid
+    n = 2 * 3 * 6 * 7
+    got = resampling.RULES["grid_sampler_2d"](X4S, (2, 6, 7, 2), mode, 0, False, out_shape=(2, 3, 6, 7))
+    assert got == ((n, n) if taps == 1 else (n * (2 * taps - 1), n * taps))
+
+
+def test_shape_grid_sampler_3d_is_trilinear():
+    n = 1 * 2 * 2 * 3 * 4
+    got = resampling.RULES["grid_sampler_3d"]((1, 2, 3, 4, 5), (1, 2, 3, 4, 3), 0, 0, False, out_shape=(1, 2, 2, 3, 4))
+    assert got == (n * (2 * 8 - 1), n * 8)
+
+
+def test_shape_affine_grid():
+    # 2-D: (2, 4, 5, 2) coordinates, each θ's row · (x, y, 1): 3 terms
+    n2 = 2 * 4 * 5 * 2
+    got = resampling.RULES["affine_grid_generator"]((2, 2, 3), [2, 3, 4, 5], False, out_shape=(2, 4, 5, 2))
+    assert got == (n2 * (2 * 3 - 1), n2 * 3)
+    # 3-D: (1, 2, 3, 4, 3) coordinates of 4 terms
+    n3 = 2 * 3 * 4 * 3
+    got = resampling.RULES["affine_grid_generator"]((1, 3, 4), [1, 1, 2, 3, 4], False, out_shape=(1, 2, 3, 4, 3))
+    assert got == (n3 * (2 * 4 - 1), n3 * 4)
