@@ -82,29 +82,25 @@ def affine_grid(theta: Shape, *args: object, out_shape: object = None, **kwargs:
     return dot_products(numel(shape), shape[-1] + 1)  # type: ignore[index]
 
 
+# each upsampling kernel and its taps per output element; its backward kernel has the same taps
+_UPSAMPLING = {
+    "upsample_nearest1d": 1,
+    "upsample_nearest2d": 1,
+    "upsample_nearest3d": 1,
+    "_upsample_nearest_exact1d": 1,
+    "_upsample_nearest_exact2d": 1,
+    "_upsample_nearest_exact3d": 1,
+    "upsample_linear1d": TAPS["linear"],
+    "upsample_bilinear2d": TAPS["bilinear"],
+    "upsample_bicubic2d": TAPS["bicubic"],
+    "upsample_trilinear3d": TAPS["trilinear"],
+}
+
 RULES = {
-    "upsample_nearest1d": _mode(1),
-    "upsample_nearest2d": _mode(1),
-    "upsample_nearest3d": _mode(1),
-    "_upsample_nearest_exact1d": _mode(1),
-    "_upsample_nearest_exact2d": _mode(1),
-    "_upsample_nearest_exact3d": _mode(1),
-    "upsample_linear1d": _mode(TAPS["linear"]),
-    "upsample_bilinear2d": _mode(TAPS["bilinear"]),
-    "upsample_bicubic2d": _mode(TAPS["bicubic"]),
-    "upsample_trilinear3d": _mode(TAPS["trilinear"]),
+    **{name: _mode(taps) for name, taps in _UPSAMPLING.items()},
+    **{f"{name}_backward": _backward(taps) for name, taps in _UPSAMPLING.items()},
     "_upsample_bilinear2d_aa": _antialiased(2),
     "_upsample_bicubic2d_aa": _antialiased(4),
-    "upsample_nearest1d_backward": _backward(1),
-    "upsample_nearest2d_backward": _backward(1),
-    "upsample_nearest3d_backward": _backward(1),
-    "_upsample_nearest_exact1d_backward": _backward(1),
-    "_upsample_nearest_exact2d_backward": _backward(1),
-    "_upsample_nearest_exact3d_backward": _backward(1),
-    "upsample_linear1d_backward": _backward(TAPS["linear"]),
-    "upsample_bilinear2d_backward": _backward(TAPS["bilinear"]),
-    "upsample_bicubic2d_backward": _backward(TAPS["bicubic"]),
-    "upsample_trilinear3d_backward": _backward(TAPS["trilinear"]),
     "grid_sampler_2d": grid_sampler,
     "grid_sampler_3d": grid_sampler,
     "affine_grid_generator": affine_grid,
