@@ -477,12 +477,27 @@ def test_shape_multi_head_attention_forward(kwargs, extra):
     assert got == (MHA[0] + extra, MHA[1] + extra)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "formula bug: mha_forward_function reads average_attn_weights from **kwargs only, but the "
-    "counter binds F.multi_head_attention_forward's arguments positionally (it is a positional-or-"
-    "keyword parameter), so average_attn_weights=False is ignored and the head average is counted "
-    "anyway (nn.MultiheadAttention(..., need_weights=True, average_attn_weights=False) in training "
-    "counts the same as with True)"))
 def test_shape_multi_head_attention_forward_without_head_average():
     got = attention.mha_forward_function(*mha_function_args(average_attn_weights=False), out_shape=((3, 2, 8), None))
     assert got == MHA
+
+
+def test_multihead_attention_weights_not_averaged_skip_the_head_average():
+    """nn.MultiheadAttention(need_weights=True, average_attn_weights=False) returns every head's
+    weights: the head average (heads-1 adds and one divide per averaged weight, N*L*S of them) is
+    not computed, so the count is lower by exactly that."""
+    mha = nn.MultiheadAttention(8, 2).train()
+    query = torch.randn(3, 2, 8)  # (L, N, E)
+
+    class Attend(nn.Module):
+        def __init__(self, average: bool) -> None:
+            super().__init__()
+            self.mha, self.average = mha, average
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=True, average_attn_weights=self.average)[0]
+
+    heads, n, length = 2, 2, 3
+    averaged = fb.measure(Attend(True), query)
+    per_head = fb.measure(Attend(False), query)
+    assert averaged.flops - per_head.flops == ((heads - 1) + 1) * n * length * length

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+import pytest_flopbudget as fb
+
 from counting_helpers import measure_both
 from pytest_flopbudget.counting.formulas import embedding
 
@@ -68,13 +70,23 @@ def test_shape_embedding_backward_adds_each_gradient_element():
     assert embedding.embedding_backward((2, 3, DIM), (2, 3), VOCAB, -1, False, out_shape=WEIGHT) == (n, n)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "formula doubt: a sum-mode bag's backward adds each bag's gradient row into the row of every "
-    "index in the bag (numel(indices)·D adds, the forward's count), but _embedding_bag_backward is "
-    "counted numel(grad) = bags·D"))
 def test_shape_embedding_bag_backward_scatters_into_every_looked_up_row():
     # _embedding_bag_backward(grad, indices, offsets, offset2bag, bag_size, maximum_indices,
     # num_weights, scale_grad_by_freq, mode, sparse, per_sample_weights, padding_idx): 2 bags of 3
     got = embedding.RULES["_embedding_bag_backward"]((2, DIM), (6,), (2,), (6,), (2,), (2, DIM), VOCAB, False, 0,
                                                      False, None, -1, out_shape=WEIGHT)
     assert got == (6 * DIM, 6 * DIM)
+
+
+@pytest.mark.parametrize(("mode", "per_element"), [("sum", 1), ("mean", 1), ("max", None)])
+def test_embedding_bag_backward_mirrors_its_forward(mode, per_element):
+    """Sum and mean: each bag's gradient row goes back into the row of every index in the bag
+    (one add per looked-up element, as many as the forward's adds); max: only the winning row of
+    each position receives it (one add per bag element)."""
+    bags, size, dim = 2, 3, 4
+    bag = nn.EmbeddingBag(10, dim, mode=mode)
+    indices = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    forward = fb.measure(bag, indices)
+    training = fb.measure(bag, indices, backward=True)
+    expected = bags * size * dim if per_element else bags * dim
+    assert training.flops - forward.flops == expected

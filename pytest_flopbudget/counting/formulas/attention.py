@@ -155,15 +155,18 @@ def mha_forward_function(
     in_proj_weight: Shape | None, in_proj_bias: Shape | None, bias_k: Shape | None,
     bias_v: Shape | None, add_zero_attn: bool, dropout_p: float, out_proj_weight: Shape,
     out_proj_bias: Shape | None, training: bool = True, key_padding_mask: Shape | None = None,
-    need_weights: bool = True, attn_mask: Shape | None = None, *args: object, out_shape: object = None,
-    **kwargs: object,
+    need_weights: bool = True, attn_mask: Shape | None = None, use_separate_proj_weight: bool = False,
+    q_proj_weight: Shape | None = None, k_proj_weight: Shape | None = None, v_proj_weight: Shape | None = None,
+    static_k: Shape | None = None, static_v: Shape | None = None, average_attn_weights: bool = True,
+    *args: object, out_shape: object = None, **kwargs: object,
 ) -> Cost:
-    """``F.multi_head_attention_forward``: the path nn.MultiheadAttention takes off its fast path."""
+    """``F.multi_head_attention_forward``: the path nn.MultiheadAttention takes off its fast path.
+    The counter binds the call to this signature, so every argument arrives in its place."""
     training = kwargs.get("training", training)  # type: ignore[assignment]
     key_padding_mask = kwargs.get("key_padding_mask", key_padding_mask)  # type: ignore[assignment]
     need_weights = kwargs.get("need_weights", need_weights)  # type: ignore[assignment]
     attn_mask = kwargs.get("attn_mask", attn_mask)  # type: ignore[assignment]
-    average = bool(kwargs.get("average_attn_weights", True))
+    average = bool(kwargs.get("average_attn_weights", average_attn_weights))
     is_batched = len(query) == 3
     # inputs are (L, N, E) unless unbatched (L, E); nn.MultiheadAttention transposes batch_first
     batch = query[1] if is_batched else 1
