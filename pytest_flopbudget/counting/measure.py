@@ -70,11 +70,14 @@ def measure(
             args, kwargs = _build_inputs(inputs, target, fake_mode)
         if fake_mode is None:
             _refuse_meta_state(state, target)
+        in_place = fake_mode is None and state.tensors_on(target)
+        # made before counting starts: copying weights to the counting device is not the model's work
+        substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
         try:
-            if fake_mode is None and state.tensors_on(target):
+            if in_place:
                 _run_in_place(module, state, args, kwargs, counting)
             else:
-                _run_on_substitutes(module, state, args, kwargs, counting, _substitute_state(state, target, fake_mode))
+                _run_on_substitutes(module, state, args, kwargs, counting, substitutes)
         except Exception as error:
             explained = _explain(error, module, target)
             if explained is error:
@@ -123,8 +126,8 @@ def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dic
 
 def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting,
                         substitutes: dict[str, torch.Tensor]) -> None:
-    """The caller's module with ``substitutes`` for its parameters and buffers (made before
-    counting starts, so copying them is not counted); its attributes are put back afterwards."""
+    """The caller's module with ``substitutes`` for its parameters and buffers; its attributes are
+    put back afterwards."""
     trainable = [p for p in substitutes.values() if p.requires_grad]
     with state.attributes_kept(), counting:
         output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
