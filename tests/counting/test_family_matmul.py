@@ -179,3 +179,13 @@ def test_shape_grouped_mm_weight_gradient_splits_k():
     m, k, n, g = 8, 12, 8, 3
     assert matmul.grouped_mm((m, k), (k, n), (g,), None, out_shape=(g, m, n)) == (m * n * k + m * n * (k - g),
                                                                                 m * n * k)
+
+
+def test_shape_scaled_mm_counts_its_bias_like_addmm():
+    # _scaled_mm(a, b, scale_a, scale_b, bias=None, ...): fp8 (16, 32) x (32, 8); N = 16*8, K = 32
+    n, k = 16 * 8, 32
+    plain = matmul.RULES["_scaled_mm"]((16, 32), (32, 8), (), (), out_shape=(16, 8))
+    assert plain == (n * (2 * k - 1), n * k)
+    with_bias = matmul.RULES["_scaled_mm"]((16, 32), (32, 8), (), (), (8,), out_shape=(16, 8))
+    assert with_bias == (n * (2 * k - 1) + n, n * k + n)
+    assert matmul.RULES["_scaled_mm"]((16, 32), (32, 8), (), (), bias=(8,), out_shape=(16, 8)) == with_bias

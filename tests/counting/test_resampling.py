@@ -96,6 +96,20 @@ def test_upsample_backward_spreads_over_the_same_taps(device):
     assert both.ops["aten.upsample_bilinear2d"] == forward.ops["aten.upsample_bilinear2d"]
 
 
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("mode", "taps"), [("bilinear", 4 * 5), ("bicubic", 8 * 10)])
+def test_antialiased_backward_spreads_over_the_forward_taps(device, mode, taps):
+    """Downsampling 4x5 -> 2x2 with antialias: ceil(s*2) * ceil(s*2.5) taps (s = 2 bilinear, 4
+    bicubic); the backward spreads each output gradient over the same taps, nothing uncounted."""
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), Fn(lambda x: F.interpolate(x, size=(2, 2), mode=mode, antialias=True)))
+    both = fb.measure(model, X4, device=device, backward=True)
+    assert both.uncounted == {}
+    n = 2 * 3 * 2 * 2
+    assert both.ops[f"aten._upsample_{mode}2d_aa"] == n * (2 * taps - 1)
+    assert both.ops[f"aten._upsample_{mode}2d_aa_backward"] == n * (2 * taps - 1)
+
+
 # -- shape level: the formula called with plain shapes --
 # Each aten kernel called as the counter calls it. An interpolated output is a weighted sum of
 # `taps` inputs: taps multiplies and taps − 1 adds (flops), taps macs; nearest is a copy, one per
@@ -152,6 +166,15 @@ def test_shape_upsample_backward_counts_what_the_forward_counts():
     assert got == (n * 7, n * 4)
     nearest = resampling.RULES["upsample_nearest2d_backward"]((2, 3, 8, 10), [8, 10], [2, 3, 4, 5], out_shape=X4S)
     assert nearest == (n, n)
+
+
+def test_shape_antialiased_backward_uses_the_forward_filter():
+    # _upsample_bilinear2d_aa_backward(grad_output, output_size, input_size, align_corners):
+    # 9x8 -> 3x2 downsampled: ceil(2*9/3) * ceil(2*8/2) = 6 * 8 taps per output gradient
+    taps, n = 6 * 8, 3 * 2
+    got = resampling.RULES["_upsample_bilinear2d_aa_backward"]((1, 1, 3, 2), [3, 2], [1, 1, 9, 8], False,
+                                                               out_shape=(1, 1, 9, 8))
+    assert got == (n * (2 * taps - 1), n * taps)
 
 
 @pytest.mark.parametrize("mode, taps", [(0, 4), (1, 1), (2, 16)], ids=["bilinear", "nearest", "bicubic"])

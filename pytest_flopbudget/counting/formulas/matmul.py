@@ -28,6 +28,14 @@ def mm(a: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) ->
     return dot_products(numel(out_shape), a[-1])
 
 
+def scaled_mm(a: Shape, b: Shape, scale_a: Shape, scale_b: Shape, bias: Shape | None = None, *args: object,
+              out_shape: Shape, **kwargs: object) -> Cost:
+    """``_scaled_mm`` (fp8 products): the product's dot products, plus one add per output with a
+    bias; the scales are applied in the kernel's epilogue, as a matmul's output cast is."""
+    bias = kwargs.get("bias", bias)  # type: ignore[assignment]
+    return dot_products(numel(out_shape), a[-1], bias=bias is not None)
+
+
 def _adds_term(kwargs: dict[str, object]) -> bool:
     return kwargs.get("beta", 1) != 0
 
@@ -88,7 +96,7 @@ RULES = {
     "mm": mm,
     "bmm": mm,
     "_int_mm": mm,
-    "_scaled_mm": mm,
+    "_scaled_mm": scaled_mm,
     "addmm": addmm,
     "baddbmm": addmm,
     "addbmm": addbmm,

@@ -66,6 +66,18 @@ def _antialiased(support: int):  # type: ignore[no-untyped-def]
     return formula
 
 
+def _antialiased_backward(support: int):  # type: ignore[no-untyped-def]
+    """``_upsample_*_aa_backward(grad_output, output_size, input_size, ...)``: each output
+    gradient element goes back to the inputs its filter read, with the forward's taps."""
+    def formula(grad_out: Shape, output_size: Sequence[int], input_size: Sequence[int], *args: object,
+                out_shape: object = None, **kwargs: object) -> Cost:
+        taps = antialiased_taps(input_size[2:], output_size, support)
+        return interpolate(numel(grad_out), taps)
+
+    formula.__name__ = f"upsample_antialiased_{support}_backward"
+    return formula
+
+
 def grid_sampler(x: Shape, grid: Shape, interpolation_mode: int = 0, *args: object,
                  out_shape: object = None, **kwargs: object) -> Cost:
     """``grid_sampler_2d/3d(input, grid, interpolation_mode, padding_mode, align_corners)``;
@@ -101,6 +113,8 @@ RULES = {
     **{f"{name}_backward": _backward(taps) for name, taps in _UPSAMPLING.items()},
     "_upsample_bilinear2d_aa": _antialiased(2),
     "_upsample_bicubic2d_aa": _antialiased(4),
+    "_upsample_bilinear2d_aa_backward": _antialiased_backward(2),
+    "_upsample_bicubic2d_aa_backward": _antialiased_backward(4),
     "grid_sampler_2d": grid_sampler,
     "grid_sampler_3d": grid_sampler,
     "affine_grid_generator": affine_grid,
