@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from pytest_flopbudget.counting.devices import DEVICES
+from pytest_flopbudget.counting.errors import wants_integer_inputs
 from pytest_flopbudget.counting.table import SORTS
 
 EXIT_OK = 0
@@ -289,8 +290,10 @@ def _run(request: Request) -> Any:
             raise CliError(_one_line(error) + option) from error
         except Exception as error:
             shapes = ", ".join(f"{_fmt_shape(s)} {d}" for s, d in zip(request.shapes, request.dtypes))
+            hint = " (the model wants integer inputs such as token ids: give --dtype long)" \
+                if wants_integer_inputs(error) else ""
             raise CliError(
-                f"the model's forward failed on inputs {shapes}: {type(error).__name__}: {_one_line(error)}"
+                f"the model's forward failed on inputs {shapes}: {type(error).__name__}: {_one_line(error)}{hint}"
             ) from error
 
 

@@ -188,6 +188,7 @@ def test_usage_errors_are_one_line_exit_2(zoo, capfd, argv, message):
         (["zoo:tiny", "-s", "5,7", "--device", "cpu"], "the model's forward failed on inputs 5x7 float32: RuntimeError"),
         (["zoo:Masked", "-s", "2,3", "-s", "2,3", "-s", "1", "--dtype", "long", "--dtype", "bool"],
          "2 --dtype values for 3 --input-shape values"),
+        (["zoo:Masked", "-s", "2,3", "-s", "2,3"], "the model wants integer inputs such as token ids: give --dtype long"),
     ],
 )
 def test_model_errors_are_one_line_exit_2(zoo, capfd, argv, message):

@@ -85,3 +85,10 @@ def mixes_devices(error: BaseException) -> bool:
 def first_line(error: BaseException) -> str:
     """'RuntimeError: the first line of its message', for one-line explanations."""
     return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def wants_integer_inputs(error: BaseException) -> bool:
+    """Whether an op refused floating-point inputs where it needs indices (token ids given to an
+    embedding as float tensors). torch raises a plain RuntimeError: its message names both dtypes."""
+    message = str(error)
+    return "Long" in message and ("Float" in message or "float" in message)

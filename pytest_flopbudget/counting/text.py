@@ -14,14 +14,25 @@ _SUFFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 
 
 def decimal(number: float | Fraction) -> str:
-    """A number as people write it: whole numbers without decimals, otherwise three decimals at
-    most with trailing zeros dropped (8.5, 25.557); tiny or enormous ones in scientific form."""
+    """A number as people write it: whole numbers without decimals; from 1 up, three decimals at
+    most with trailing zeros dropped (8.5, 25.557); below 1, three significant digits (0.0118,
+    0.00941), so a small count keeps its precision; enormous ones in scientific form."""
     number = float(number)
     if number == int(number) and abs(number) < 1e15:
         return str(int(number))
-    if 0.01 <= abs(number) < 1e15:
+    if 1 <= abs(number) < 1e15:
         return f"{number:.3f}".rstrip("0").rstrip(".")
     return f"{number:.3g}"
+
+
+def giga(value: float | None) -> str:
+    """A count in G (billions) for a table column: three decimals from 1 G up, three significant
+    digits below (0.0533, 0.00941), "0" for nothing and "-" for no value."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    return f"{value:.3f}" if value >= 1 else f"{value:.3g}"
 
 
 def human_count(value: int | Fraction | float) -> str:
@@ -44,14 +55,11 @@ def layout(rows: Sequence[Sequence[str]], *, left: Collection[int], widths: Sequ
     """Rows of cells (the header first) as aligned text lines, with a rule under the header.
 
     Columns in ``left`` are padded on the right (names), the others on the left (numbers); ``widths``
-    defaults to the widest cell of each column. Trailing spaces are dropped."""
+    defaults to the widest cell of each column. Trailing spaces are dropped; the rule is as wide as
+    the widest line."""
     if widths is None:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(width) if i in left else cell.rjust(width)
-                 for i, (cell, width) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("-" * len(lines[0]))
-    return lines
+    lines = ["  ".join(cell.ljust(width) if i in left else cell.rjust(width)
+                       for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    rule = "-" * max(len(line) for line in lines)
+    return [lines[0], rule, *lines[1:]]

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import pytest_flopbudget
+from pytest_flopbudget.counting.errors import wants_integer_inputs
 
 
 class FlopBudgetFailure(Exception):
@@ -49,18 +50,19 @@ def _package_dirs() -> tuple[str, ...]:
     return tuple(os.fspath(d) + os.sep for d in dirs)
 
 
-def _in_engine(path: Any) -> bool:
-    engine = os.fspath(Path(pytest_flopbudget.__file__).parent / "counting") + os.sep
-    return os.fspath(path).startswith(engine)
+def _in_package(path: Any) -> bool:
+    package = os.fspath(Path(pytest_flopbudget.__file__).parent) + os.sep
+    return os.fspath(path).startswith(package)
 
 
 def short_forward_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> Any | None:
-    """A few lines for an exception raised through the engine, or None to leave pytest's own."""
+    """A few lines for an exception raised through the engine or the fixture (a model's forward,
+    a misuse of ``flop_budget``), or None to leave pytest's own."""
     config = item.config
     if (config.getoption("tbstyle", "auto") != "auto" or config.get_verbosity() > 0
             or config.getoption("fulltrace", False)):
         return None
-    if not any(_in_engine(entry.path) for entry in excinfo.traceback):
+    if not any(_in_package(entry.path) for entry in excinfo.traceback):
         return None
     internal = _package_dirs()
     user_frames = excinfo.traceback.filter(lambda entry: not os.fspath(entry.path).startswith(internal))
@@ -69,14 +71,7 @@ def short_forward_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseE
     excinfo.traceback = user_frames
     longrepr = excinfo.getrepr(style="short", funcargs=False, showlocals=bool(config.getoption("showlocals", False)),
                                chain=False)
-    hint = _hint(str(excinfo.value))
-    if hint:
-        longrepr.addsection("flop budget", hint)
+    if wants_integer_inputs(excinfo.value):
+        longrepr.addsection("flop budget", "the model wants integer inputs (token ids, indices): build them with "
+                            "dtype=torch.long, e.g. torch.zeros(1, 128, dtype=torch.long); -v shows the full traceback")
     return longrepr
-
-
-def _hint(message: str) -> str | None:
-    if "Long" in message and ("FloatTensor" in message or "Float" in message or "float" in message):
-        return ("the model wants integer inputs (token ids, indices): build them with dtype=torch.long, "
-                "e.g. torch.zeros(1, 128, dtype=torch.long); -v shows the full traceback")
-    return None

@@ -146,7 +146,8 @@ class FlopBudgetPlugin:
         if budget is None and not measured:
             return None
         return judge(test_id(item), budget, measured, self.baseline.entries, tolerance=self.settings.tolerance,
-                     strict=self.settings.strict, update=self.settings.update)
+                     strict=self.settings.strict, update=self.settings.update,
+                     update_command=self.settings.update_command)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
@@ -278,7 +279,7 @@ class FlopBudgetPlugin:
             self.verdicts.values(), stale=self.stale, stale_failed=self.stale_failed, notes=self.notes,
             baseline_path=self.baseline.path, device=self.settings.device,
             tolerance=format_fraction(self.settings.tolerance), update=self.settings.update,
-            prune=self.settings.prune, torch_note=self.torch_note(),
+            prune=self.settings.prune, torch_note=self.torch_note(), update_command=self.settings.update_command,
         )
         if self.settings.report_path is not None and (self.summary.rows or self.summary.stale):
             write_file(self.settings.report_path, self.summary)

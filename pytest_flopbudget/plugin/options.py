@@ -175,6 +175,9 @@ class Settings:
     report_path: Path | None
     junit_properties: bool
     baseline_depth: int = DEFAULT_BASELINE_DEPTH
+    # what a hint tells the user to run to accept the counts: the command-line options that decide
+    # what is written (which file, which device) are repeated; ini values apply by themselves
+    update_command: str = "pytest --flop-update-baseline"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -195,6 +198,11 @@ class Settings:
             return (base / raw).resolve() if not os.path.isabs(raw) else Path(raw)
 
         baseline = resolve("flop_baseline") or (rootdir / DEFAULT_BASELINE)
+        repeated = []
+        if sources["flop_baseline"] == "cli":
+            repeated.append(f"--flop-baseline={_quoted(values['flop_baseline'])}")
+        if sources["flop_device"] == "cli" and values["flop_device"] != "cpu":
+            repeated.append(f"--flop-device={values['flop_device']}")
         return cls(
             device=values["flop_device"] or "cpu",
             baseline_path=baseline,
@@ -205,7 +213,15 @@ class Settings:
             report_path=resolve("flop_report"),
             junit_properties=bool(config.getini("flop_junit_properties")),
             baseline_depth=baseline_depth(config.getini("flop_baseline_depth")),
+            update_command=" ".join(["pytest --flop-update-baseline", *repeated]),
         )
+
+
+def _quoted(text: str) -> str:
+    """A path as a shell reads it back: quoted only when it needs to be."""
+    import shlex
+
+    return shlex.quote(str(text))
 
 
 def check_device_available(device: str) -> None:

@@ -13,23 +13,16 @@ from typing import Any
 
 import pytest
 
-from pytest_flopbudget.counting.text import human_count, layout
+from pytest_flopbudget.counting.text import giga, human_count, layout
 from pytest_flopbudget.plugin.summary import Row, SessionSummary, count_line
 from pytest_flopbudget.plugin.verdict import OK
 
 ROWS_BEFORE_HIDING = 20
-# columns dropped, in this order, when the table is wider than the terminal
-OPTIONAL_COLUMNS = ("GMACs", "change", "params")
+# columns dropped, in this order, when the table is wider than the terminal (the change against
+# the baseline goes last: it is what a reviewer reads the table for)
+OPTIONAL_COLUMNS = ("GMACs", "params", "change")
 MIN_TEST_WIDTH = 16
 HEADER = ("test", "GFLOPs", "GMACs", "params", "budget", "change", "verdict")
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        return "0"
-    return f"{value:.3f}" if value >= 0.01 else f"{value:.3g}"
 
 
 def _used(value: float | None) -> str:
@@ -38,7 +31,7 @@ def _used(value: float | None) -> str:
 
 def _cells(row: Row, verdict: str) -> tuple[str, ...]:
     """A row's cells in HEADER order (the verdict cell as the caller words it)."""
-    return (row.key, _number(row.gflops), _number(row.gmacs), "-" if row.params is None else human_count(row.params),
+    return (row.key, giga(row.gflops), giga(row.gmacs), "-" if row.params is None else human_count(row.params),
             _used(row.budget_used), row.change, verdict)
 
 

@@ -143,7 +143,7 @@ class SessionSummary:
     @classmethod
     def build(cls, verdicts: Iterable[TestVerdict], *, stale: Iterable[str], stale_failed: bool, notes: Iterable[str],
               baseline_path: Path, device: str, tolerance: str, update: bool, prune: bool,
-              torch_note: str | None) -> SessionSummary:
+              torch_note: str | None, update_command: str = UPDATE_HINT) -> SessionSummary:
         verdicts = list(verdicts)
         rows = rows_of(verdicts)
         stale = tuple(stale)
@@ -153,12 +153,12 @@ class SessionSummary:
         for verdict in verdicts:
             for entry in verdict.entries:
                 if entry.status == DEVICE_MISMATCH and not entry.failing:
-                    hints.extend(describe_other_path(entry))
+                    hints.extend(describe_other_path(entry, update_command))
         if counts[OVER_BUDGET]:
             hints.append("over budget: if intended, raise the limit in the test's @pytest.mark.flop_budget(...); "
                          "the baseline does not change a budget")
         if not update and (counts[REGRESSED] or counts[IMPROVED] or counts[NEW]):
-            hints.append(f"accept these changes: {UPDATE_HINT} (then commit {baseline_path.name})")
+            hints.append(f"accept these changes: {update_command} (then commit {baseline_path.name})")
         if stale and not prune:
             hints.append("remove stale entries: pytest --flop-prune-baseline"
                          + (" (failing: --flop-strict)" if stale_failed else ""))

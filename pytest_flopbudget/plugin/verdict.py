@@ -199,7 +199,7 @@ def _other_path(measured: Entry, baseline: Entry) -> bool:
     return measured.params == baseline.params and (measured.flops, measured.macs) != (baseline.flops, baseline.macs)
 
 
-def describe_other_path(entry: EntryVerdict) -> list[str]:
+def describe_other_path(entry: EntryVerdict, update_command: str = UPDATE_HINT) -> list[str]:
     """Why a count from another device is not compared, and what to do about it."""
     assert entry.baseline is not None
     new, old = entry.measured, entry.baseline
@@ -209,7 +209,7 @@ def describe_other_path(entry: EntryVerdict) -> list[str]:
         f"values on the host ({'; '.join(reads)}), so each device may take another path: flops {new.flops:,} vs "
         f"{old.flops:,} ({percent(change(new.flops, old.flops))}) is not judged as a regression",
         f"  measure on the baseline's device (--flop-device={old.device}), or give inputs whose values take the "
-        f"intended path on every device (e.g. an attention mask with padding), then `{UPDATE_HINT}`",
+        f"intended path on every device (e.g. an attention mask with padding), then `{update_command}`",
     ]
 
 
@@ -253,6 +253,8 @@ class TestVerdict:
     test_failed: bool = False
     # the budget failure was expected (@pytest.mark.xfail): shown, does not fail the run
     xfail: bool = False
+    # the command that accepts the counts, with the options of this run that decide what is written
+    update_command: str = UPDATE_HINT
     __test__ = False  # not a pytest test class, despite the name
 
     @property
@@ -310,10 +312,10 @@ class TestVerdict:
                 continue
             who = "" if entry.label is None else f"[{entry.label}] "
             if entry.status == NEW:
-                lines.append(f"{who}no baseline entry (--flop-strict); create it with `{UPDATE_HINT}`")
+                lines.append(f"{who}no baseline entry (--flop-strict); create it with `{self.update_command}`")
                 continue
             if entry.status == DEVICE_MISMATCH:
-                lines.extend(describe_other_path(entry))
+                lines.extend(describe_other_path(entry, self.update_command))
                 lines.append("  (--flop-strict fails this; without it, it passes with this note)")
                 continue
             assert entry.baseline is not None
@@ -331,11 +333,11 @@ class TestVerdict:
                     more = f" and {len(entry.grown) - 5} more" if len(entry.grown) > 5 else ""
                     lines.append(f"  grown: {names}{more}")
                 if self.over_budget:
-                    lines.append(f"  {UPDATE_HINT} accepts the regression, not the budget")
+                    lines.append(f"  {self.update_command} accepts the regression, not the budget")
                 else:
-                    lines.append(f"  if intended, accept with `{UPDATE_HINT}` and commit the baseline")
+                    lines.append(f"  if intended, accept with `{self.update_command}` and commit the baseline")
             else:
-                lines.append(f"  tighten the baseline with `{UPDATE_HINT}`")
+                lines.append(f"  tighten the baseline with `{self.update_command}`")
         return "\n".join(lines)
 
     def section(self) -> str:
@@ -346,7 +348,7 @@ class TestVerdict:
         for entry in self.entries:
             lines.append(f"{entry.key}: {entry.status}")
             if entry.status == DEVICE_MISMATCH:
-                lines.extend("  " + line for line in describe_other_path(entry))
+                lines.extend("  " + line for line in describe_other_path(entry, self.update_command))
             for metric in METRICS:
                 new = getattr(entry.measured, metric)
                 if entry.baseline is None:
@@ -371,6 +373,7 @@ class TestVerdict:
             "entries": [_entry_to_dict(e) for e in self.entries],
             "test_failed": self.test_failed,
             "xfail": self.xfail,
+            "update_command": self.update_command,
         }
 
     @classmethod
@@ -385,6 +388,7 @@ class TestVerdict:
             update=data["update"],
             test_failed=bool(data.get("test_failed", False)),
             xfail=bool(data.get("xfail", False)),
+            update_command=str(data.get("update_command", UPDATE_HINT)),
         )
 
 
@@ -426,7 +430,7 @@ class Measured:
 
 
 def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], baseline: Mapping[str, Entry],
-          *, tolerance: Fraction, strict: bool, update: bool) -> TestVerdict:
+          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT) -> TestVerdict:
     """The verdict of one test: the budget applies to the sum of its measurements, the baseline to each."""
     if budget is not None and budget.tolerance is not None:
         tolerance = budget.tolerance
@@ -437,7 +441,7 @@ def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], base
         for m in measured
         for key in [entry_key(nodeid, m.label)]
     )
-    return TestVerdict(nodeid, budget is not None, checks, entries, tolerance, update)
+    return TestVerdict(nodeid, budget is not None, checks, entries, tolerance, update, update_command=update_command)
 
 
 def _check(limit: Limit, measured: Sequence[Measured]) -> BudgetCheck:

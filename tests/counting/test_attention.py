@@ -501,3 +501,21 @@ def test_multihead_attention_weights_not_averaged_skip_the_head_average():
     averaged = fb.measure(Attend(True), query)
     per_head = fb.measure(Attend(False), query)
     assert averaged.flops - per_head.flops == ((heads - 1) + 1) * n * length * length
+
+
+def test_multihead_attention_is_credited_to_its_own_row_not_to_out_proj():
+    """nn.MultiheadAttention uses its projections' weights directly and never calls out_proj: the
+    whole attention is the MHA row (as the README's Limits say), out_proj shows params and 0 flops."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attn(x, x, x)[0]
+
+    measured = fb.measure(Block().eval(), torch.randn(1, 5, 16))
+    assert measured.modules["attn"].flops == measured.flops > 0
+    assert measured.modules["attn.out_proj"].flops == 0
+    assert measured.modules["attn.out_proj"].params == 16 * 16 + 16

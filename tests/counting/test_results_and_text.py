@@ -14,7 +14,7 @@ from torch import nn
 import pytest_flopbudget as fb
 from pytest_flopbudget.counting.errors import MeasurementError, mixes_devices, needs_values
 from pytest_flopbudget.counting.names import ancestors, module_depth, module_order, natural_key
-from pytest_flopbudget.counting.text import decimal, format_count, human_count, layout
+from pytest_flopbudget.counting.text import decimal, format_count, giga, human_count, layout
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -60,6 +60,15 @@ def test_layout_aligns_names_left_and_numbers_right_with_a_rule():
         "a             1",
         "long name  1000",
     ]
+    # a left-aligned last column wider than its header: the rule spans the widest row
+    assert layout([("n", "verdict"), ("1", "regressed")], left={1}) == ["n  verdict", "------------", "1  regressed"]
+
+
+def test_small_counts_keep_three_significant_digits_in_tables_and_messages():
+    flops = 11_756_544  # 0.0118 G: the table column and the budget message agree
+    assert giga(flops / 1e9) == "0.0118" and format_count(flops, "flops") == "0.0118 GFLOPs"
+    assert giga(53_265_920 / 1e9) == "0.0533" and giga(9_413_000 / 1e9) == "0.00941"
+    assert giga(3_632_100_000 / 1e9) == "3.632" and giga(0) == "0" and giga(None) == "-"
 
 
 def test_module_names():

@@ -115,6 +115,11 @@ def test_several_measurements_need_labels_and_the_budget_applies_to_the_sum(proj
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([f"*max_params: {total} params*> limit {total - 1}*",
                                  "*measure() called more than once in one test: give every measurement a distinct label*"])
+    # a misuse reads like a user's error: the user's line, not the fixture's source
+    failures = result.stdout.str().split("= FAILURES =")[1]
+    unlabelled = failures[failures.index("test_unlabelled"):]
+    assert "FlopBudgetUsageError" in unlabelled and "_check_label" not in unlabelled
+    assert "flop_budget.measure(torch.nn.Linear(8, 4), torch.zeros(1, 8))" in unlabelled
     entries = project.load()["entries"]
     assert entries["test_multi.py::test_sum_fits#enc"]["params"] == linear_params(8, 4)
     assert entries["test_multi.py::test_sum_fits#dec"]["flops"] == linear_flops(1, 4, 2)

@@ -77,3 +77,23 @@ def test_ini_tolerance_and_strict_take_effect(project: Project) -> None:
     result = project.run("-v")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*::test_a FLOPS IMPROVED*", "*flops improved beyond the tolerance (--flop-strict)*"])
+
+
+def test_the_accept_hint_repeats_the_options_that_decide_what_is_written(project: Project) -> None:
+    """A baseline path or device given on the command line is repeated in the command the hints
+    print, so running that command as printed updates the file the run compared with."""
+    project.write("test_a.py", project.linear_test("test_a", 8, 4))
+    options = ("--flop-baseline=budgets/other.yaml", "--flop-device=meta")
+    command = "pytest --flop-update-baseline --flop-baseline=budgets/other.yaml --flop-device=meta"
+    result = project.run(*options)
+    result.stdout.fnmatch_lines([f"accept these changes: {command} (then commit other.yaml)"])
+    strict = project.run(*options, "--flop-strict")
+    strict.stdout.fnmatch_lines([f"*no baseline entry (--flop-strict); create it with `{command}`*"])
+    project.run(*command.split()[1:]).assert_outcomes(passed=1)  # the printed command, as printed
+    written = project.pytester.path / "budgets/other.yaml"
+    assert "test_a.py::test_a" in written.read_text() and not project.baseline.exists()
+    assert "device: meta" in written.read_text()
+    # given in the ini file, options apply by themselves and are not repeated
+    project.pytester.makeini("[pytest]\nflop_baseline = budgets/other.yaml\n")
+    project.write("test_b.py", project.linear_test("test_b", 8, 2))
+    project.run().stdout.fnmatch_lines(["accept these changes: pytest --flop-update-baseline (then commit other.yaml)"])

@@ -108,3 +108,20 @@ def test_torch_is_not_imported_without_measuring(pytester: pytest.Pytester) -> N
     assert "flopbudget: baseline" in result.stdout.str()  # the plugin was loaded
     assert (pytester.path / "after_collect.txt").read_text() == "False"
     assert (pytester.path / "at_end.txt").read_text() == "False"
+
+
+def test_a_narrow_terminal_drops_gmacs_and_params_before_the_change_column() -> None:
+    """The change against the baseline is what a reviewer reads the table for: at the 80 columns of
+    a CI log it stays, after GMACs and params have gone."""
+    from pytest_flopbudget.plugin.report import table_lines
+    from pytest_flopbudget.plugin.summary import Row
+
+    row = Row(key="tests/test_growth.py::test_grows_layer", nodeid="tests/test_growth.py::test_grows_layer",
+              label=None, flops=11_756_544, macs=5_900_000, params=164_096, budget_used=0.5,
+              change="+15.4% flops", verdict="regressed", failing=True, baseline=None)
+    full = table_lines([row])
+    assert len(full[0]) > 80 and "GMACs" in full[0] and "params" in full[0]
+    narrow = table_lines([row], 80)
+    assert all(len(line) <= 80 for line in narrow), narrow
+    assert "change" in narrow[0] and "+15.4% flops" in narrow[2] and "GMACs" not in narrow[0]
+    assert narrow[1] == "-" * max(len(line) for line in narrow)  # the rule spans the widest row
