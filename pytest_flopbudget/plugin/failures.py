@@ -10,6 +10,7 @@ in pytest's short style, with a hint where the error has a common cause; ``-v``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -41,13 +42,15 @@ def budget_repr(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item,
     return longrepr
 
 
-def _package_dirs() -> tuple[str, ...]:
+def _internal_paths() -> tuple[str, ...]:
+    """Where frames are not the user's: this package, pytest, pluggy, torch, and the standard
+    library's contextlib (the fixture's ``count()`` is a context manager)."""
     dirs = [Path(pytest_flopbudget.__file__).parent, Path(pytest.__file__).parent.parent / "_pytest"]
     for name in ("torch", "pluggy"):
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
             dirs.append(Path(module.__file__).parent)  # type: ignore[arg-type]
-    return tuple(os.fspath(d) + os.sep for d in dirs)
+    return (*(os.fspath(d) + os.sep for d in dirs), contextlib.__file__)
 
 
 def _in_package(path: Any) -> bool:
@@ -64,7 +67,7 @@ def short_forward_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseE
         return None
     if not any(_in_package(entry.path) for entry in excinfo.traceback):
         return None
-    internal = _package_dirs()
+    internal = _internal_paths()
     user_frames = excinfo.traceback.filter(lambda entry: not os.fspath(entry.path).startswith(internal))
     if not user_frames:
         return None
