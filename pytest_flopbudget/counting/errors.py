@@ -89,6 +89,8 @@ def first_line(error: BaseException) -> str:
 
 def wants_integer_inputs(error: BaseException) -> bool:
     """Whether an op refused floating-point inputs where it needs indices (token ids given to an
-    embedding as float tensors). torch raises a plain RuntimeError: its message names both dtypes."""
-    message = str(error)
-    return "Long" in message and ("Float" in message or "float" in message)
+    embedding as float tensors). torch raises a plain RuntimeError whose words vary by kernel and
+    release: "... 'indices' ... Long, Int; but got torch.FloatTensor" (an embedding on cpu), "tensors
+    used as indices must be long, int, byte or bool tensors" (indexing, and embeddings on meta)."""
+    message = str(error).lower()
+    return "long" in message and ("float" in message or "indices" in message)

@@ -115,3 +115,24 @@ def test_the_engine_names_its_own_argument_and_the_device_that_works():
     assert "device='cpu'" in str(caught.value)
     assert "--flop-device" not in str(caught.value) and "--device" not in str(caught.value)
     assert caught.value.use_device == "cpu"
+
+
+@pytest.mark.parametrize("message", [
+    "Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; "
+    "but got torch.FloatTensor instead (while checking arguments for embedding)",
+    "tensors used as indices must be long, int, byte or bool tensors",
+])
+def test_float_token_ids_are_recognised_in_each_of_torchs_wordings(message):
+    from pytest_flopbudget.counting.errors import wants_integer_inputs
+
+    assert wants_integer_inputs(RuntimeError(message))
+    assert not wants_integer_inputs(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_float_token_ids_given_to_an_embedding_get_the_hint_on_every_device(device):
+    from pytest_flopbudget.counting.errors import wants_integer_inputs
+
+    with pytest.raises(Exception) as caught:
+        fb.measure(nn.Embedding(10, 4), torch.zeros(2, 3), device=device)
+    assert wants_integer_inputs(caught.value)
