@@ -100,7 +100,12 @@ def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
     if isinstance(value, bool):
         raise MarkerError(argument, value, "a bool is not a limit; give a number or a string like '26M'")
     if isinstance(value, numbers.Real):
-        scaled = _exact_real(argument, value) * unit
+        try:
+            scaled = _exact_real(value) * unit
+        except _NotReal as error:
+            reasons = {"unreadable": f"cannot be read as a number ({error.detail})", "nan": "NaN is not a limit",
+                       "infinite": "an infinite limit is no limit; leave the argument out"}
+            raise MarkerError(argument, value, reasons[error.problem]) from None
     elif isinstance(value, str):
         match = _QUANTITY.match(value) if len(value) <= MAX_TEXT else None
         if match is None:
@@ -120,7 +125,17 @@ def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
     return scaled
 
 
-def _exact_real(argument: str, value: Any) -> Fraction:
+class _NotReal(ValueError):
+    """A number with no exact real value: ``problem`` is "unreadable" (``detail`` names the error
+    reading it raised), "nan" or "infinite"; limits and tolerances each word it their own way."""
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.detail = detail
+
+
+def _exact_real(value: Any) -> Fraction:
     """A real number exactly: ints of any size, Fractions, floats as written, numpy scalars."""
     try:
         if isinstance(value, numbers.Integral):
@@ -129,12 +144,11 @@ def _exact_real(argument: str, value: Any) -> Fraction:
             return Fraction(int(value.numerator), int(value.denominator))
         as_float = float(value)
     except (TypeError, ValueError, OverflowError, ArithmeticError) as error:
-        raise MarkerError(argument, value, f"cannot be read as a number ({type(error).__name__})") from None
+        raise _NotReal("unreadable", type(error).__name__) from None
     if math.isnan(as_float):
-        raise MarkerError(argument, value, "NaN is not a limit" if argument != "tolerance" else "NaN is not a fraction")
+        raise _NotReal("nan")
     if math.isinf(as_float):
-        raise MarkerError(argument, value, "an infinite limit is no limit; leave the argument out"
-                          if argument != "tolerance" else "must be a finite fraction")
+        raise _NotReal("infinite")
     # repr() gives the shortest decimal that round-trips, so 8.5 and 1e-7 are taken as written
     return Fraction(repr(as_float))
 
@@ -172,10 +186,13 @@ class ToleranceError(ValueError):
     """A tolerance that cannot be used: ``problem`` says which way (each front end words it in its
     own terms), ``exact`` is the value where one was read."""
 
-    def __init__(self, problem: str, exact: Fraction | None = None) -> None:
+    def __init__(self, problem: str, exact: Fraction | None = None, detail: str = "") -> None:
         super().__init__(problem)
-        self.problem = problem  # "not a number", "not a fraction", "nan", "infinite", "out of range",
-        self.exact = exact  # "negative" or "percent" (above 1 without a percent sign)
+        # "not a number", "unreadable", "not a fraction", "nan", "infinite", "out of range",
+        # "negative" or "percent" (above 1 without a percent sign)
+        self.problem = problem
+        self.exact = exact
+        self.detail = detail  # for "unreadable": the error reading the number raised
 
 
 def read_tolerance(value: Any) -> Fraction:
@@ -190,10 +207,9 @@ def read_tolerance(value: Any) -> Fraction:
             raise ToleranceError("not a fraction")
     else:
         try:
-            exact = _exact_real("tolerance", value)
-        except MarkerError as error:
-            raise ToleranceError("nan" if "NaN" in error.reason else "infinite"
-                                 if "finite" in error.reason else "not a number") from None
+            exact = _exact_real(value)
+        except _NotReal as error:
+            raise ToleranceError(error.problem, detail=error.detail) from None
     if out_of_range(exact):
         raise ToleranceError("out of range", exact)
     if exact < 0:
@@ -210,6 +226,7 @@ def parse_tolerance(value: Any) -> Fraction:
     except ToleranceError as error:
         reasons = {
             "not a number": "give a fraction such as 0.05 or '5%'",
+            "unreadable": f"cannot be read as a number ({error.detail})",
             "not a fraction": "not a fraction; write e.g. 0.05 or '5%'",
             "nan": "NaN is not a fraction",
             "infinite": "must be a finite fraction",

@@ -293,3 +293,18 @@ def test_hostile_markers_end_to_end(user_project: pytest.Pytester) -> None:
     reports = [line for line in text.splitlines() if "invalid @pytest.mark" not in line]
     assert not re.search(r"[0-9]{40}", "\n".join(reports))  # absurd limits do not print hundreds of digits
     assert not (user_project.path / "PWNED").exists()
+
+
+def test_a_real_that_cannot_be_read_is_named_as_such_for_limits_and_tolerances():
+    """A numbers.Real whose float() raises: both readers say so, naming the error."""
+    import numbers
+
+    class Unreadable(float):
+        def __float__(self):
+            raise ValueError("no value")
+
+    assert isinstance(Unreadable(1.0), numbers.Real)
+    with pytest.raises(MarkerError, match=r"^max_params=.*: cannot be read as a number \(ValueError\)$"):
+        parse_quantity("max_params", Unreadable(1.0), 1)
+    with pytest.raises(MarkerError, match=r"^tolerance=.*: cannot be read as a number \(ValueError\)$"):
+        parse_tolerance(Unreadable(1.0))
