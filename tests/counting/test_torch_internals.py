@@ -67,24 +67,26 @@ def test_every_family_with_rules_is_in_the_registry() -> None:
     assert set(FAMILIES.values()) == set(registry._FAMILIES)
 
 
+def _check_present_as_listed(found: bool, name: str, shown: str, where: str) -> None:
+    """``name`` resolves in this torch exactly when ONLY_IN says it should (``shown`` is how the
+    message names it, ``where`` the family table that lists it)."""
+    if _in_this_torch(name):
+        assert found, (f"{where} names {shown}, which torch {torch.__version__} does not have: find what "
+                       "replaced it (docs/torch-internals.md), or add it to ONLY_IN")
+    else:
+        assert not found, f"{shown} exists in torch {torch.__version__}: correct its range in ONLY_IN"
+
+
 @pytest.mark.parametrize("family, name", RULE_NAMES)
 def test_every_rules_name_is_an_aten_op_of_this_torch(family: str, name: str) -> None:
     found = registry._aten_op(name) is not None
-    if _in_this_torch(name):
-        assert found, (f"formulas/{family}.py RULES names aten.{name}, which torch {torch.__version__} "
-                       "does not have: find what replaced it (docs/torch-internals.md), or add it to ONLY_IN")
-    else:
-        assert not found, f"aten.{name} exists in torch {torch.__version__}: correct its range in ONLY_IN"
+    _check_present_as_listed(found, name, f"aten.{name}", f"formulas/{family}.py RULES")
 
 
 @pytest.mark.parametrize("family, path", FUNCTION_PATHS)
 def test_every_function_rule_resolves_in_this_torch(family: str, path: str) -> None:
     found = registry._import_path(path) is not None
-    if _in_this_torch(path):
-        assert found, (f"formulas/{family}.py FUNCTION_RULES names {path}, which torch {torch.__version__} "
-                       "does not have: find what replaced it (docs/torch-internals.md), or add it to ONLY_IN")
-    else:
-        assert not found, f"{path} exists in torch {torch.__version__}: correct its range in ONLY_IN"
+    _check_present_as_listed(found, path, path, f"formulas/{family}.py FUNCTION_RULES")
 
 
 # The arguments formulas read by position from private kernels, by the names aten's schema gives
