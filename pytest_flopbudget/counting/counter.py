@@ -98,6 +98,8 @@ class OpCounter:
         self.op_flops: dict[str, int] = defaultdict(int)
         self.op_macs: dict[str, int] = defaultdict(int)
         self.uncounted: dict[str, int] = defaultdict(int)
+        # op -> why its count is an estimate (a formula marked with formulas.estimated)
+        self.estimated: dict[str, str] = {}
         # module name ("" outside every submodule) -> op -> calls that read tensor values on the host
         self.value_reads: dict[str, dict[str, int]] = {}
         self.muted = 0
@@ -163,6 +165,9 @@ class OpCounter:
             flops, macs = formula(*shapes, out_shape=_out_shape(out), **kw_shapes)
         except Exception as error:
             raise FormulaError.wrap(op_name, formula, shapes, kw_shapes, error) from error
+        reason = getattr(formula, "estimated", None)
+        if reason is not None:
+            self.estimated.setdefault(op_name, reason)
         self.add(op_name, flops, macs)
 
 

@@ -42,6 +42,60 @@ class ModuleCost:
         return {"flops": self.flops, "macs": self.macs, "params": self.params}
 
 
+# what was live at the memory peak, by kind
+MEMORY_CATEGORIES = ("parameters", "buffers", "inputs", "gradients", "optimizer_state", "activations", "temporaries")
+# where a run was when its memory peaked
+MEMORY_PHASES = ("forward", "backward", "optimizer", "block")
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes of tensor storage one run held: each storage once, at its ``nbytes()``.
+
+    ``peak`` is everything live at the run's highest point (weights, inputs, gradients, optimizer
+    state, activations); ``at_entry`` what was live when the run began; ``modules`` the bytes live
+    at the peak that each module's code allocated (inclusive of its descendants, "" for code
+    outside any module); ``retained`` what the run allocated that outlives it (a KV cache, optimizer
+    state). Kernel workspaces, allocator rounding and fragmentation are not seen."""
+
+    peak: int
+    at_entry: int
+    phase: str
+    categories: dict[str, int] = field(default_factory=dict)
+    param_bytes: dict[str, int] = field(default_factory=dict)
+    modules: dict[str, int] = field(default_factory=dict)
+    retained: int = 0
+
+    @property
+    def activation_peak(self) -> int:
+        """What the run itself needed on top of what existed when it began."""
+        return self.peak - self.at_entry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peak": self.peak,
+            "at_entry": self.at_entry,
+            "activation_peak": self.activation_peak,
+            "phase": self.phase,
+            "categories": dict(self.categories),
+            "param_bytes": dict(self.param_bytes),
+            "modules": dict(self.modules),
+            "retained": self.retained,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Memory:
+        return cls(
+            peak=int(data["peak"]),
+            at_entry=int(data["at_entry"]),
+            phase=str(data.get("phase", "")),
+            categories={str(k): int(v) for k, v in data.get("categories", {}).items()},
+            param_bytes={str(k): int(v) for k, v in data.get("param_bytes", {}).items()},
+            modules={str(k): int(v) for k, v in data.get("modules", {}).items()},
+            retained=int(data.get("retained", 0)),
+        )
+
+
 @dataclass(frozen=True)
 class Measurement:
     """FLOPs, MACs and parameters of one model on one input, with a per-module and per-op breakdown.
@@ -62,6 +116,11 @@ class Measurement:
     op_macs: dict[str, int] = field(default_factory=dict)
     # module name ("" for the model itself) -> op -> calls that read tensor values on the host
     value_reads: dict[str, dict[str, int]] = field(default_factory=dict)
+    # op -> why its count follows a stated convention rather than shapes alone (an upper bound, an
+    # iterative solver's nominal work); not a value read: it never feeds the device-mismatch rule
+    estimated: dict[str, str] = field(default_factory=dict)
+    # bytes: the peak and what was live at it (None where memory was not tracked)
+    memory: Memory | None = None
 
     @property
     def value_dependent(self) -> bool:
@@ -104,6 +163,8 @@ class Measurement:
             "op_macs": dict(self.op_macs),
             "uncounted": dict(self.uncounted),
             "value_reads": {name: dict(ops) for name, ops in self.value_reads.items()},
+            "estimated": dict(self.estimated),
+            "memory": self.memory.to_dict() if self.memory is not None else None,
         }
 
     @classmethod
@@ -121,6 +182,8 @@ class Measurement:
             backward=bool(data.get("backward", False)),
             value_reads={str(name): {str(op): int(n) for op, n in ops.items()}
                          for name, ops in data.get("value_reads", {}).items()},
+            estimated={str(k): str(v) for k, v in data.get("estimated", {}).items()},
+            memory=Memory.from_dict(data["memory"]) if data.get("memory") is not None else None,
         )
 
     def modules_to_depth(self, depth: int) -> dict[str, ModuleCost]:

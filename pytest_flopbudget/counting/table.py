@@ -52,6 +52,9 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
     if measurement.uncounted:
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(measurement.uncounted.items()))
         out.append(f"uncounted ops (no formula): {listed}")
+    if measurement.estimated:
+        listed = "; ".join(f"{op}: {why}" for op, why in sorted(measurement.estimated.items()))
+        out.append(f"estimated (a stated convention, not exact): {listed}")
     if measurement.value_dependent:
         out.append(f"value-dependent: the run read tensor values on the host ({measurement.value_reads_text()}); "
                    "another device or other input values may take another path")

@@ -46,6 +46,18 @@ def per_element(n: int) -> Cost:
     return (n, n)
 
 
+def estimated(reason: str) -> Callable[[Formula], Formula]:
+    """Mark a formula whose count is fixed by a stated convention rather than by shapes (an upper
+    bound, an iterative solver's nominal iterations): the counter records ``reason`` under the op's
+    name in ``Measurement.estimated``, so the number is shown as an estimate, never as exact."""
+
+    def mark(formula: Formula) -> Formula:
+        formula.estimated = reason  # type: ignore[attr-defined]
+        return formula
+
+    return mark
+
+
 def per_output_element(*args: object, out_shape: object, **kwargs: object) -> Cost:
     """The formula of one operation per output element (elementwise ops, activations, and
     reductions' elementwise forms), whatever the op's arguments."""
