@@ -42,14 +42,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from pytest_flopbudget.counting.collect import collect
-from pytest_flopbudget.counting.counter import OpCounter
-from pytest_flopbudget.counting.devices import DeviceLike, device_of, is_meta, resolve_device
-from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
+from pytest_flopbudget.counting.devices import DeviceLike, device_of, resolve_device
+from pytest_flopbudget.counting.errors import MeasurementError
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
+from pytest_flopbudget.counting.session import CountingSession, device_scope, explain_meta_failure
 
 
 class _Block(nn.Module):
@@ -61,15 +60,13 @@ _Block.__name__ = "count"
 
 
 class _DiscoveringTracker(ModuleTracker):
-    """ModuleTracker that names a top-level module the first time it runs, records every module
-    that runs, and ends a backward pass's module scopes when the pass ends."""
+    """ModuleTracker that names a top-level module the first time it runs and records every
+    module that runs."""
 
-    def __init__(self, *, track_backward: bool) -> None:
-        super().__init__({}, track_backward=track_backward)
+    def __init__(self) -> None:
+        super().__init__({}, track_backward=True)
         self.roots: dict[str, nn.Module] = {}
         self.ran: dict[int, nn.Module] = {}
-        self.saw_backward = False
-        self._end_queued = False
 
     def __enter__(self) -> _DiscoveringTracker:
         super().__enter__()
@@ -90,25 +87,6 @@ class _DiscoveringTracker(ModuleTracker):
         self.roots[name] = root
         for prefix, module in root.named_modules():
             self._names.setdefault(module, f"{name}.{prefix}" if prefix else name)
-
-    def _enter_backward(self, name: str) -> Any:
-        enter = super()._enter_backward(name)
-
-        def hook(*grads: object) -> None:
-            enter(*grads)
-            self.saw_backward = True
-            if not self._end_queued:
-                # scopes of modules whose inputs need no gradient never close by themselves: close
-                # them when this backward pass ends, or an optimizer step after it would be
-                # attributed to the first layer
-                self._end_queued = True
-                torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
-
-        return hook
-
-    def _backward_ended(self) -> None:
-        self._end_queued = False
-        self.end_backward()
 
 
 class Counted:
@@ -156,14 +134,9 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         counted = Counted()
         stack = contextlib.ExitStack()
         try:
-            if is_meta(self.target):
-                from torch._subclasses.fake_tensor import FakeTensorMode
-
-                stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-            if self.target is not None:
-                stack.enter_context(torch.device(self.target))
-            self._scopes: _DiscoveringTracker = stack.enter_context(_DiscoveringTracker(track_backward=True))
-            self._counter = stack.enter_context(OpCounter(self.registry, self._scopes))
+            stack.enter_context(device_scope(self.target, default_device=True))
+            self._scopes = _DiscoveringTracker()
+            self._session = stack.enter_context(CountingSession(self.registry, self._scopes, grad=None))
         except BaseException:
             stack.close()
             raise
@@ -174,25 +147,26 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         stack, counted = self._stack, self._counted
         self._stack = self._counted = None
         assert stack is not None and counted is not None
-        scopes, counter = self._scopes, self._counter
+        scopes, session = self._scopes, self._session
         roots, ran = dict(scopes.roots), list(scopes.ran.values())
         stack.__exit__(kind, error, traceback)
         if error is not None:
             counted._state = f"the block raised {kind.__name__}"
-            explained = self._explain(error)
+            explained = explain_meta_failure(error, "the count(device='meta') block", self.target)
             if explained is not error:
-                raise explained from error
+                # the traceback of the user's line that failed, not of this __exit__
+                raise explained.with_traceback(traceback) from error
             return
-        counted._measurement = self._measurement(roots, ran, counter, scopes.saw_backward)
+        counted._measurement = self._measurement(roots, ran, session, scopes.saw_backward)
         counted._state = "done"
 
-    def _measurement(self, roots: dict[str, nn.Module], ran: list[nn.Module], counter: OpCounter,
+    def _measurement(self, roots: dict[str, nn.Module], ran: list[nn.Module], session: CountingSession,
                      backward: bool) -> Measurement:
         block = _Block()
         for name, root in roots.items():
             block._modules[name] = root  # names may hold '#', which add_module would refuse
         state = ModelState.read(block)
-        collected = collect(state, counter, self.target, backward)
+        collected = session.measurement(state, self.target, backward)
         params: dict[int, torch.Tensor] = {}
         for module in ran:
             for param in module._parameters.values():
@@ -208,22 +182,3 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             modules=modules,
             device=str(self.target) if self.target is not None else device_of(params.values()),
         )
-
-    def _explain(self, error: BaseException) -> BaseException:
-        """Errors only meta causes get a MeasurementError saying what to do; others stay as they are."""
-        if isinstance(error, (MeasurementError, FormulaError)) or not is_meta(self.target):
-            return error
-        if mixes_devices(error):
-            return MeasurementError(
-                f"count(device='meta'): a real tensor met a meta one ({first_line(error)}). Inside a meta block "
-                "every tensor the code creates is on meta; build models before the block with "
-                "`with torch.device('meta'): model = build()` (or count on 'cpu').",
-            )
-        if needs_values(error):
-            return MeasurementError(
-                f"count(device='meta'): the code reads tensor values, which meta tensors do not have "
-                f"({first_line(error)}). Code whose control flow depends on values (.item(), stopping criteria, "
-                "nonzero, masks built from data) must be counted on 'cpu'.",
-                use_device="cpu",
-            )
-        return error

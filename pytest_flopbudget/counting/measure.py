@@ -26,14 +26,13 @@ from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.utils._pytree import tree_flatten, tree_map
 
-from pytest_flopbudget.counting.collect import collect
-from pytest_flopbudget.counting.counter import OpCounter
-from pytest_flopbudget.counting.devices import DeviceLike, is_meta, resolve_device
-from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, needs_values
+from pytest_flopbudget.counting.devices import DeviceLike, resolve_device
+from pytest_flopbudget.counting.errors import FormulaError, MeasurementError
 from pytest_flopbudget.counting.measurement import Measurement
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
 from pytest_flopbudget.counting.registry import Registry, default_registry
+from pytest_flopbudget.counting.session import CountingSession, device_scope, explain_meta_failure
 
 __all__ = ["DeviceLike", "MeasurementError", "measure", "resolve_device"]
 
@@ -64,8 +63,8 @@ def measure(
     registry = (registry or default_registry()).scoped(formulas)
     module = _build_model(model, target)
     state = ModelState.read(module)
-    counting = _Counting(registry, state, backward)
-    with _fake_mode_for(target) as fake_mode:
+    counting = CountingSession(registry, ModuleTracker(state.names(), track_backward=backward), grad=backward)
+    with device_scope(target) as fake_mode:
         with _default_device(target):
             args, kwargs = _build_inputs(inputs, target, fake_mode)
         if fake_mode is None:
@@ -75,76 +74,37 @@ def measure(
         substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
         try:
             if in_place:
-                _run_in_place(module, state, args, kwargs, counting)
+                _run_in_place(module, state, args, kwargs, counting, backward)
             else:
-                _run_on_substitutes(module, state, args, kwargs, counting, substitutes)
+                _run_on_substitutes(module, state, args, kwargs, counting, backward, substitutes)
         except Exception as error:
             explained = _explain(error, module, target)
             if explained is error:
                 raise
             raise explained from error
-    return collect(state, counting.counter, target, backward)
+    return counting.measurement(state, target, backward)
 
 
-class _Counting:
-    """The counter, the module tracker and the grad mode of one measured call, entered together."""
-
-    def __init__(self, registry: Registry, state: ModelState, backward: bool) -> None:
-        self.tracker = ModuleTracker(state.names(), track_backward=backward)
-        self.counter = OpCounter(registry, self.tracker)
-        self.backward = backward
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> _Counting:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self.tracker)
-            stack.enter_context(self.counter)
-            # grad off for a forward count: an autograd graph nobody uses costs up to a tenth of a
-            # forward, and counts are the same either way (tested per architecture)
-            stack.enter_context(torch.enable_grad() if self.backward else torch.no_grad())
-            self._stack = stack.pop_all()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.__exit__(*exc)
-
-    def finish(self, output: Any, trainable: list[torch.Tensor], module: nn.Module) -> None:
-        """The backward pass, when one is counted, from the output the forward returned."""
-        if self.backward:
-            _run_backward(output, trainable, module)
-            self.tracker.end_backward()
-
-
-def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting) -> None:
+def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
+                  backward: bool) -> None:
     """The caller's module as it is, where its weights already are; its buffers (running
     statistics) and attributes are put back afterwards."""
     trainable = [p for p in state.params.values() if p.requires_grad]
     with state.attributes_kept(), state.buffers_kept(), counting:
         output = module(*args, **kwargs)
-        counting.finish(output, trainable, module)
+        if backward:
+            _run_backward(output, trainable, module)
 
 
-def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting,
-                        substitutes: dict[str, torch.Tensor]) -> None:
+def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
+                        backward: bool, substitutes: dict[str, torch.Tensor]) -> None:
     """The caller's module with ``substitutes`` for its parameters and buffers; its attributes are
     put back afterwards."""
     trainable = [p for p in substitutes.values() if p.requires_grad]
     with state.attributes_kept(), counting:
         output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
-        counting.finish(output, trainable, module)
-
-
-@contextlib.contextmanager
-def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
-    """FakeTensorMode for meta (yielded, so tensors can be converted to fake ones), else nothing."""
-    if target is not None and target.type == "meta":
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-        with fake_mode:
-            yield fake_mode
-    else:
-        yield None
+        if backward:
+            _run_backward(output, trainable, module)
 
 
 def _default_device(target: torch.device | None) -> contextlib.AbstractContextManager[Any]:
@@ -338,18 +298,13 @@ def _name_of(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
-    """The original exception, with a note saying what was being measured and, on meta, what to do."""
-    if isinstance(error, (MeasurementError, FormulaError)):
-        return error
+def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> BaseException:
+    """What to do, for a failure only meta causes; else the original exception with a note saying
+    what was being measured."""
     name = type(module).__name__
-    if is_meta(target) and needs_values(error):
-        return MeasurementError(
-            f"{name} cannot run on meta: an op needs real values ({first_line(error)}). Models whose "
-            "shapes depend on data (nonzero, .item(), masks built from values) must be measured on "
-            "'cpu' (device='cpu').",
-            use_device="cpu",
-        )
+    explained = explain_meta_failure(error, name, target)
+    if explained is not error or isinstance(error, (MeasurementError, FormulaError)):
+        return explained
     if hasattr(error, "add_note"):
         where = f" on {target}" if target is not None else ""
         error.add_note(f"(pytest-flopbudget: raised by the model's forward while measuring {name}{where})")
