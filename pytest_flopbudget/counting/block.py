@@ -19,11 +19,11 @@ discovers the modules that run in it instead of being given one:
   creates them, not a place the engine moves anything to. ``None`` changes nothing. ``"cpu"`` or
   ``"cuda"`` makes it torch's default device inside the block (factories without an explicit
   device land there; models and tensors made before the block stay where they are). ``"meta"``
-  runs the block under torch's FakeTensorMode with meta as the default device: every tensor the
-  block creates is fake, and models built on meta before the block (``with torch.device("meta"):
-  model = build()``) run without memory. Code that reads tensor values (``.item()``, ``if
-  (x > 0).any()``, a stopping criterion of ``generate()``) cannot run on meta, and a real tensor
-  meeting a meta one is a device mismatch: both are a MeasurementError saying what to do.
+  runs the block under torch's FakeTensorMode: every tensor the block creates is a fake cpu tensor
+  (the kernels a real CPU picks, as measure() on meta), and models and optimizers made before the
+  block, on cpu or on meta, run on fake twins of their tensors and are put back untouched when the
+  block ends (caller_guard.py). Code that reads tensor values (``.item()``, ``if (x > 0).any()``,
+  a stopping criterion of ``generate()``) cannot run on meta: a MeasurementError says what to do.
   Build models *before* the block: weight initialisation run inside it is counted.
 - **Nesting.** Blocks nest: an inner block counts what runs inside it, the outer one counts
   that too. A measure() inside a block is counted by the block as well (its ops run inside it).
@@ -42,6 +42,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from pytest_flopbudget.counting.caller_guard import CallerObjectsKept, FakeTwins
 from pytest_flopbudget.counting.devices import DeviceLike, device_of, resolve_device
 from pytest_flopbudget.counting.errors import MeasurementError
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
@@ -134,9 +135,14 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         counted = Counted()
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(device_scope(self.target, default_device=True))
+            fake_mode = stack.enter_context(device_scope(self.target, default_device=True))
+            twins = FakeTwins(fake_mode) if fake_mode is not None else None
+            if twins is not None:
+                stack.enter_context(CallerObjectsKept(twins))
             self._scopes = _DiscoveringTracker()
             self._session = stack.enter_context(CountingSession(self.registry, self._scopes, grad=None))
+            if twins is not None:
+                self._session.counter.fakify = twins.swap
         except BaseException:
             stack.close()
             raise

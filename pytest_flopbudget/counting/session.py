@@ -32,8 +32,9 @@ from pytest_flopbudget.counting.registry import Registry
 
 @contextlib.contextmanager
 def device_scope(target: torch.device | None, *, default_device: bool = False) -> Iterator[Any]:
-    """FakeTensorMode on meta (yielded; None elsewhere), and with ``default_device`` ``target`` as
-    torch's default device while the scope lasts."""
+    """FakeTensorMode on meta (yielded; None elsewhere), and with ``default_device`` the device new
+    tensors land on while the scope lasts: ``target``, or on meta fake *cpu* tensors (no memory,
+    and the kernels a real CPU picks, as measure() runs on meta)."""
     with contextlib.ExitStack() as stack:
         fake_mode = None
         if is_meta(target):
@@ -41,7 +42,7 @@ def device_scope(target: torch.device | None, *, default_device: bool = False) -
 
             fake_mode = stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
         if default_device and target is not None:
-            stack.enter_context(torch.device(target))
+            stack.enter_context(torch.device("cpu" if fake_mode is not None else target))
         yield fake_mode
 
 
