@@ -66,9 +66,9 @@ ARCHITECTURES: dict[str, Callable[[], tuple[torch.nn.Module, dict[str, torch.Ten
 }
 
 
-def scenario(arch: str, kind: str) -> Callable[[], Run]:
-    """A zero-argument build of one run of ``arch``: a no-grad forward, or one steady-state training
-    step (its optimizer stepped once before)."""
+def scenario(arch: str, kind: str, *, steady: bool = True) -> Callable[[], Run]:
+    """A zero-argument build of one run of ``arch``: a no-grad forward, or one training step,
+    in steady state (its optimizer stepped once before) unless ``steady`` is False."""
     if kind not in KINDS + OPTIMIZER_KINDS:
         raise ValueError(f"kind must be one of {KINDS + OPTIMIZER_KINDS}, got {kind!r}")
 
@@ -99,7 +99,8 @@ def scenario(arch: str, kind: str) -> Callable[[], Run]:
                     return model(**inputs).loss
             return model(**inputs).loss
 
-        warm_up(optimizer, loss)
+        if steady:
+            warm_up(optimizer, loss)
         return Run(train_step(model, optimizer, loss), model=model, entry=entry, optimizer=optimizer)
 
     return build
