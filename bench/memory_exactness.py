@@ -14,7 +14,6 @@ ones the exactness tests run.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,18 +28,13 @@ from memory_harness import run_memory  # noqa: E402
 
 def row(arch: str, kind: str) -> list[str]:
     build = scenario(arch, kind)
-    start = time.perf_counter()
     cpu, _ = run_memory(build, "cpu")
-    cpu_s = time.perf_counter() - start
-    start = time.perf_counter()
     meta, _ = run_memory(build, "meta")
-    meta_s = time.perf_counter() - start
     allocator = allocator_peak(build)
     above = cpu.activation_peak
     diff = allocator - above
     return [arch, kind, f"{cpu.peak:,}", f"{meta.peak:,}", "yes" if cpu == meta else "NO", cpu.phase,
-            f"{above:,}", f"{allocator:,}", f"{diff:+,}", f"{100 * diff / allocator:+.2f}%" if allocator else "-",
-            f"{cpu_s:.1f} / {meta_s:.1f}"]
+            f"{above:,}", f"{allocator:,}", f"{diff:+,}", f"{100 * diff / allocator:+.2f}%" if allocator else "-"]
 
 
 def optimizer_row(kind: str) -> list[str]:
@@ -55,11 +49,12 @@ def optimizer_row(kind: str) -> list[str]:
 
 def first_step_rows() -> list[list[str]]:
     rows = []
-    for steady in (False, True):
-        memory, _ = run_memory(scenario("gpt2", "adamw", steady=steady), "meta")
-        rows.append(["steady state (one step before)" if steady else "first step", f"{memory.peak:,}",
-                     f"{memory.at_entry:,}", f"{memory.activation_peak:,}", memory.phase,
-                     f"{memory.categories['optimizer_state']:,}", f"{memory.retained:,}"])
+    for kind in ("adamw", "sgd_momentum"):
+        for steady in (False, True):
+            memory, _ = run_memory(scenario("gpt2", kind, steady=steady), "meta")
+            rows.append([kind, "steady state (one step before)" if steady else "first step", f"{memory.peak:,}",
+                         f"{memory.at_entry:,}", f"{memory.activation_peak:,}", memory.phase,
+                         f"{memory.categories['optimizer_state']:,}", f"{memory.retained:,}"])
     return rows
 
 
@@ -79,13 +74,13 @@ def main() -> None:
     print(f"torch {torch.__version__}; bytes. 'above entry' is the tracker's peak minus what was live when the "
           "run began; 'allocator' the CPU allocator's peak over the same run, from its allocation events.\n")
     print(table(["model", "run", "peak (cpu)", "peak (meta)", "meta == cpu (all fields)", "phase at peak",
-                 "above entry", "allocator", "allocator - tracker", "of allocator", "seconds cpu / meta"], rows))
+                 "above entry", "allocator", "allocator - tracker", "of allocator"], rows))
     print("\nAdamW on GPT-2 (2 layers, 256 wide), steady state: temporaries live at the peak, against the "
           "weights' bytes.\n")
     print(table(["implementation", "peak", "meta == cpu", "phase at peak", "temporaries at peak",
                  "of the weights", "allocator - tracker"], [optimizer_row(kind) for kind in OPTIMIZER_KINDS]))
-    print("\nThe first AdamW step of GPT-2 (2 layers, 256 wide) against a later one.\n")
-    print(table(["step", "peak", "at entry", "above entry", "phase at peak", "optimizer state at peak",
+    print("\nThe first training step of GPT-2 (2 layers, 256 wide) against a later one.\n")
+    print(table(["optimizer", "step", "peak", "at entry", "above entry", "phase at peak", "optimizer state at peak",
                  "retained"], first_step_rows()))
 
 
