@@ -31,8 +31,11 @@ from pytest_flopbudget.counting.formulas import (
     activation,
     attention,
     conv,
+    distance,
     elementwise,
     embedding,
+    fft,
+    linalg,
     loss,
     matmul,
     norm,
@@ -48,7 +51,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling, loss, optimizer,
+    resampling, loss, optimizer, fft, linalg, distance,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
@@ -75,7 +78,7 @@ FREE_OPS = frozenset(
         "resize_ resize_as_ set_ as_strided_ _resize_output_ "
         "pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
         "one_hot bucketize searchsorted unique _unique2 unique_consecutive unique_dim "
-        "_assert_async _assert_tensor_metadata _functional_assert_async "
+        "_assert_async _assert_tensor_metadata _functional_assert_async _linalg_check_errors "
         "record_stream _version detach_ requires_grad_ _make_dep_token _foreach_copy_ "
         "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
         "slice_backward select_backward "
