@@ -328,3 +328,12 @@ RULES.update({
     "_scaled_dot_product_fused_attention_overrideable_backward": flash_cpu_backward,
     "_scaled_dot_product_attention_math_for_mps": sdpa,
 })
+
+# the cudnn kernel behind _scaled_dot_product_cudnn_attention (SDPA's layout), the prototype
+# triton kernels, all counted as the unit they implement
+RULES.update({
+    "_cudnn_attention_forward": with_bias,
+    "_cudnn_attention_backward": flash_cpu_backward,
+    "_triton_scaled_dot_attention": flash_cuda,
+    "_triton_multi_head_attention": native_mha,
+})

@@ -21,6 +21,8 @@ no group is empty in the 2-D × 2-D case (an empty group has no −1 add).
 from __future__ import annotations
 
 
+from math import prod
+
 from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
 
 
@@ -201,3 +203,30 @@ RULES.update({
     "_sparse_semi_structured_linear": semi_structured_linear,
     "_cslt_sparse_mm": cusparselt_mm,
 })
+
+
+def scaled_grouped_mm_v2(a: Shape, b: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+    """``_scaled_grouped_mm_v2(a, b, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, offs, bias, ...)``."""
+    offs = kwargs.get("offs", args[6] if len(args) > 6 else None)
+    bias = kwargs.get("bias", args[7] if len(args) > 7 else None)
+    return grouped_mm(a, b, offs, bias)  # type: ignore[arg-type]
+
+
+def trilinear(i1: Shape, i2: Shape, i3: Shape, expand1: list, expand2: list, expand3: list, sumdim: list,
+              *args: object, out_shape: Shape, **kwargs: object) -> Cost:
+    """``_trilinear(i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim)`` (``F.bilinear``):
+    each output sums K products of three factors over the summed dimensions, two multiplies
+    and one add per term: K·(3) − 1 flops and K macs per output."""
+    def expanded(shape: Shape, expand: list) -> list[int]:
+        dims = list(shape)
+        for d in sorted(expand):
+            dims.insert(d, 1)
+        return dims
+
+    shapes = [expanded(s, e) for s, e in ((i1, expand1), (i2, expand2), (i3, expand3))]
+    terms = prod(max(s[d] for s in shapes) for d in sumdim) if sumdim else 1
+    n = numel(out_shape)
+    return (n * (3 * terms - 1), n * terms)
+
+
+RULES.update({"_scaled_grouped_mm_v2": scaled_grouped_mm_v2, "_trilinear": trilinear})
