@@ -76,7 +76,7 @@ FREE_OPS = frozenset(
         "replication_pad1d replication_pad2d replication_pad3d embedding nonzero "
         "unsafe_split unsafe_split_with_sizes unsafe_chunk "
         "_local_scalar_dense item sym_size sym_stride sym_numel sym_storage_offset "
-        "size stride dim is_contiguous is_same_size _has_compatible_shallow_copy_type "
+        "size stride dim is_contiguous sym_is_contiguous is_same_size _has_compatible_shallow_copy_type "
         "resize_ resize_as_ set_ as_strided_ _resize_output_ "
         "pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
         "one_hot bucketize searchsorted unique _unique2 unique_consecutive unique_dim "
@@ -128,7 +128,7 @@ FREE_OPS = frozenset(
         "_use_cudnn_ctc_loss _use_miopen_ctc_loss _linalg_check_errors _assert_scalar "
         "_functional_assert_scalar sym_constrain_range sym_constrain_range_for_size "
         "_functional_sym_constrain_range _functional_sym_constrain_range_for_size _print hash_tensor "
-        "_sparse_semi_structured_apply _sparse_semi_structured_apply_dense"
+        "_sparse_semi_structured_apply _sparse_semi_structured_apply_dense _philox_randint shallow_copy_data_"
     ).split()
 )
 # Ops deliberately left uncounted, with the reason: each is still reported in

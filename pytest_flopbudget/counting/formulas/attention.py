@@ -329,9 +329,17 @@ RULES.update({
     "_scaled_dot_product_attention_math_for_mps": sdpa,
 })
 
+def cudnn_attention_into(out: Shape, q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
+                         **kwargs: object) -> Cost:
+    """``_cudnn_attention_forward_no_dropout_inplace(out, q, k, v, ...)`` (torch 2.15): SDPA's
+    layout, no mask, no dropout."""
+    return attention_core(q, k, v, masked=False, dropout=False)
+
+
 # the cudnn kernel behind _scaled_dot_product_cudnn_attention (SDPA's layout), the prototype
 # triton kernels, all counted as the unit they implement
 RULES.update({
+    "_cudnn_attention_forward_no_dropout_inplace": cudnn_attention_into,
     "_cudnn_attention_forward": with_bias,
     "_cudnn_attention_backward": flash_cpu_backward,
     "_triton_scaled_dot_attention": flash_cuda,

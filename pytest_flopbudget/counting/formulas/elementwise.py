@@ -71,6 +71,7 @@ def transform_bias_rescale_qkv(qkv: object, qkv_bias: object, num_heads: int, *a
 
 RULES.update({
     "_add_relu": two_per_element,
+    "_conj_physical": elementwise,  # torch 2.6: conj_physical's kernel, one negation per element
     "__irshift__": elementwise,
     "polar": polar,
     "_standard_gamma_grad": elementwise,

@@ -257,6 +257,24 @@ def matrix_exp(a: Shape, *args: object, out_shape: object = None, **kwargs: obje
     return _batched(a, 5 * dot_products(n * n, n)[0])
 
 
+@estimated("computed through eigh, whose iterations depend on the values; counted as GVL's 9n³ "
+           "with eigenvectors plus V·diag(√λ)·Vᴴ")
+def matrix_sqrth(a: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+    """``linalg_matrix_sqrth`` (torch 2.15): the square root of a Hermitian matrix."""
+    n = a[-1]
+    return _batched(a, 9 * n ** 3 + n * n + dot_products(n * n, n)[0])
+
+
+@estimated("computed through an SVD, whose iterations depend on the values; counted as the thin SVD "
+           "of GVL's table plus U·Vᴴ and H = V·Σ·Vᴴ")
+def polar(a: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+    """``linalg_polar`` (torch 2.15): A = U·H."""
+    m, n = a[-2], a[-1]
+    k = min(m, n)
+    products = dot_products(m * n, k)[0] + n * k + dot_products(n * n, k)[0]
+    return _batched(a, svd_flops(m, n, False, True) + products)
+
+
 # --- small fixed-size operations --------------------------------------------------------------
 
 
@@ -314,6 +332,8 @@ RULES = {
     "_linalg_svd": svd,
     "linalg_pinv": pinv,
     "linalg_matrix_exp": matrix_exp,
+    "linalg_matrix_sqrth": matrix_sqrth,
+    "linalg_polar": polar,
     "linalg_cross": cross,
     "trace": trace,
     "_compute_linear_combination": linear_combination,

@@ -229,4 +229,8 @@ def trilinear(i1: Shape, i2: Shape, i3: Shape, expand1: list, expand2: list, exp
     return (n * (3 * terms - 1), n * terms)
 
 
-RULES.update({"_scaled_grouped_mm_v2": scaled_grouped_mm_v2, "_trilinear": trilinear})
+RULES.update({
+    "_scaled_grouped_mm_v2": scaled_grouped_mm_v2,
+    "_trilinear": trilinear,
+    "_scaled_addmm": addmm,  # torch 2.15: _scaled_mm_v2 with an added term (beta=0 drops it)
+})
