@@ -31,7 +31,6 @@ updates), the ratio a dot product's count has; ptflops, fvcore and thop count no
 from __future__ import annotations
 
 from math import ceil, prod
-from typing import Sequence
 
 from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, estimated, numel
 
