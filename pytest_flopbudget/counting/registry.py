@@ -131,6 +131,22 @@ FREE_OPS = frozenset(
         "_sparse_semi_structured_apply _sparse_semi_structured_apply_dense _philox_randint shallow_copy_data_"
     ).split()
 )
+# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
+_FREE_NAMESPACES = frozenset({"prim", "prims_common", "profiler"})
+
+# Ops whose result depends on tensor values in a way the host sees: a Python scalar (item(),
+# bool(t), int(t), torch.equal) or an output whose shape is data (nonzero, unique, masked_select).
+# Code that branches on them may take another path on another device, or on meta, where values are
+# unknown: the Measurement records where they ran, so that such counts are never compared blindly.
+VALUE_READING_OPS = frozenset(
+    "_local_scalar_dense equal allclose is_nonzero nonzero argwhere masked_select unique _unique "
+    "_unique2 unique_consecutive unique_dim bincount".split()
+)
+# repeat_interleave reads values only when the repeats are a tensor
+VALUE_READING_OVERLOADS = frozenset({"repeat_interleave.Tensor", "repeat_interleave.self_Tensor"})
+# Tensor methods that copy values to the host without an aten call (seen by the function mode)
+HOST_READ_FUNCTIONS = frozenset({torch.Tensor.tolist, torch.Tensor.numpy})
+
 # Ops deliberately left uncounted, with the reason: each is still reported in
 # Measurement.uncounted when it runs (never a silent 0), and docs/formulas.md lists them. Keys are
 # op names (every overload) or "name.overload".
@@ -176,23 +192,6 @@ def _is_dispatched(op: Any) -> bool:
     except RuntimeError:
         return False
     return True
-
-
-# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
-_FREE_NAMESPACES = frozenset({"prim", "prims_common", "profiler"})
-
-# Ops whose result depends on tensor values in a way the host sees: a Python scalar (item(),
-# bool(t), int(t), torch.equal) or an output whose shape is data (nonzero, unique, masked_select).
-# Code that branches on them may take another path on another device, or on meta, where values are
-# unknown: the Measurement records where they ran, so that such counts are never compared blindly.
-VALUE_READING_OPS = frozenset(
-    "_local_scalar_dense equal allclose is_nonzero nonzero argwhere masked_select unique _unique "
-    "_unique2 unique_consecutive unique_dim bincount".split()
-)
-# repeat_interleave reads values only when the repeats are a tensor
-VALUE_READING_OVERLOADS = frozenset({"repeat_interleave.Tensor", "repeat_interleave.self_Tensor"})
-# Tensor methods that copy values to the host without an aten call (seen by the function mode)
-HOST_READ_FUNCTIONS = frozenset({torch.Tensor.tolist, torch.Tensor.numpy})
 
 
 @dataclass(frozen=True)
