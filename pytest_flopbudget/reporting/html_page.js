@@ -403,6 +403,7 @@
   function render(section) {
     if (section.rendered || !section.details.open) return;
     section.rendered = true;
+    section.details.setAttribute("data-rendered", "1");
     var test = section.test, body = section.body;
     if (test.reasons.length) {
       var list = body.appendChild(el("ul", "reasons"));
