@@ -3,6 +3,7 @@ reason where Debian's chromium, its chromedriver or selenium is missing (.ci/run
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,9 +18,7 @@ def _missing() -> str | None:
         return "no chromium on PATH (Debian: apt-get install chromium chromium-driver)"
     if shutil.which("chromedriver") is None:
         return "no chromedriver on PATH (Debian: apt-get install chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed (pip install -e .[test])"
     return None
 

@@ -61,3 +61,20 @@ def sample_view() -> ReportView:
     return ReportView("flop report <script>window.__xss=5</script>", tests, ("device meta",),
                       "flopbudget: 1 ok, 1 over budget, 1 regressed, 1 improved, 0 new, 0 stale",
                       ("accept these changes: pytest --flop-update-baseline",), ("tests/test_gone.py::test_old",), HEADER)
+
+
+def page_json(page: str) -> dict:
+    """The data a written page carries, read back as the page's script reads it."""
+    import json
+
+    start = page.index('<script type="application/json" id="flopbudget-data">')
+    start = page.index(">", start) + 1
+    return json.loads(page[start:page.index("</script>", start)])
+
+
+def baseline_rows(tree: dict) -> dict[str, list]:
+    """A page's baseline modules, rebuilt from the measured ones and the differences, as the page does."""
+    encoded = tree["baseline"]
+    rows = {row[0]: row for row in tree["modules"] if row[0] not in encoded["absent"]}
+    rows.update({row[0]: row for row in encoded["differs"]})
+    return rows
