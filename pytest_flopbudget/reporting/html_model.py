@@ -156,7 +156,7 @@ def _tree_of_entry(entry: Any) -> tuple[ModuleView, ...]:
     return tree_of(entry.modules, totals, getattr(memory, "modules", None), getattr(memory, "peak", None))
 
 
-def view_of_measurement(title: str, measurement: Measurement) -> ReportView:
+def view_of_measurement(title: str, measurement: Measurement, about: tuple[str, ...] = ()) -> ReportView:
     """One model's picture, for ``flopbudget --html``: no budget, no baseline, its section open."""
     memory = measurement.memory
     peak = None if memory is None else memory.peak
@@ -164,8 +164,8 @@ def view_of_measurement(title: str, measurement: Measurement) -> ReportView:
              bytes_text(peak), "-", "-", "")
     test = TestView(title, cells, (), failing=False, open=True, flops=measurement.flops, macs=measurement.macs,
                     params=measurement.params, peak_memory=peak, tree=TreeView(tree_of_measurement(measurement)))
-    about = (f"device {measurement.device}" + (", forward and backward" if measurement.backward else ""),)
-    return ReportView(title, (test,), about)
+    counted = f"device {measurement.device}" + (", forward and backward" if measurement.backward else "")
+    return ReportView(title, (test,), (*about, counted))
 
 
 def view_of_session(summary: Any, verdicts: Iterable[Any], count_line: str,
