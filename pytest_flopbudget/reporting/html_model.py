@@ -10,6 +10,7 @@ plugin).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -168,6 +169,15 @@ def view_of_measurement(title: str, measurement: Measurement, about: tuple[str, 
     return ReportView(title, (test,), (*about, counted))
 
 
+def _shown(path: Any) -> str:
+    """A path as the reader's shell would name it: relative to the current directory when below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def view_of_session(summary: Any, verdicts: Iterable[Any], count_line: str,
                     title: str = "pytest-flopbudget") -> ReportView:
     """The session's page from the plugin's SessionSummary (its rows, stale entries and hints), its
@@ -192,6 +202,6 @@ def view_of_session(summary: Any, verdicts: Iterable[Any], count_line: str,
             flops=row.flops, macs=row.macs, params=row.params, peak_memory=peak, budget_used=row.budget_used,
             reasons=tuple(row.reasons), tree=tree,
         ))
-    about = (f"device {summary.device}", f"tolerance {summary.tolerance}", f"baseline {summary.baseline_path}")
+    about = (f"device {summary.device}", f"tolerance {summary.tolerance}", f"baseline {_shown(summary.baseline_path)}")
     return ReportView(title, tuple(tests), about, count_line, tuple(summary.hints),
                       tuple(summary.stale))
