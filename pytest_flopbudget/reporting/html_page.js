@@ -271,7 +271,10 @@
     this.lines(node).forEach(function (line) { tooltip.appendChild(el("div", "", line)); });
     tooltip.style.display = "block";
     var x = Math.min(event.clientX + 14, window.innerWidth - tooltip.offsetWidth - 8);
-    var y = event.clientY + 16 + tooltip.offsetHeight > window.innerHeight ? event.clientY - tooltip.offsetHeight - 8 : event.clientY + 16;
+    // above the chart (or below it), so that no block is hidden; by the pointer when neither fits
+    var box = this.canvas.getBoundingClientRect(), height = tooltip.offsetHeight;
+    var y = box.top - height - 6;
+    if (y < 0) y = box.bottom + 6 + height <= window.innerHeight ? box.bottom + 6 : event.clientY + 16;
     tooltip.style.left = Math.max(x, 0) + "px";
     tooltip.style.top = Math.max(y, 0) + "px";
   };
