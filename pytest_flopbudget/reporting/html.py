@@ -22,7 +22,8 @@ from pytest_flopbudget.reporting.html_model import ReportView, TestView
 
 # characters that end or confuse a <script> element's text, or a JavaScript string, escaped as JSON
 # escapes (JSON.parse reads them back unchanged)
-_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                                  "\u2029": "\\u2029"})
 DATA_ID = "flopbudget-data"
 
 
@@ -34,7 +35,7 @@ def _asset(name: str) -> str:
 def script_json(data: Any) -> str:
     """JSON safe to inline in a <script> element: no '</script>', '<!--', U+2028/2029 or '&' left."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return "".join(_SCRIPT_ESCAPES.get(ch, ch) for ch in text) if any(c in text for c in _SCRIPT_ESCAPES) else text
+    return text.translate(_SCRIPT_ESCAPES)
 
 
 def _sha256(text: str) -> str:
@@ -58,8 +59,7 @@ def _test_data(test: TestView) -> dict[str, Any]:
 
 def page_data(view: ReportView) -> dict[str, Any]:
     """The JSON the page's script reads."""
-    data = view.to_dict()
-    data["tests"] = [_test_data(t) for t in view.tests]
+    data = {**view.to_dict(tests=False), "tests": [_test_data(t) for t in view.tests]}
     return data
 
 

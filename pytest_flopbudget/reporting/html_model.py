@@ -95,11 +95,12 @@ class ReportView:
     stale: tuple[str, ...] = ()
     header: tuple[str, ...] = field(default=HEADER)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "title": self.title, "about": list(self.about), "count_line": self.count_line, "hints": list(self.hints),
-            "stale": list(self.stale), "header": list(self.header), "tests": [t.to_dict() for t in self.tests],
-        }
+    def to_dict(self, tests: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {"title": self.title, "about": list(self.about), "count_line": self.count_line,
+                                "hints": list(self.hints), "stale": list(self.stale), "header": list(self.header)}
+        if tests:
+            data["tests"] = [t.to_dict() for t in self.tests]
+        return data
 
 
 def _finite(value: float | None) -> float | None:
