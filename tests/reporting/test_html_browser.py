@@ -209,3 +209,29 @@ def test_names_show_as_text_and_run_nothing(page):
         "info": f"{XSS_MODULE} ({XSS_TYPE})",
     }
     assert tooltip == f"{XSS_MODULE} ({XSS_TYPE})"
+
+
+def test_memory_is_a_metric_when_tracked(open_page, tmp_path):
+    from pytest_flopbudget.reporting.html_model import HEADER, ModuleView, ReportView, TestView, TreeView, bytes_text
+
+    # the root holds the whole peak (weights and inputs too); its modules what their code allocated
+    tree = TreeView((ModuleView("", "Net", 100, 50, 10, 4096), ModuleView("a", "Linear", 60, 30, 6, 1024),
+                     ModuleView("b", "Linear", 40, 20, 4, 3072)))
+    test = TestView("t.py::test_m", ("t.py::test_m", "1e-07", "5e-08", "10", bytes_text(4096), "-", "new", "new"),
+                    ("new",), failing=False, open=True, flops=100, macs=50, params=10, peak_memory=4096, tree=tree)
+    path = tmp_path / "memory.html"
+    from pytest_flopbudget.reporting import html as html_report
+
+    html_report.write(path, ReportView("memory", (test,), header=HEADER))
+    page = open_page(path)
+    header = page.execute_script("return [...document.querySelectorAll('#summary th')].map(th => th.textContent)")
+    assert header[4] == "peak memory"
+    assert page.execute_script("return document.querySelector('#summary tbody td:nth-child(5)').textContent") == "4 KiB"
+    choose_metric(page, "memory")
+    drawn = chart(page, "t.py::test_m")
+    width, blocks = drawn["width"], drawn["blocks"]
+    assert near(blocks["a"]["width"], width / 4) and near(blocks["b"]["left"], width / 4)
+    assert near(blocks["b"]["width"], 3 * width / 4)
+    info = page.execute_script("return [...document.querySelectorAll('.info tr')].map(tr => tr.cells[0].textContent)")
+    assert info == ["metric", "FLOPs", "MACs", "params", "memory at the peak"]
+    page.save_screenshot(str(tmp_path / "memory.png"))
