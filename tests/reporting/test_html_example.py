@@ -28,6 +28,7 @@ def demo(browser, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # the whole example project (its 7B decoder on meta, training steps): 15 s on a quiet machine
 def test_the_demo_regression_shows_the_grown_mlp(demo, open_page, tmp_path):
     page = open_page(demo)
     rows = page.execute_script("return [...document.querySelectorAll('#summary tbody tr')].map(tr => "
