@@ -110,3 +110,45 @@ def test_a_page_is_written_when_nothing_was_measured_and_ini_paths_apply(project
     # the command line wins over the ini file, path by path list
     project.run("--flop-report=cli.html").assert_outcomes(passed=1)
     assert (project.pytester.path / "cli.html").exists()
+
+
+def test_the_trees_survive_the_trip_from_an_xdist_worker() -> None:
+    """Under xdist a verdict reaches the controller as a dict: the page's trees come out the same."""
+    from fractions import Fraction
+    from pathlib import Path
+
+    from pytest_flopbudget.counting.measurement import ModuleCost
+    from pytest_flopbudget.plugin.baseline import Entry
+    from pytest_flopbudget.plugin.summary import SessionSummary, count_line
+    from pytest_flopbudget.plugin.verdict import Measured, TestVerdict, judge
+    from pytest_flopbudget.reporting.html_model import view_of_session
+
+    def entry(width: int) -> Entry:
+        rows = mlp_rows(width)
+        return Entry(rows[""][2], rows[""][3], rows[""][4],
+                     {name: ModuleCost(row[1], row[2], row[3], row[4]) for name, row in rows.items() if name})
+
+    # twelve identical layers: the baseline writes them as one range, the trip must expand it again
+    layers = {f"layers.{i}": ModuleCost("Linear", 10, 5, 2) for i in range(12)}
+    old = Entry(120, 60, 24, layers)
+    grown = Entry(130, 65, 24, {**layers, "layers.11": ModuleCost("Linear", 20, 10, 2)})
+    verdicts = [judge("t.py::test_mlp", None, [Measured(None, entry(32))], {"t.py::test_mlp": entry(16)},
+                      tolerance=Fraction(0), strict=False, update=False),
+                judge("t.py::test_layers", None, [Measured(None, grown)], {"t.py::test_layers": old},
+                      tolerance=Fraction(0), strict=False, update=False)]
+    travelled = [TestVerdict.from_dict(json.loads(json.dumps(v.to_dict()))) for v in verdicts]
+
+    def trees(given: list) -> dict:
+        summary = SessionSummary.build(given, stale=(), stale_failed=False, notes=(), baseline_path=Path("b.yaml"),
+                                       device="cpu", tolerance="0", update=False, prune=False, torch_note=None)
+        view = view_of_session(summary, given, count_line(summary.counts))
+        return {t.key: t.tree for t in view.tests}
+
+    before, after = trees(verdicts), trees(travelled)
+    assert before == after
+    mlp = after["t.py::test_mlp"]
+    assert {m.name: m.to_list() for m in mlp.modules} == mlp_rows(32)
+    assert {m.name: m.to_list() for m in mlp.baseline} == mlp_rows(16)
+    layered = after["t.py::test_layers"]
+    assert [m.name for m in layered.modules] == [""] + [f"layers.{i}" for i in range(12)]
+    assert layered.modules[-1].flops == 20 and [m.flops for m in layered.baseline] == [120] + [10] * 12
