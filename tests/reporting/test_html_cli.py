@@ -39,14 +39,25 @@ def test_html_writes_the_models_whole_tree(tiny_module, capsys):
     assert (test["key"], test["open"], test["verdicts"]) == ("tiny_html_model:tiny", True, [])
     assert data["about"] == ["inputs: 5x8 float32", "device meta"]
     # every depth, whatever --depth the table used; 5 rows: Linear(8,4) 20 dot products of 8 + bias,
-    # ReLU 20, Linear(4,2) 10 dot products of 4 + bias; no baseline, memory not tracked
-    assert test["tree"] == {"modules": [
-        ["", "Sequential", 20 * 16 + 20 + 10 * 8, 20 * 9 + 20 + 10 * 5, 46, None],
-        ["0", "Linear", 20 * 16, 20 * 9, 36, None],
-        ["1", "ReLU", 20, 20, 0, None],
-        ["2", "Sequential", 10 * 8, 10 * 5, 10, None],
-        ["2.0", "Linear", 10 * 8, 10 * 5, 10, None],
-    ], "baseline": None, "baseline_depth": None}
+    # ReLU 20, Linear(4,2) 10 dot products of 4 + bias; no baseline
+    tree = test["tree"]
+    assert (tree["baseline"], tree["baseline_depth"]) == (None, None)
+    assert [row[:5] for row in tree["modules"]] == [
+        ["", "Sequential", 20 * 16 + 20 + 10 * 8, 20 * 9 + 20 + 10 * 5, 46],
+        ["0", "Linear", 20 * 16, 20 * 9, 36],
+        ["1", "ReLU", 20, 20, 0],
+        ["2", "Sequential", 10 * 8, 10 * 5, 10],
+        ["2.0", "Linear", 10 * 8, 10 * 5, 10],
+    ]
+    # memory, where the engine tracks it: the root holds the whole peak, each module what its code held
+    import torch
+
+    import pytest_flopbudget as fb
+    from tiny_html_model import tiny
+
+    memory = fb.measure(tiny, lambda: torch.randn(5, 8), device="meta").memory
+    expected = [None] * 5 if memory is None else [memory.peak] + [memory.modules.get(n, 0) for n in ("0", "1", "2", "2.0")]
+    assert [row[5] for row in tree["modules"]] == expected
 
 
 def test_html_to_a_directory_is_a_usage_error(tiny_module, capfd):
