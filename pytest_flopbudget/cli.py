@@ -87,6 +87,14 @@ def _depth(text: str) -> int:
     return depth
 
 
+def _html_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a file name")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path such as model.html")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="flopbudget",
@@ -138,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sort", choices=SORTS, default="name", help="row order (default: name, as a tree)")
     parser.add_argument("--backward", action="store_true", help="also count the backward pass (a training step)")
     parser.add_argument("--json", action="store_true", help="print Measurement.to_dict() as JSON instead of the table")
+    parser.add_argument("--html", type=_html_path, metavar="PATH",
+                        help="also write the picture: a self-contained HTML page of the module tree (all depths)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
 
@@ -167,12 +177,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"flopbudget: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    inputs = ", ".join(f"{_fmt_shape(s)} {d}" for s, d in zip(request.shapes, request.dtypes))
     if args.json:
         print(json.dumps(measurement.to_dict(), indent=2))
     else:
-        inputs = ", ".join(f"{_fmt_shape(s)} {d}" for s, d in zip(request.shapes, request.dtypes))
         print(f"{request.target}  inputs: {inputs}")
         print(measurement.table(args.depth, sort=args.sort))
+    if args.html:
+        return _write_html(args.html, request.target, inputs, measurement)
+    return EXIT_OK
+
+
+def _write_html(path: str, target: str, inputs: str, measurement: Any) -> int:
+    from pathlib import Path
+
+    from pytest_flopbudget.reporting import html
+    from pytest_flopbudget.reporting.html_model import view_of_measurement
+
+    try:
+        html.write(Path(path), view_of_measurement(target, measurement, (f"inputs: {inputs}",)))
+    except OSError as error:
+        print(f"flopbudget: error: cannot write {path}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"flopbudget: wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -281,8 +281,8 @@ class FlopBudgetPlugin:
             tolerance=format_fraction(self.settings.tolerance), update=self.settings.update,
             prune=self.settings.prune, torch_note=self.torch_note(), update_command=self.settings.update_command,
         )
-        if self.settings.report_path is not None and (self.summary.rows or self.summary.stale):
-            write_file(self.settings.report_path, self.summary)
+        for path in self.settings.report_paths:  # written whenever asked for, even when nothing was measured
+            write_file(path, self.summary, self.verdicts.values())
 
     def _write_baseline(self, measured: dict[str, Entry], pruned: list[str], exitstatus: int) -> None:
         path = self.baseline.path
