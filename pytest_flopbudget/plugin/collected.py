@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import Entry, nodeid_of
+from pytest_flopbudget.reporting.baseline import Entry, nodeid_of
 
 REPEAT_PARAM = "__pytest_repeat_step_number"  # pytest-repeat's parameter; its id is "<step>-<count>"
 

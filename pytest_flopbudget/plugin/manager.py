@@ -16,16 +16,16 @@ from typing import Any, Generator
 
 import pytest
 
-from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, torch_version, update
+from pytest_flopbudget.reporting.baseline import Baseline, BaselineError, Entry, torch_version, update
 from pytest_flopbudget.plugin.collected import CollectedTests, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
 from pytest_flopbudget.plugin.options import Settings, format_fraction
-from pytest_flopbudget.plugin.report import write_file, write_terminal
+from pytest_flopbudget.reporting.report import write_file, write_terminal
 from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
-from pytest_flopbudget.plugin.summary import SessionSummary
-from pytest_flopbudget.plugin.verdict import FAILURE_WORDS, TestVerdict, judge
+from pytest_flopbudget.reporting.summary import SessionSummary
+from pytest_flopbudget.reporting.verdict import FAILURE_WORDS, TestVerdict, judge
 
 REPORT_ATTRIBUTE = "flopbudget"  # a JSON-able dict on the call report; xdist carries it to the controller
 WORKER_OUTPUT = "flopbudget"  # what a worker's collection saw, sent to the controller at its end

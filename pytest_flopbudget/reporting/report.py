@@ -9,13 +9,14 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from pytest_flopbudget.counting.text import giga, human_count, layout
-from pytest_flopbudget.plugin.summary import Row, SessionSummary, count_line
-from pytest_flopbudget.plugin.verdict import OK
+from pytest_flopbudget.reporting.summary import Row, SessionSummary, count_line
+from pytest_flopbudget.reporting.verdict import OK
+
+if TYPE_CHECKING:
+    import pytest
 
 ROWS_BEFORE_HIDING = 20
 # columns dropped, in this order, when the table is wider than the terminal (the change against

@@ -35,10 +35,12 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost, describe_value_reads
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.plugin.options import DEFAULT_BASELINE_DEPTH
-from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all
+from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 1
+# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
+# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
+DEFAULT_BASELINE_DEPTH = 6
 # a labelled measurement's key is "<node id>#<label>"
 LABEL_SEPARATOR = "#"
 _HEADER = (

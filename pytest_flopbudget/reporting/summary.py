@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
 from pytest_flopbudget.counting.text import format_count
-from pytest_flopbudget.plugin.verdict import (
+from pytest_flopbudget.reporting.verdict import (
     DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, BudgetCheck, TestVerdict,
     change, describe_other_path, percent,
 )
