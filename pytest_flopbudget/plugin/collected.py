@@ -110,16 +110,17 @@ class CollectedTests:
         self.seen_files.update(data.get("seen_files", ()))
         self.uncertain.update(data.get("uncertain", ()))
 
-    def is_full(self, session: pytest.Session, *, stopped: bool = False) -> bool:
+    def partial_at_end(self, session: pytest.Session, *, stopped: bool = False) -> str | None:
+        """Why the run covered only part of the suite, now that it has ended; None if it covered all."""
         if self.partial_reason:
-            return False
+            return self.partial_reason
         if self.collection_errors:
-            self.partial_reason = "some files failed to collect"
-        elif stopped or session.shouldstop or session.shouldfail:
-            self.partial_reason = "the run stopped early"
-        elif self.config.getoption("maxfail", 0) and session.testsfailed >= self.config.getoption("maxfail"):
-            self.partial_reason = "the run stopped at --maxfail / -x"
-        return self.partial_reason is None
+            return "some files failed to collect"
+        if stopped or session.shouldstop or session.shouldfail:
+            return "the run stopped early"
+        if self.config.getoption("maxfail", 0) and session.testsfailed >= self.config.getoption("maxfail"):
+            return "the run stopped at --maxfail / -x"
+        return None
 
     def _covers(self, nodeid: str) -> bool:
         path = nodeid.split("::")[0]
