@@ -17,13 +17,14 @@ from typing import Any, Generator
 import pytest
 
 from pytest_flopbudget.reporting.baseline import Baseline, torch_version
-from pytest_flopbudget.plugin.collected import CollectedTests, test_id
+from pytest_flopbudget.plugin.collected import CollectedTests, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
 from pytest_flopbudget.plugin.options import Settings, format_fraction
 from pytest_flopbudget.reporting.outcome import Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.report import write_file, write_terminal
+from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
 from pytest_flopbudget.reporting.summary import SessionSummary
 from pytest_flopbudget.reporting.verdict import FAILURE_WORDS, TestVerdict, judge
@@ -85,6 +86,7 @@ class FlopBudgetPlugin:
         self.collected.collected_file(report)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.collection_finished(session.items)
         if self.is_worker:
             self.config.workeroutput[WORKER_OUTPUT] = self.collected.to_worker_output()  # type: ignore[attr-defined]
 
@@ -268,9 +270,23 @@ class FlopBudgetPlugin:
             self.verdicts.values(), self.outcome, baseline_path=self.baseline.path, device=self.settings.device,
             tolerance=format_fraction(self.settings.tolerance), update=self.settings.update,
             prune=self.settings.prune, torch_note=self.torch_note(), update_command=self.settings.update_command,
+            run=self._run_record(session, partial) if self.settings.report_path is not None else None,
         )
-        if self.settings.report_path is not None and (self.summary.rows or self.summary.stale):
+        if self.settings.report_path is not None:  # even when nothing was measured: a shard's report says so
             write_file(self.settings.report_path, self.summary)
+
+    def _run_record(self, session: pytest.Session, partial: str | None) -> RunRecord:
+        """What this run covered, for the JSON report (``flopbudget merge`` joins the shards' records)."""
+        collected = self.collected
+        assert self.outcome is not None
+        return RunRecord(
+            shard=shard_of(self.config), selection=selection_of(self.config), torch=torch_version(),
+            device=self.settings.device, exit_status=self.outcome.exit_status, partial=partial,
+            incomplete=collected.incomplete_at_end(session, stopped=self.stopped),
+            collected=tuple(sorted(collected.seen)), selected=tuple(sorted(collected.selected or ())),
+            ran=tuple(sorted(collected.ran_clean)), absent=tuple(collected.absent(self.baseline.entries)),
+            verdicts=tuple(self.verdicts.values()),
+        )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
                                 config: pytest.Config) -> None:

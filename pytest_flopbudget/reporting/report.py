@@ -102,6 +102,8 @@ def report_data(summary: SessionSummary) -> dict[str, Any]:
         "counts": dict(summary.counts),
         "stale": list(summary.stale),
         "notes": list(summary.notes),
+        # what the run covered (shard identity, collected, deselected, ran, verdicts): flopbudget merge reads it
+        "run": summary.run.to_dict() if summary.run is not None else None,
     }
 
 
