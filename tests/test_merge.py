@@ -201,3 +201,18 @@ def test_cli_merge_prints_the_table_appends_markdown_and_reports_errors(tmp_path
     (tmp_path / "bad.json").write_text('{"tests": []}')
     assert main(["merge", "bad.json"]) == 2
     assert "bad.json: not a shard's report" in capsys.readouterr().err
+
+
+def test_merging_imports_no_torch(tmp_path: Path) -> None:
+    """The final job of a sharded CI run needs the plugin and PyYAML, not torch."""
+    import subprocess
+    import sys
+
+    committed(tmp_path, {})
+    report = write(tmp_path, "whole.json", record(verdict("a.py::t", 5)))
+    code = ("import sys\nfrom pytest_flopbudget.cli import main\n"
+            f"status = main(['merge', {str(report)!r}, '--update', '-q'])\n"
+            "print('torch' in sys.modules, status)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "False 0", done.stdout + done.stderr
+    assert load(tmp_path / "flop_baseline.yaml").entries == {"a.py::t": Entry(5, 3, 3, device="cpu")}
