@@ -6,6 +6,7 @@ here each rule of the merge and of ``finish`` is checked on records small enough
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +34,7 @@ def verdict(nodeid: str, flops: int, *, device: str = "cpu", baseline: dict[str,
 
 def record(*verdicts: TestVerdict, shard: tuple[str, int, int] | None = None, selection: dict[str, Any] | None = None,
            collected: tuple[str, ...] = (), selected: tuple[str, ...] | None = None, torch: str = TORCH,
-           absent: tuple[str, ...] = ()) -> RunRecord:
+           absent: tuple[str, ...] = (), selects: str | None = None) -> RunRecord:
     identity = None
     if shard is not None:
         kind, index, count = shard
@@ -41,7 +42,7 @@ def record(*verdicts: TestVerdict, shard: tuple[str, int, int] | None = None, se
         identity = {"kind": kind, "index": index, "count": count, "first": first, "name": f"{index}/{count}"}
     ran = tuple(v.nodeid for v in verdicts)
     return RunRecord(identity, selection or WHOLE, torch, "cpu", 0, None if identity is None else "a shard", None,
-                     collected or ran, ran if selected is None else selected, ran, absent, verdicts)
+                     collected or ran, ran if selected is None else selected, ran, absent, verdicts, selects)
 
 
 def write(tmp_path: Path, name: str, run: RunRecord) -> Path:
@@ -186,6 +187,11 @@ def test_strict_merge_fails_entries_gone_from_the_whole_suite_only_when_every_sh
     assert merged.outcome.stale == ("a.py::deleted",) and merged.outcome.stale_failed
     assert merged.outcome.exit_status == EXIT_TESTS_FAILED
     assert merge(reports, base).outcome.exit_status == EXIT_OK  # stale entries fail under --strict only
+    # shards that also filter with -m cover that part of the suite only: a test missing from it is not gone
+    filtered = [write(tmp_path, "1.json", dataclasses.replace(a, selects="-m selects part of the suite")),
+                write(tmp_path, "2.json", b)]
+    partial = merge(filtered, base, strict=True)
+    assert partial.outcome.stale == () and partial.outcome.exit_status == EXIT_OK
 
 
 def test_cli_merge_prints_the_table_appends_markdown_and_reports_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -87,6 +87,11 @@ def partial_options(config: pytest.Config) -> str | None:
     shard = shard_of(config)
     if shard is not None:
         return f"{shard['name']} runs one shard of the suite ({shard['kind']})"
+    return selected_part(config)
+
+
+def selected_part(config: pytest.Config) -> str | None:
+    """Why the options other than a shard plugin's select part of the suite, or None."""
     checks = (
         ("keyword", "-k"), ("markexpr", "-m"), ("lf", "--lf"), ("deselect", "--deselect"),
         ("stepwise", "--sw"), ("stepwise_skip", "--sw-skip"),

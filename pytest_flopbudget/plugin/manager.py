@@ -17,7 +17,7 @@ from typing import Any, Generator
 import pytest
 
 from pytest_flopbudget.reporting.baseline import Baseline, torch_version
-from pytest_flopbudget.plugin.collected import CollectedTests, selection_of, shard_of, test_id
+from pytest_flopbudget.plugin.collected import CollectedTests, selected_part, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
@@ -285,7 +285,7 @@ class FlopBudgetPlugin:
             incomplete=collected.incomplete_at_end(session, stopped=self.stopped),
             collected=tuple(sorted(collected.seen)), selected=tuple(sorted(collected.selected or ())),
             ran=tuple(sorted(collected.ran_clean)), absent=tuple(collected.absent(self.baseline.entries)),
-            verdicts=tuple(self.verdicts.values()),
+            verdicts=tuple(self.verdicts.values()), selects=selected_part(self.config),
         )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,

@@ -30,6 +30,7 @@ class RunRecord:
     ran: tuple[str, ...]  # tests that ran to the end without failing on their own
     absent: tuple[str, ...]  # baseline entries of tests this run's collection shows to be gone
     verdicts: tuple[TestVerdict, ...] = field(default=(), compare=False)
+    selects: str | None = None  # why its options select part of the suite, a shard plugin's aside
 
     @property
     def name(self) -> str:
@@ -52,6 +53,7 @@ class RunRecord:
             "device": self.device,
             "exit_status": self.exit_status,
             "partial": self.partial,
+            "selects": self.selects,
             "incomplete": self.incomplete,
             "collected": list(self.collected),
             "selected": list(self.selected),
@@ -70,6 +72,7 @@ class RunRecord:
             exit_status=int(data["exit_status"]), partial=data["partial"], incomplete=data["incomplete"],
             collected=tuple(data["collected"]), selected=tuple(data["selected"]), ran=tuple(data["ran"]),
             absent=tuple(data["absent"]), verdicts=tuple(TestVerdict.from_dict(v) for v in data["verdicts"]),
+            selects=data.get("selects"),
         )
 
 
