@@ -8,7 +8,7 @@ No pytest here: exit statuses are pytest's documented numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from pytest_flopbudget.reporting.baseline import Baseline, BaselineError, Entry, update
@@ -17,8 +17,8 @@ from pytest_flopbudget.reporting.verdict import TestVerdict
 # pytest.ExitCode's values (stable, documented): the plugin only ever turns OK into TESTS_FAILED
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL_ERROR, EXIT_USAGE_ERROR = 0, 1, 2, 3, 4
 
-# (path, measured, remove, torch version) -> (written, entries); reporting.baseline.update by default
-Writer = Callable[..., "tuple[bool, int]"]
+# (path, measured, remove=, torch=) -> (written, entries in the file): reporting.baseline.update
+Writer = Callable[..., tuple[bool, int]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,6 @@ class Outcome:
     stale_failed: bool = False  # stale entries fail the run (--flop-strict)
     write_failed: bool = False
     exit_status: int = EXIT_OK
-    entries: int | None = field(default=None, compare=False)  # entries in the file after a write
 
 
 def finish(ending: Ending, write: Writer = update) -> Outcome:
@@ -66,9 +65,8 @@ def finish(ending: Ending, write: Writer = update) -> Outcome:
         pruned = stale
     written: bool | None = None
     write_failed = False
-    entries: int | None = None
     if ending.update or ending.prune:
-        written, write_failed, entries, stale, note_lines = _write(ending, pruned, stale, write)
+        written, write_failed, stale, note_lines = _write(ending, pruned, stale, write)
         notes.extend(note_lines)
     status = ending.exit_status
     if write_failed and status == EXIT_OK:
@@ -76,30 +74,30 @@ def finish(ending: Ending, write: Writer = update) -> Outcome:
     stale_failed = ending.strict and bool(stale) and not pruned
     if stale_failed and status == EXIT_OK:
         status = EXIT_TESTS_FAILED
-    return Outcome(stale, pruned, written, tuple(notes), stale_failed, write_failed, status, entries)
+    return Outcome(stale, pruned, written, tuple(notes), stale_failed, write_failed, status)
 
 
 def _write(ending: Ending, pruned: tuple[str, ...], stale: tuple[str, ...], write: Writer,
-           ) -> tuple[bool | None, bool, int | None, tuple[str, ...], list[str]]:
-    """(written, failed, entries, stale left, notes) of the baseline write."""
+           ) -> tuple[bool | None, bool, tuple[str, ...], list[str]]:
+    """(written, failed, stale left, notes) of the baseline write."""
     path = ending.baseline.path
     if ending.crashed:
-        return None, False, None, stale, [f"baseline {path} not written: a worker crashed ({', '.join(ending.crashed)})"]
+        return None, False, stale, [f"baseline {path} not written: a worker crashed ({', '.join(ending.crashed)})"]
     interrupted = ending.exit_status == EXIT_INTERRUPTED and not ending.stopped_on_purpose
     if interrupted or ending.exit_status in (EXIT_INTERNAL_ERROR, EXIT_USAGE_ERROR):
-        return None, False, None, stale, [f"baseline {path} not written: the run was interrupted or errored"]
+        return None, False, stale, [f"baseline {path} not written: the run was interrupted or errored"]
     try:
         # merged into the file as it is now, under a lock: a concurrent update's entries are kept
         written, count = write(path, ending.measured if ending.update else {}, remove=pruned,
                                torch=ending.torch_version)
     except (BaselineError, OSError) as error:
-        return None, True, None, stale, [f"baseline {path} not written: {error}"]
+        return None, True, stale, [f"baseline {path} not written: {error}"]
     notes = []
     if pruned:
         notes.append(f"pruned {len(pruned)} stale entr{'y' if len(pruned) == 1 else 'ies'}: {', '.join(pruned)}")
         stale = ()
     notes.append(f"baseline {'written' if written else 'unchanged'}: {path} ({count} entries)")
-    return written, False, count, stale, notes
+    return written, False, stale, notes
 
 
 def measured_entries(verdicts: Iterable[TestVerdict]) -> dict[str, Entry]:
