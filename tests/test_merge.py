@@ -222,3 +222,29 @@ def test_merging_imports_no_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "False 0", done.stdout + done.stderr
     assert load(tmp_path / "flop_baseline.yaml").entries == {"a.py::t": Entry(5, 3, 3, device="cpu")}
+
+
+def test_the_readme_matrix_recipe_uses_real_options() -> None:
+    """The README's sharded CI recipe: each shard a pytest-split group writing JSON, one merge job
+    whose command line `flopbudget merge` accepts (tests/plugin/test_shards.py runs the recipe)."""
+    import re
+    import shlex
+
+    import yaml
+
+    from pytest_flopbudget.cli import build_merge_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    recipe = next(yaml.safe_load(block) for block in re.findall(r"^```yaml\n(.*?)^```", readme, re.M | re.S)
+                  if "flops-merge" in block)
+    shard = [step["run"] for step in recipe["jobs"]["flops"]["steps"] if "run" in step]
+    assert shard == ["python -m pytest --splits 3 --group ${{ matrix.group }} "
+                     "--flop-report=shard-${{ matrix.group }}.json"]
+    assert recipe["jobs"]["flops"]["strategy"]["matrix"]["group"] == [1, 2, 3]
+    merge_step = next(step["run"] for step in recipe["jobs"]["flops-merge"]["steps"]
+                      if "run" in step and "flopbudget merge" in step["run"])
+    words = shlex.split(merge_step.replace("$GITHUB_STEP_SUMMARY", "summary.md"))
+    assert words[:2] == ["flopbudget", "merge"]
+    args = build_merge_parser().parse_args(words[2:])
+    assert args.reports == ["shard-*.json"] and args.strict and args.markdown == "summary.md"
+    assert recipe["jobs"]["flops-merge"]["needs"] == "flops"
