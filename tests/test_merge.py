@@ -171,10 +171,17 @@ def test_k_split_without_one_shard_names_the_tests_no_shard_ran(tmp_path: Path) 
 
 
 def test_path_split_without_one_shard_names_the_entries_outside_every_path(tmp_path: Path) -> None:
-    base = committed(tmp_path, {"tests/a/t.py::t": Entry(5, 3, 3), "tests/b/t.py::t": Entry(5, 3, 3)})
-    a = write(tmp_path, "a.json", record(verdict("tests/a/t.py::t", 5), selection={**WHOLE, "args": ["tests/a"]}))
-    with pytest.raises(MergeError, match=r"1 baseline entry outside every shard's paths \(tests/a\): tests/b/t.py::t"):
-        merge([a], base)
+    base = committed(tmp_path, {f"tests/{p}/t.py::t": Entry(5, 3, 3, device="cpu") for p in "abc"})
+    a, b, c = (write(tmp_path, f"{p}.json",
+                     record(verdict(f"tests/{p}/t.py::t", 5), selection={**WHOLE, "args": [f"tests/{p}"]}))
+               for p in "abc")
+    outside = r"1 baseline entry outside every shard's paths \(tests/a, tests/c\): tests/b/t.py::t"
+    with pytest.raises(MergeError, match=outside):
+        merge([a, c], base)
+    assert merge([a, b, c], base).outcome.exit_status == EXIT_OK
+    # one run of one path (a serial `pytest tests/a`) keeps the entries outside it, unjudged
+    alone = merge([a], base)
+    assert [r.key for r in alone.summary.rows] == ["tests/a/t.py::t"] and alone.outcome.stale == ()
 
 
 def test_strict_merge_fails_entries_gone_from_the_whole_suite_only_when_every_shard_ran(tmp_path: Path) -> None:
