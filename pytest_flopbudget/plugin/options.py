@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem, parse_device_name
+from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE_DEPTH
 
 DEFAULT_BASELINE = "flop_baseline.yaml"
 
@@ -60,9 +61,6 @@ def path_type(value: str) -> str:
     return text
 
 
-# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
-# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
-DEFAULT_BASELINE_DEPTH = 6
 
 
 def baseline_depth(raw: object) -> int:

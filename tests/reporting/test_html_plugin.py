@@ -118,9 +118,9 @@ def test_the_trees_survive_the_trip_from_an_xdist_worker() -> None:
     from pathlib import Path
 
     from pytest_flopbudget.counting.measurement import ModuleCost
-    from pytest_flopbudget.plugin.baseline import Entry
-    from pytest_flopbudget.plugin.summary import SessionSummary, count_line
-    from pytest_flopbudget.plugin.verdict import Measured, TestVerdict, judge
+    from pytest_flopbudget.reporting.baseline import Entry
+    from pytest_flopbudget.reporting.summary import SessionSummary, count_line
+    from pytest_flopbudget.reporting.verdict import Measured, TestVerdict, judge
     from pytest_flopbudget.reporting.html_model import view_of_session
 
     def entry(width: int) -> Entry:

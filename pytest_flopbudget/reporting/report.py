@@ -9,13 +9,14 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
-
-import pytest
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pytest_flopbudget.counting.text import giga, human_count, layout
-from pytest_flopbudget.plugin.summary import Row, SessionSummary, count_line
-from pytest_flopbudget.plugin.verdict import OK, TestVerdict
+from pytest_flopbudget.reporting.summary import Row, SessionSummary, count_line
+from pytest_flopbudget.reporting.verdict import OK, TestVerdict
+
+if TYPE_CHECKING:
+    import pytest
 
 ROWS_BEFORE_HIDING = 20
 # columns dropped, in this order, when the table is wider than the terminal (the change against
@@ -101,6 +102,8 @@ def report_data(summary: SessionSummary) -> dict[str, Any]:
         "counts": dict(summary.counts),
         "stale": list(summary.stale),
         "notes": list(summary.notes),
+        # what the run covered (shard identity, collected, deselected, ran, verdicts): flopbudget merge reads it
+        "run": summary.run.to_dict() if summary.run is not None else None,
     }
 
 
