@@ -1,7 +1,7 @@
 """Real architectures, built from transformers configs (no downloads, no weights).
 
-For each: nothing uncounted on cpu and on meta; identical flops and macs on cpu and meta and
-with and without torch.no_grad(); and the matmul/conv part of the total (the MACs of aten.mm,
+For each: nothing uncounted on cpu and on meta; identical flops, macs and memory (to the byte) on
+cpu and meta and with and without torch.no_grad(), parameter bytes equal to the model's own; and the matmul/conv part of the total (the MACs of aten.mm,
 addmm, bmm, baddbmm and convolution, plus the attention units' MACs) equal to an analytic count
 worked here from the config: convolutions, projections, MLPs, Q·Kᵀ and A·V per layer, the head.
 An attention unit's MACs also hold its per-score elementwise work (scale, softmax, and the mask
@@ -70,7 +70,15 @@ def assert_consistent(model, inputs, *, devices=("cpu", "meta")):
     first = results[0]
     for m in results[1:]:
         assert (m.flops, m.macs, m.params) == (first.flops, first.macs, first.params), m.device
+        # memory too, to the byte: a storage's nbytes() is the same for a fake tensor
+        assert m.memory == first.memory, m.device
+    assert first.memory.categories["parameters"] == sum(p.numel() * p.element_size() for p in _unique_params(model))
     return first
+
+
+def _unique_params(model):
+    model = model() if callable(model) and not isinstance(model, torch.nn.Module) else model
+    return {id(p): p for p in model.parameters()}.values()
 
 
 def images(size: int) -> torch.Tensor:
