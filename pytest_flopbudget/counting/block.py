@@ -61,15 +61,13 @@ _Block.__name__ = "count"
 
 
 class _DiscoveringTracker(ModuleTracker):
-    """ModuleTracker that names a top-level module the first time it runs, records every module
-    that runs, and ends a backward pass's module scopes when the pass ends."""
+    """ModuleTracker that names a top-level module the first time it runs and records every module
+    that runs."""
 
     def __init__(self, *, track_backward: bool) -> None:
         super().__init__({}, track_backward=track_backward)
         self.roots: dict[str, nn.Module] = {}
         self.ran: dict[int, nn.Module] = {}
-        self.saw_backward = False
-        self._end_queued = False
 
     def __enter__(self) -> _DiscoveringTracker:
         super().__enter__()
@@ -90,25 +88,6 @@ class _DiscoveringTracker(ModuleTracker):
         self.roots[name] = root
         for prefix, module in root.named_modules():
             self._names.setdefault(module, f"{name}.{prefix}" if prefix else name)
-
-    def _enter_backward(self, name: str) -> Any:
-        enter = super()._enter_backward(name)
-
-        def hook(*grads: object) -> None:
-            enter(*grads)
-            self.saw_backward = True
-            if not self._end_queued:
-                # scopes of modules whose inputs need no gradient never close by themselves: close
-                # them when this backward pass ends, or an optimizer step after it would be
-                # attributed to the first layer
-                self._end_queued = True
-                torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
-
-        return hook
-
-    def _backward_ended(self) -> None:
-        self._end_queued = False
-        self.end_backward()
 
 
 class Counted:

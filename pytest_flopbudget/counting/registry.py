@@ -80,7 +80,8 @@ FREE_OPS = frozenset(
         "slice_scatter select_scatter diagonal_scatter as_strided_scatter index_fill "
         "slice_backward select_backward "
         "_pin_memory pin_memory is_pinned _nested_tensor_from_mask equal "
-        "_nested_tensor_from_mask_left_aligned _foreach_zero _foreach_copy _foreach_clone"
+        "_nested_tensor_from_mask_left_aligned _foreach_zero _foreach_copy _foreach_clone "
+        "_efficientzerotensor"
     ).split()
 )
 # profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
@@ -224,6 +225,9 @@ class Registry:
                 return table[canonical]
             if packet in table:
                 return table[packet]
+        twin = _aten_twin(func)
+        if twin is not None:
+            return self._lookup(twin, functional_form(twin))
         names = {packet.__name__, func.overloadpacket.__name__}
         if func.namespace in _FREE_NAMESPACES or any(n in FREE_OPS or n.rstrip("_") in FREE_OPS for n in names):
             return FREE
@@ -234,6 +238,28 @@ class Registry:
         if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
             return DECOMPOSE
         return None
+
+
+def _aten_twin(func: torch._ops.OpOverload) -> Any:
+    """The aten overload a ``prims::`` op computes like (``prims.add`` -> ``aten.add.Tensor``; forward-mode
+    AD and decompositions emit prims), matched by argument names; None for other namespaces."""
+    if func.namespace != "prims":
+        return None
+    packet = getattr(torch.ops.aten, func.overloadpacket.__name__, None)
+    if packet is None:
+        return None
+    wanted = [(a.name, a.type.kind()) for a in func._schema.arguments]
+    for overload_name in packet.overloads():
+        candidate = getattr(packet, overload_name)
+        schema = candidate._schema
+        arguments = schema.arguments
+        if schema.is_mutable or any(a.is_out for a in arguments) or len(arguments) < len(wanted):
+            continue
+        if [(a.name, a.type.kind()) for a in arguments[: len(wanted)]] == wanted and all(
+            a.has_default_value() for a in arguments[len(wanted):]
+        ):
+            return candidate
+    return None
 
 
 def _indexes_with_a_mask(args: Any) -> bool:
