@@ -64,35 +64,43 @@ def measure(
     registry = (registry or default_registry()).scoped(formulas)
     module = _build_model(model, target)
     state = ModelState.read(module)
-    counting = _Counting(registry, state, backward)
-    with _fake_mode_for(target) as fake_mode:
-        with _default_device(target):
-            args, kwargs = _build_inputs(inputs, target, fake_mode)
-        if fake_mode is None:
-            _refuse_meta_state(state, target)
-        in_place = fake_mode is None and state.tensors_on(target)
-        # made before counting starts: copying weights to the counting device is not the model's work
-        substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
-        try:
-            if in_place:
-                _run_in_place(module, state, args, kwargs, counting)
-            else:
-                _run_on_substitutes(module, state, args, kwargs, counting, substitutes)
-        except Exception as error:
-            explained = _explain(error, module, target)
-            if explained is error:
-                raise
-            raise explained from error
+    # a forward that differentiates (a PINN's du/dx, a score model's gradient of its energy) cannot run
+    # without autograd: it is measured again, with autograd on, only when the no-grad run failed for
+    # that reason; only the second run is counted
+    for autograd in (backward, True):
+        counting = _Counting(registry, state, backward, autograd=autograd)
+        with _fake_mode_for(target) as fake_mode:
+            with _default_device(target):
+                args, kwargs = _build_inputs(inputs, target, fake_mode)
+            if fake_mode is None:
+                _refuse_meta_state(state, target)
+            in_place = fake_mode is None and state.tensors_on(target)
+            # made before counting starts: copying weights to the counting device is not the model's work
+            substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
+            try:
+                if in_place:
+                    _run_in_place(module, state, args, kwargs, counting)
+                else:
+                    _run_on_substitutes(module, state, args, kwargs, counting, substitutes)
+            except Exception as error:
+                if not autograd and _differentiates(error):
+                    continue
+                explained = _explain(error, module, target)
+                if explained is error:
+                    raise
+                raise explained from error
+        break
     return collect(state, counting.counter, target, backward)
 
 
 class _Counting:
     """The counter, the module tracker and the grad mode of one measured call, entered together."""
 
-    def __init__(self, registry: Registry, state: ModelState, backward: bool) -> None:
+    def __init__(self, registry: Registry, state: ModelState, backward: bool, *, autograd: bool = False) -> None:
         self.tracker = ModuleTracker(state.names(), track_backward=backward)
         self.counter = OpCounter(registry, self.tracker)
         self.backward = backward
+        self.autograd = autograd or backward
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> _Counting:
@@ -101,7 +109,7 @@ class _Counting:
             stack.enter_context(self.counter)
             # grad off for a forward count: an autograd graph nobody uses costs up to a tenth of a
             # forward, and counts are the same either way (tested per architecture)
-            stack.enter_context(torch.enable_grad() if self.backward else torch.no_grad())
+            stack.enter_context(torch.enable_grad() if self.autograd else torch.no_grad())
             self._stack = stack.pop_all()
         return self
 
@@ -332,6 +340,11 @@ def _plain(output: Any) -> Any:
     if isinstance(output, (list, tuple)):
         return [_plain(v) for v in output]
     return output
+
+
+def _differentiates(error: Exception) -> bool:
+    """Whether a forward run without autograd failed because it differentiates (calls autograd.grad)."""
+    return isinstance(error, RuntimeError) and "does not require grad and does not have a grad_fn" in str(error)
 
 
 def _name_of(fn: Any) -> str:

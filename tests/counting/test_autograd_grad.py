@@ -166,3 +166,60 @@ def test_no_hooks_are_left_on_tensors() -> None:
         out = net(x)
     assert out.grad_fn is not None and not out._backward_hooks
     assert not x._backward_hooks
+
+
+class _PINN(nn.Module):
+    """A physics-informed network: its forward returns u and du/dxy (autograd.grad inside forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xy = xy.requires_grad_(True)
+        u = self.net(xy)
+        (du,) = torch.autograd.grad(u.sum(), xy, create_graph=True)
+        return u, du
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_measure_a_forward_that_differentiates(device: str) -> None:
+    """Worked by hand for a batch of B points:
+    Linear(2,16): addmm, 16B outputs, K=2 -> 16B*3 + 16B flops, 16B*2 + 16B macs; Tanh 16B;
+    Linear(16,1): B outputs, K=16 -> 31B + B flops, 16B + B macs; u.sum(): B;
+    du/dxy: layer 2's input gradient mm [B,1]@[1,16] (16B outputs, K=1: 16B, 16B), tanh_backward 16B,
+    layer 1's input gradient mm [B,16]@[16,2] (2B outputs, K=16: 62B flops, 32B macs)."""
+    b = 8
+    flops = 64 * b + 16 * b + 32 * b + b + 16 * b + 16 * b + 62 * b
+    macs = 48 * b + 16 * b + 17 * b + b + 16 * b + 16 * b + 32 * b
+    pinn = _PINN()
+    measured = fb.measure(pinn, torch.rand(b, 2), device=device)
+    assert (measured.flops, measured.macs) == (flops, macs)
+    # counted once: the failed no-grad attempt adds nothing
+    assert measured.modules["net"].flops == flops - b
+    assert measured.modules["net.1"].flops == 16 * b + 16 * b
+
+
+def test_measure_of_an_ordinary_forward_stays_without_autograd() -> None:
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.is_grad_enabled())
+            return x * 2
+
+    assert fb.measure(Probe(), torch.randn(3)).flops == 3
+    assert seen == [False]
+
+
+def test_a_forward_failing_for_another_reason_runs_once() -> None:
+    calls = []
+
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(x)
+            raise RuntimeError("something else went wrong")
+
+    with pytest.raises(RuntimeError, match="something else"):
+        fb.measure(Broken(), torch.randn(3))
+    assert len(calls) == 1
