@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.counting.errors import FormulaError
+from pytest_flopbudget.counting.formulas import is_estimated
 from pytest_flopbudget.counting.higher_order import run_higher_order
 from pytest_flopbudget.counting.names import ancestors
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
@@ -161,11 +162,12 @@ class OpCounter:
     def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
         shapes = [_shape_of(a) for a in args]
         kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+        out_shape = _out_shape(out)
         try:
-            flops, macs = formula(*shapes, out_shape=_out_shape(out), **kw_shapes)
+            flops, macs = formula(*shapes, out_shape=out_shape, **kw_shapes)
         except Exception as error:
             raise FormulaError.wrap(op_name, formula, shapes, kw_shapes, error) from error
-        reason = getattr(formula, "estimated", None)
+        reason = is_estimated(formula, *shapes, out_shape=out_shape, **kw_shapes)
         if reason is not None:
             self.estimated.setdefault(op_name, reason)
         self.add(op_name, flops, macs)

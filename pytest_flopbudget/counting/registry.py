@@ -42,6 +42,7 @@ from pytest_flopbudget.counting.formulas import (
     recurrent,
     reduction,
     resampling,
+    vision_ops,
 )
 
 FREE = "free"  # sentinel: the op moves or creates data but computes nothing
@@ -49,7 +50,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling, loss, optimizer, quantized,
+    resampling, loss, optimizer, quantized, vision_ops,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
@@ -265,8 +266,9 @@ def _unpacking(formula: Formula) -> Formula:
 
     rule.__name__ = rule.__qualname__ = getattr(formula, "__name__", "formula")
     rule.__doc__ = formula.__doc__
-    if hasattr(formula, "estimated"):
-        rule.estimated = formula.estimated  # type: ignore[attr-defined]
+    for mark in ("estimated", "estimated_when"):
+        if hasattr(formula, mark):
+            setattr(rule, mark, getattr(formula, mark))
     return rule
 
 
