@@ -44,7 +44,7 @@ from torch import nn
 
 from pytest_flopbudget.counting.collect import collect
 from pytest_flopbudget.counting.counter import OpCounter
-from pytest_flopbudget.counting.devices import DeviceLike, device_of, is_meta, resolve_device
+from pytest_flopbudget.counting.devices import DeviceLike, device_of, fake_mode, is_meta, resolve_device
 from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
@@ -136,9 +136,7 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         stack = contextlib.ExitStack()
         try:
             if is_meta(self.target):
-                from torch._subclasses.fake_tensor import FakeTensorMode
-
-                stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+                stack.enter_context(fake_mode())
             if self.target is not None:
                 stack.enter_context(torch.device(self.target))
             self._scopes: _DiscoveringTracker = stack.enter_context(_DiscoveringTracker(track_backward=True))

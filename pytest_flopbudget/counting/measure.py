@@ -29,6 +29,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from pytest_flopbudget.counting.collect import collect
 from pytest_flopbudget.counting.counter import OpCounter
 from pytest_flopbudget.counting.devices import DeviceLike, is_meta, resolve_device
+from pytest_flopbudget.counting.devices import fake_mode as meta_fake_mode
 from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, needs_values
 from pytest_flopbudget.counting.measurement import Measurement
 from pytest_flopbudget.counting.model_state import ModelState
@@ -146,9 +147,7 @@ def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwarg
 def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
     """FakeTensorMode for meta (yielded, so tensors can be converted to fake ones), else nothing."""
     if target is not None and target.type == "meta":
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        fake_mode = meta_fake_mode()
         with fake_mode:
             yield fake_mode
     else:
@@ -305,6 +304,11 @@ def _fake(tensor: torch.Tensor, fake_mode: Any) -> torch.Tensor:
     meet on one device, and aten picks the same kernels it picks on a real CPU."""
     from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
+    if getattr(tensor, "_offsets", None) is not None and not isinstance(tensor, FakeTensor):
+        # a jagged nested tensor: its values and offsets made fake, the ragged size symbolic
+        with fake_mode:
+            return torch.nested.nested_tensor_from_jagged(_fake(tensor.values(), fake_mode),
+                                                          _fake(tensor.offsets(), fake_mode))
     if tensor.device.type != "meta":
         if isinstance(tensor, FakeTensor):
             return tensor

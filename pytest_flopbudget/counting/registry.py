@@ -86,8 +86,11 @@ FREE_OPS = frozenset(
         "_efficientzerotensor"
     ).split()
 )
-# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
-_FREE_NAMESPACES = frozenset({"prim", "prims_common", "profiler"})
+# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing; neither do
+# collectives and FSDP's buffer packing (communication, copies): a sharded model counts like its plain twin
+_FREE_NAMESPACES = frozenset({
+    "prim", "prims_common", "profiler", "fsdp", "_c10d_functional", "c10d_functional", "_c10d_functional_autograd",
+})
 
 # Ops whose result depends on tensor values in a way the host sees: a Python scalar (item(),
 # bool(t), int(t), torch.equal) or an output whose shape is data (nonzero, unique, masked_select).
