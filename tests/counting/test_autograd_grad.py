@@ -86,6 +86,13 @@ def test_gradients_run_and_compute_the_same_under_counting(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_gradients_count_the_same_on_meta(case: str) -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    try:  # without counting: some torch releases cannot run a transform on fake tensors at all
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.device("meta"):  # as count(device="meta")
+            _run(case, "meta", counted=False)
+    except RuntimeError as error:
+        pytest.skip(f"torch {torch.__version__} cannot run {case} on meta even without counting: {error}")
     expected, on_cpu = _run(case, "cpu", counted=True)
     got, on_meta = _run(case, "meta", counted=True)
     assert [None if g is None else tuple(g.shape) for g in got] == [None if e is None else tuple(e.shape) for e in expected]

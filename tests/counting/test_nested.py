@@ -72,6 +72,12 @@ def test_fsdp2_on_one_rank_counts_like_the_plain_model() -> None:
 
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
+        probe = nn.Linear(2, 2)
+        fully_shard(probe)
+        try:  # without counting: FSDP2 on CPU needs a newer torch than the floor
+            probe(torch.randn(1, 2)).sum().backward()
+        except (AttributeError, RuntimeError) as error:
+            pytest.skip(f"FSDP2 does not run on CPU in torch {torch.__version__}: {error}")
         torch.manual_seed(0)
         plain = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
         sharded = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
