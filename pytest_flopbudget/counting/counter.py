@@ -109,6 +109,8 @@ class OpCounter:
         # module name ("" outside every submodule) -> op -> calls that read tensor values on the host
         self.value_reads: dict[str, dict[str, int]] = {}
         self.muted = 0
+        # on a meta block: replaces the caller's real tensors among an op's arguments by fakes
+        self.fakify: Any = None
         self._aten = _AtenCounter(self)
         self._composite = _CompositeCounter(self) if registry.function_rules else None
 
@@ -248,6 +250,8 @@ class _AtenCounter(TorchDispatchMode):
             return NotImplemented
         kwargs = kwargs or {}
         counter = self.counter
+        if counter.fakify is not None:
+            args, kwargs = counter.fakify(args, kwargs)
         if counter.muted:
             return func(*args, **kwargs)
         try:

@@ -48,9 +48,12 @@ class FlopBudget:
         """What this test measured so far, in order."""
         return [r.measurement for r in self._records if r.measurement is not None]
 
-    def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None,
-                formulas: Mapping[Any, Any] | None = None) -> Measurement:
+    def measure(self, model: Any, inputs: Any, *, backward: bool = False, optimizer: Any = None,
+                label: str | None = None, formulas: Mapping[Any, Any] | None = None) -> Measurement:
         """Count ``model`` on ``inputs`` on the --flop-device and record it for this test.
+
+        ``optimizer`` (``lambda ps: torch.optim.AdamW(ps, lr=1e-3)``) measures one steady-state
+        training step instead of a forward: forward, backward and the optimizer's step.
 
         Give each measurement a distinct ``label`` when a test measures more than once: the baseline
         keeps one entry per label (``<node id>#<label>``). ``formulas`` adds formulas for this
@@ -60,7 +63,8 @@ class FlopBudget:
         from pytest_flopbudget.counting.measure import measure
 
         with _option_names():
-            result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
+            result = measure(model, inputs, device=self._device, backward=backward, optimizer=optimizer,
+                             formulas=formulas)
         self._record(result, label)
         return result
 
