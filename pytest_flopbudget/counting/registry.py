@@ -280,7 +280,10 @@ def _described(value: Any) -> Any:
     anything else unchanged. Called inside the counting mode's dispatch, so unpacking is not counted."""
     if not isinstance(value, torch.ScriptObject) or not value._has_method("unpack"):
         return value
-    unpacked = value.unpack()
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():  # packed weights are real, also in a meta count
+        unpacked = value.unpack()
     weight, bias = (unpacked[0], unpacked[1]) if isinstance(unpacked, (tuple, list)) else (unpacked, None)
     described: dict[str, Any] = {
         "weight": tuple(weight.shape),

@@ -35,6 +35,9 @@ def test_dynamically_quantized_mlp_counts_as_its_float_twin() -> None:
     assert measured.flops == float_twin.flops == 128 * 31 + 128 + 128 + 32 * 63 + 32
     assert measured.ops["quantized.linear_dynamic"] == 128 * 31 + 128 + 32 * 63 + 32
     assert measured.uncounted == {}
+    # torch has fake kernels for the dynamic linear: the same count on meta (packed weights unpacked for real)
+    on_meta = fb.measure(int8, x, device="meta")
+    assert (on_meta.flops, on_meta.macs) == (measured.flops, measured.macs)
 
 
 class _ConvNet(nn.Module):
