@@ -41,15 +41,18 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from pytest_flopbudget.counting.caller_guard import CallerObjectsKept, FakeTwins
 from pytest_flopbudget.counting.devices import DeviceLike, device_of, resolve_device
 from pytest_flopbudget.counting.errors import MeasurementError
-from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
+from pytest_flopbudget.counting.measurement import Measurement, Memory, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
-from pytest_flopbudget.counting.session import CountingSession, device_scope, explain_meta_failure
+from pytest_flopbudget.counting.session import (
+    CountingSession, device_scope, explain_meta_failure, optimizer_state_tensors,
+)
 
 
 class _Block(nn.Module):
@@ -140,7 +143,10 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             if twins is not None:
                 stack.enter_context(CallerObjectsKept(twins))
             self._scopes = _DiscoveringTracker()
+            self._stepped: dict[int, Any] = {}
+            stack.callback(register_optimizer_step_pre_hook(self._note_optimizer).remove)
             self._session = stack.enter_context(CountingSession(self.registry, self._scopes, grad=None))
+            self._session.phase("block")
             if twins is not None:
                 self._session.counter.fakify = twins.swap
         except BaseException:
@@ -155,7 +161,11 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         assert stack is not None and counted is not None
         scopes, session = self._scopes, self._session
         roots, ran = dict(scopes.roots), list(scopes.ran.values())
-        stack.__exit__(kind, error, traceback)
+        try:
+            # while the block's tensors are still in place (on meta: the twins, put back below)
+            memory = self._memory(session, ran) if error is None else None
+        finally:
+            stack.__exit__(kind, error, traceback)
         if error is not None:
             counted._state = f"the block raised {kind.__name__}"
             explained = explain_meta_failure(error, "the count(device='meta') block", self.target)
@@ -163,16 +173,33 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
                 # the traceback of the user's line that failed, not of this __exit__
                 raise explained.with_traceback(traceback) from error
             return
-        counted._measurement = self._measurement(roots, ran, session, scopes.saw_backward)
+        counted._measurement = self._measurement(roots, ran, session, scopes.saw_backward, memory)
         counted._state = "done"
 
+    def _note_optimizer(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """A step pre-hook: the optimizers stepped in the block, whose state is optimizer_state."""
+        self._stepped.setdefault(id(optimizer), optimizer)
+
+    def _memory(self, session: CountingSession, ran: list[nn.Module]) -> Memory:
+        """The block's memory, its storages named by what they are now: the parameters and buffers
+        of the modules that ran, their gradients, the state of the optimizers stepped."""
+        optimizers = list(self._stepped.values())
+        params = {id(p): p for m in ran for p in m._parameters.values() if p is not None}
+        params.update((id(p), p) for o in optimizers for g in o.param_groups for p in g["params"])
+        buffers = {id(b): b for m in ran for b in m._buffers.values() if b is not None}
+        return session.finish_memory(
+            parameters=params.values(), buffers=buffers.values(),
+            gradients=[p.grad for p in params.values() if p.grad is not None],
+            optimizer_state=optimizer_state_tensors(optimizers),
+        )
+
     def _measurement(self, roots: dict[str, nn.Module], ran: list[nn.Module], session: CountingSession,
-                     backward: bool) -> Measurement:
+                     backward: bool, memory: Memory | None) -> Measurement:
         block = _Block()
         for name, root in roots.items():
             block._modules[name] = root  # names may hold '#', which add_module would refuse
         state = ModelState.read(block)
-        collected = session.measurement(state, self.target, backward)
+        collected = session.measurement(state, self.target, backward, memory)
         params: dict[int, torch.Tensor] = {}
         for module in ran:
             for param in module._parameters.values():

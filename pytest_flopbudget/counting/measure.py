@@ -32,7 +32,7 @@ from pytest_flopbudget.counting.measurement import Measurement
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
 from pytest_flopbudget.counting.registry import Registry, default_registry
-from pytest_flopbudget.counting.session import CountingSession, device_scope, explain_meta_failure
+from pytest_flopbudget.counting.session import CountingSession, device_scope, explain_meta_failure, optimizer_state_tensors
 
 __all__ = ["DeviceLike", "MeasurementError", "measure", "resolve_device"]
 
@@ -87,11 +87,17 @@ def measure(
             in_place = fake_mode is None and state.tensors_on(target) and optimizer is None
             # made before counting starts: copying weights to the counting device is not the model's work
             substitutes = {} if in_place else _substitute_state(state, target, fake_mode, copies=optimizer is not None)
+            weights = list(state.params.values()) if in_place else [substitutes[n] for n in state.params]
+            buffers = list(state.buffers.values()) if in_place else [substitutes[n] for n in state.buffers]
+            counting.register_entry(weights, "parameters")
+            counting.register_entry(buffers, "buffers")
+            counting.register_entry(tree_flatten((args, kwargs))[0], "inputs")
+            stepped: list[Any] = []
             try:
                 if in_place:
                     _run_in_place(module, state, args, kwargs, counting, backward)
                 elif optimizer is not None:
-                    _run_training_step(module, state, args, kwargs, counting, substitutes, optimizer)
+                    stepped.append(_run_training_step(module, state, args, kwargs, counting, substitutes, optimizer))
                 else:
                     _run_on_substitutes(module, state, args, kwargs, counting, backward, substitutes)
             except Exception as error:
@@ -101,8 +107,11 @@ def measure(
                 if explained is error:
                     raise
                 raise explained from error
+            memory = counting.finish_memory(parameters=weights, buffers=buffers,
+                                            gradients=[p.grad for p in weights if p.grad is not None],
+                                            optimizer_state=optimizer_state_tensors(stepped))
         break
-    return counting.measurement(state, target, backward)
+    return counting.measurement(state, target, backward, memory)
 
 
 def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
@@ -111,8 +120,10 @@ def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dic
     statistics) and attributes are put back afterwards."""
     trainable = [p for p in state.params.values() if p.requires_grad]
     with state.attributes_kept(), state.buffers_kept(), counting:
+        counting.phase("forward")
         output = module(*args, **kwargs)
         if backward:
+            counting.phase("backward")
             _run_backward(output, trainable, module)
 
 
@@ -122,8 +133,10 @@ def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwarg
     put back afterwards."""
     trainable = [p for p in substitutes.values() if p.requires_grad]
     with state.attributes_kept(), counting:
+        counting.phase("forward")
         output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
         if backward:
+            counting.phase("backward")
             _run_backward(output, trainable, module)
 
 
@@ -134,24 +147,31 @@ def _default_device(target: torch.device | None) -> contextlib.AbstractContextMa
 
 
 def _run_training_step(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
-                       substitutes: dict[str, torch.Tensor], make_optimizer: Callable[[list[torch.Tensor]], Any]) -> None:
+                       substitutes: dict[str, torch.Tensor], make_optimizer: Callable[[list[torch.Tensor]], Any]) -> Any:
     """One steady-state training step of the caller's module on ``substitutes`` (copies, or fakes
-    on meta): an uncounted step first, so the optimizer's state exists, then the counted one."""
+    on meta): an uncounted step first, so the optimizer's state exists (at entry, for memory) as
+    in every later step, then the counted one. Returns the optimizer."""
     trainable = [substitutes[name] for name, p in state.params.items() if p.requires_grad]
     optimizer = _built_optimizer(make_optimizer, trainable)
 
     def step() -> None:
+        counting.phase("forward")
         output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
         roots, grads = _backward_roots(output, module)
+        counting.phase("backward")
         torch.autograd.backward(roots, grads)
+        del output, roots, grads  # a training loop holds none of them during the step
+        counting.phase("optimizer")
         optimizer.step()
 
     with state.attributes_kept():
         with torch.enable_grad():
             step()
         optimizer.zero_grad(set_to_none=True)
+        counting.register_entry(optimizer_state_tensors([optimizer]), "optimizer_state")
         with counting:
             step()
+    return optimizer
 
 
 def _check_optimizer_factory(make_optimizer: Any) -> None:

@@ -76,6 +76,7 @@ class MemoryTracker:
         self._peak_event = 0  # how many events the log held when the peak was reached
         self._peak_phase: str | None = None
         self._closed = False
+        self._on_free = self._freed  # one bound method for every reference
         self._hooks: Any = None
         self._gc_was_enabled = False
 
@@ -171,19 +172,43 @@ class MemoryTracker:
                 self._existing(storage, None)
 
     def _output(self, tensor: _Tensor) -> None:
-        if _is_wrapper(tensor):
+        # the hot path (one call per op output), written out in one function
+        wraps = _WRAPPERS.get(type(tensor))
+        if wraps is None:
+            wraps = _is_wrapper(tensor)
+        if wraps:
             storages = _storages(tensor)
         else:
             try:
-                storages = (tensor.untyped_storage(),)
+                storages = [tensor.untyped_storage()]
             except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
                 return
+        refs = self._refs
         for storage in storages:
-            ref = self._refs.get(id(storage))
-            if ref is None:
-                self._allocated(storage)
-            elif storage.nbytes() != self._bytes[ref.index]:
-                self._resized(storage, ref)
+            key = id(storage)
+            ref = refs.get(key)
+            if ref is not None:
+                if storage.nbytes() != self._bytes[ref.index]:
+                    self._resized(storage, ref)
+                continue
+            # allocated by this call
+            nbytes = storage.nbytes()
+            index = len(self._bytes)
+            active = self._active_modules()
+            self._bytes.append(nbytes)
+            self._module.append(active[-1] if active else "")
+            self._phase.append(self.phase)
+            self._entry.append(None)
+            ref = _StorageRef(storage, self._on_free)
+            ref.key = key
+            ref.index = index
+            refs[key] = ref
+            self._log.append(index)
+            self._live += nbytes
+            if self._live > self._peak:
+                self._peak = self._live
+                self._peak_event = len(self._log)
+                self._peak_phase = self.phase
 
     # -- the log ----------------------------------------------------------------------------------
 
@@ -193,7 +218,7 @@ class MemoryTracker:
         self._module.append(module)
         self._phase.append(phase)
         self._entry.append(entry)
-        ref = _StorageRef(storage, self._freed)
+        ref = _StorageRef(storage, self._on_free)
         ref.key = id(storage)
         ref.index = index
         self._refs[ref.key] = ref
@@ -207,12 +232,6 @@ class MemoryTracker:
         self._entry_bytes += nbytes
         self._live += nbytes
         self._peak += nbytes
-
-    def _allocated(self, storage: Any) -> None:
-        active = self._active_modules()
-        index = self._new_record(storage, storage.nbytes(), active[-1] if active else "", self.phase, None)
-        self._log.append(index)
-        self._grow(self._bytes[index])
 
     def _grow(self, nbytes: int) -> None:
         self._live += nbytes

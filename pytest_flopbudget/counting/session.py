@@ -16,7 +16,8 @@ pass ends (see module_tracker.py), whether the pass was started by measure() or 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+import dataclasses
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -25,7 +26,8 @@ from pytest_flopbudget.counting.counter import OpCounter
 from pytest_flopbudget.counting.devices import fake_mode as fake_mode_for_meta
 from pytest_flopbudget.counting.devices import is_meta
 from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
-from pytest_flopbudget.counting.measurement import Measurement
+from pytest_flopbudget.counting.measurement import Measurement, Memory
+from pytest_flopbudget.counting.memory import MemoryTracker
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
 from pytest_flopbudget.counting.registry import Registry
@@ -46,20 +48,27 @@ def device_scope(target: torch.device | None, *, default_device: bool = False) -
 
 
 class CountingSession:
-    """The module tracker, the counter and the grad mode of one counted run, entered together.
+    """The module tracker, the counter, the memory tracker and the grad mode of one counted run,
+    entered together.
 
     ``grad``: True turns autograd on for the run (a backward will be counted), False off (an
     autograd graph nobody uses costs up to a tenth of a forward, and the counts are the same either
-    way), None leaves the caller's mode (a block's code decides for itself)."""
+    way), None leaves the caller's mode (a block's code decides for itself). The memory tracker is
+    fed by the counter's dispatch mode (one mode for both); the front end tells it what existed
+    before the run (``register_entry``), where the run is (``phase``) and, once the run is over,
+    what its tensors were (``finish_memory``)."""
 
     def __init__(self, registry: Registry, tracker: ModuleTracker, *, grad: bool | None) -> None:
         self.tracker = tracker
         self.counter = OpCounter(registry, tracker)
+        self.memory = MemoryTracker(lambda: tracker.active)
+        self.counter.memory = self.memory
         self._grad = grad
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> CountingSession:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(self.memory)
             stack.enter_context(self.tracker)
             stack.enter_context(self.counter)
             if self._grad is not None:
@@ -70,9 +79,30 @@ class CountingSession:
     def __exit__(self, *exc: Any) -> None:
         self._stack.__exit__(*exc)
 
-    def measurement(self, state: ModelState, target: torch.device | None, backward: bool) -> Measurement:
-        """What the run counted, spread over the module tree of ``state``."""
-        return collect(state, self.counter, target, backward)
+    def register_entry(self, tensors: Iterable[Any], category: str) -> None:
+        """Tensors that exist before the run: live at entry (parameters, buffers, inputs, optimizer_state)."""
+        self.memory.register_entry(tensors, category)
+
+    def phase(self, name: str) -> None:
+        """Where the run is now, for the phase at the memory peak: forward, backward, optimizer, block."""
+        self.memory.set_phase(name)
+
+    def finish_memory(self, *, parameters: Iterable[Any] = (), buffers: Iterable[Any] = (),
+                      gradients: Iterable[Any] = (), optimizer_state: Iterable[Any] = ()) -> Memory:
+        """The run's memory, once it is over; the tensors named here give the categories at the peak."""
+        return self.memory.finish(parameters=parameters, buffers=buffers, gradients=gradients,
+                                  optimizer_state=optimizer_state)
+
+    def measurement(self, state: ModelState, target: torch.device | None, backward: bool,
+                    memory: Memory | None = None) -> Measurement:
+        """What the run counted, spread over the module tree of ``state``, with its memory."""
+        return dataclasses.replace(collect(state, self.counter, target, backward), memory=memory)
+
+
+def optimizer_state_tensors(optimizers: Iterable[Any]) -> list[torch.Tensor]:
+    """Every tensor in the state of ``optimizers`` (moments, momentum buffers, step counters)."""
+    return [value for optimizer in optimizers for per_param in optimizer.state.values()
+            for value in per_param.values() if isinstance(value, torch.Tensor)]
 
 
 def explain_meta_failure(error: BaseException, subject: str, target: torch.device | None) -> BaseException:

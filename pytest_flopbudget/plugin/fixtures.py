@@ -13,9 +13,9 @@ import pytest
 
 from pytest_flopbudget.counting.errors import MeasurementError
 from pytest_flopbudget.counting.measurement import METRICS, Measurement
-from pytest_flopbudget.plugin.baseline import LABEL_SEPARATOR, Entry
+from pytest_flopbudget.reporting.baseline import LABEL_SEPARATOR, Entry
 from pytest_flopbudget.plugin.stash import MEASURED_KEY, SETTINGS_KEY
-from pytest_flopbudget.plugin.verdict import Measured
+from pytest_flopbudget.reporting.verdict import Measured
 
 # none of these imports torch (pytest loads the plugin in every run, measuring or not); the
 # engine's measure() and count() are imported by their first use

@@ -186,6 +186,29 @@ def test_peak_of_a_no_grad_linear_chain_is_its_largest_adjacent_pair():
     assert cpu.retained == outputs[-1]
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_tensors_saved_for_backward_are_activations_the_rest_temporaries(device):
+    batch, hidden = 5, 32
+
+    def build():
+        model = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+        x = torch.randn(batch, 8)
+
+        def step(tracker):
+            tracker.set_phase("forward")
+            return model(x).sum()  # the loss keeps the graph, and what it saved, alive
+
+        return Run(step, model=model, entry={"inputs": [x]})
+
+    memory, _ = run_memory(build, device)
+    h = batch * hidden * F32  # the first layer's output, and relu's (saved for backward)
+    # the peak is inside relu: its input (a temporary, freed when relu returns) and its output
+    assert memory.peak - memory.at_entry == 2 * h
+    assert memory.categories["activations"] == h and memory.categories["temporaries"] == h
+    assert memory.modules == {"": 2 * h, "0": h, "1": h}
+    assert memory.retained == h + F32  # relu's output, held by the graph, and the loss
+
+
 # --- training: gradients and optimizer state -------------------------------------------------
 
 
@@ -365,6 +388,23 @@ def test_kv_cache_peak_is_the_same_on_cpu_and_meta():
 
     cpu, meta = both(build)
     assert cpu == meta
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks")
+def test_sparse_tensors_do_not_break_tracking():
+    # a sparse tensor has no storage of its own: what it holds is not counted, dense results are
+    def build():
+        indices, values = torch.tensor([[0, 1, 2], [1, 0, 2]]), torch.tensor([3.0, 4.0, 5.0])
+
+        def step(tracker):
+            sparse = torch.sparse_coo_tensor(indices, values, (3, 3))
+            return (sparse @ torch.ones(3, 2)).sum(), sparse.to_dense()
+
+        return Run(step, entry={"inputs": [indices, values]})
+
+    memory, (total, dense) = run_memory(build, "cpu")
+    assert memory.at_entry == 2 * 3 * 8 + 3 * F32
+    assert memory.retained == total.numel() * F32 + dense.numel() * F32
 
 
 # --- the interface -----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from memory_harness import Run, train_step, warm_up  # noqa: E402
 
 # scenario kinds: what one run is
 KINDS = ("forward", "adamw", "sgd_momentum", "adamw_bf16_autocast")
+# the three implementations of one AdamW step: the same FLOPs, different memory
+OPTIMIZER_KINDS = ("adamw", "adamw_foreach", "adamw_fused")
 
 
 def _gpt2() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -64,11 +66,11 @@ ARCHITECTURES: dict[str, Callable[[], tuple[torch.nn.Module, dict[str, torch.Ten
 }
 
 
-def scenario(arch: str, kind: str) -> Callable[[], Run]:
-    """A zero-argument build of one run of ``arch``: a no-grad forward, or one steady-state training
-    step (its optimizer stepped once before)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+def scenario(arch: str, kind: str, *, steady: bool = True) -> Callable[[], Run]:
+    """A zero-argument build of one run of ``arch``: a no-grad forward, or one training step,
+    in steady state (its optimizer stepped once before) unless ``steady`` is False."""
+    if kind not in KINDS + OPTIMIZER_KINDS:
+        raise ValueError(f"kind must be one of {KINDS + OPTIMIZER_KINDS}, got {kind!r}")
 
     def build() -> Run:
         model, inputs = ARCHITECTURES[arch]()
@@ -87,7 +89,9 @@ def scenario(arch: str, kind: str) -> Callable[[], Run]:
         if kind == "sgd_momentum":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         else:
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            # on cpu tensors torch picks the loop; foreach and fused are asked for by name
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=kind == "adamw_foreach",
+                                          fused=True if kind == "adamw_fused" else None)
 
         def loss() -> torch.Tensor:
             if kind == "adamw_bf16_autocast":
@@ -95,7 +99,8 @@ def scenario(arch: str, kind: str) -> Callable[[], Run]:
                     return model(**inputs).loss
             return model(**inputs).loss
 
-        warm_up(optimizer, loss)
+        if steady:
+            warm_up(optimizer, loss)
         return Run(train_step(model, optimizer, loss), model=model, entry=entry, optimizer=optimizer)
 
     return build
