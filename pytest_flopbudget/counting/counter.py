@@ -21,12 +21,18 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.counting.errors import FormulaError
+from pytest_flopbudget.counting.formulas import is_estimated
 from pytest_flopbudget.counting.higher_order import run_higher_order
 from pytest_flopbudget.counting.names import ancestors
+from pytest_flopbudget.counting.nested import holds_nested, per_component, require_lengths
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
 
 _Tensor = torch.Tensor
+try:  # the jagged layout's tensor subclass (torch >= 2.2)
+    from torch.nested._internal.nested_tensor import NestedTensor as _NESTED_TENSOR
+except ImportError:  # pragma: no cover - a torch without the jagged layout
+    _NESTED_TENSOR = None  # type: ignore[assignment,misc]
 _GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
 _GROUPED_MM = _GROUPED_MM.default if _GROUPED_MM is not None else None
 
@@ -163,13 +169,21 @@ class OpCounter:
         return {name: (cost[0], cost[1]) for name, cost in totals.items()}
 
     def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
+        if holds_nested(args, out):
+            # components of several sizes: the op once per component, by its own sizes
+            for shapes, kw_shapes, out_shape in per_component(args, kwargs, out):
+                self._apply(op_name, formula, shapes, kw_shapes, out_shape)
+            return
         shapes = [_shape_of(a) for a in args]
         kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+        self._apply(op_name, formula, shapes, kw_shapes, _out_shape(out))
+
+    def _apply(self, op_name: str, formula: Any, shapes: Any, kw_shapes: Any, out_shape: Any) -> None:
         try:
-            flops, macs = formula(*shapes, out_shape=_out_shape(out), **kw_shapes)
+            flops, macs = formula(*shapes, out_shape=out_shape, **kw_shapes)
         except Exception as error:
             raise FormulaError.wrap(op_name, formula, shapes, kw_shapes, error) from error
-        reason = getattr(formula, "estimated", None)
+        reason = is_estimated(formula, *shapes, out_shape=out_shape, **kw_shapes)
         if reason is not None:
             self.estimated.setdefault(op_name, reason)
         self.add(op_name, flops, macs)
@@ -232,6 +246,10 @@ class _AtenCounter(TorchDispatchMode):
         self._rules: dict[Any, tuple[Any, str, bool, Any, tuple[str, ...]]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if _NESTED_TENSOR is not None and _NESTED_TENSOR in types:
+            # a jagged nested tensor computes on its packed values buffer: let it run its own
+            # implementation, whose ops on plain tensors come back here with their real sizes
+            return NotImplemented
         kwargs = kwargs or {}
         counter = self.counter
         if counter.fakify is not None:
@@ -276,6 +294,10 @@ class _AtenCounter(TorchDispatchMode):
         if rule is DECOMPOSE:
             # a composite op reaches this mode whole under inference_mode (conv2d, linear,
             # layer_norm...): run its decomposition inside this mode so its aten calls are counted
+            if holds_nested(args, None):
+                # torch's decompositions know no nested tensors: run it, and say it was not counted
+                counter.uncounted[name] += 1
+                return func(*args, **kwargs)
             with self:
                 return func.decompose(*args, **kwargs)
         if func is _GROUPED_MM:
@@ -325,6 +347,8 @@ class _CompositeCounter(TorchFunctionMode):
             counter.read_value(f"Tensor.{func.__name__}")
         if rule is None or counter.muted:
             return func(*args, **kwargs)
+        if holds_nested(args, None):
+            require_lengths(rule.name, args)  # before the op fails on meta in its own words
         counter.muted += 1
         try:
             out = func(*args, **kwargs)

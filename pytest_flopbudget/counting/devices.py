@@ -74,3 +74,15 @@ def resolve_device(device: DeviceLike) -> torch.device | None:
             use_device="cpu",
         )
     return target
+
+
+def fake_mode() -> Any:
+    """The FakeTensorMode a meta count runs under. Its shape environment lets tensors whose sizes
+    are symbolic exist without values (a jagged nested tensor's ragged length): what needs only
+    their total length counts; what needs each length still raises for want of values."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    # values stay unknown: .item() and data-dependent shapes raise, as without a shape environment
+    shape_env = ShapeEnv(allow_scalar_outputs=False, allow_dynamic_output_shape_ops=False)
+    return FakeTensorMode(allow_non_fake_inputs=True, shape_env=shape_env)

@@ -73,37 +73,44 @@ def measure(
         backward = True
     module = _build_model(model, target)
     state = ModelState.read(module)
-    counting = CountingSession(registry, ModuleTracker(state.names(), track_backward=backward), grad=backward)
-    with device_scope(target) as fake_mode:
-        with _default_device(target):
-            args, kwargs = _build_inputs(inputs, target, fake_mode)
-        if fake_mode is None:
-            _refuse_meta_state(state, target)
-        # an optimizer step changes the weights: it always runs on copies
-        in_place = fake_mode is None and state.tensors_on(target) and optimizer is None
-        # made before counting starts: copying weights to the counting device is not the model's work
-        substitutes = {} if in_place else _substitute_state(state, target, fake_mode, copies=optimizer is not None)
-        weights = list(state.params.values()) if in_place else [substitutes[n] for n in state.params]
-        buffers = list(state.buffers.values()) if in_place else [substitutes[n] for n in state.buffers]
-        counting.register_entry(weights, "parameters")
-        counting.register_entry(buffers, "buffers")
-        counting.register_entry(tree_flatten((args, kwargs))[0], "inputs")
-        stepped: list[Any] = []
-        try:
-            if in_place:
-                _run_in_place(module, state, args, kwargs, counting, backward)
-            elif optimizer is not None:
-                stepped.append(_run_training_step(module, state, args, kwargs, counting, substitutes, optimizer))
-            else:
-                _run_on_substitutes(module, state, args, kwargs, counting, backward, substitutes)
-        except Exception as error:
-            explained = _explain(error, module, target)
-            if explained is error:
-                raise
-            raise explained from error
-        memory = counting.finish_memory(parameters=weights, buffers=buffers,
-                                        gradients=[p.grad for p in weights if p.grad is not None],
-                                        optimizer_state=optimizer_state_tensors(stepped))
+    # a forward that differentiates (a PINN's du/dx, a score model's gradient of its energy) cannot run
+    # without autograd: it is measured again, with autograd on, only when the no-grad run failed for
+    # that reason; only the second run is counted
+    for autograd in (backward, True):
+        counting = CountingSession(registry, ModuleTracker(state.names(), track_backward=backward), grad=autograd)
+        with device_scope(target) as fake_mode:
+            with _default_device(target):
+                args, kwargs = _build_inputs(inputs, target, fake_mode)
+            if fake_mode is None:
+                _refuse_meta_state(state, target)
+            # an optimizer step changes the weights: it always runs on copies
+            in_place = fake_mode is None and state.tensors_on(target) and optimizer is None
+            # made before counting starts: copying weights to the counting device is not the model's work
+            substitutes = {} if in_place else _substitute_state(state, target, fake_mode, copies=optimizer is not None)
+            weights = list(state.params.values()) if in_place else [substitutes[n] for n in state.params]
+            buffers = list(state.buffers.values()) if in_place else [substitutes[n] for n in state.buffers]
+            counting.register_entry(weights, "parameters")
+            counting.register_entry(buffers, "buffers")
+            counting.register_entry(tree_flatten((args, kwargs))[0], "inputs")
+            stepped: list[Any] = []
+            try:
+                if in_place:
+                    _run_in_place(module, state, args, kwargs, counting, backward)
+                elif optimizer is not None:
+                    stepped.append(_run_training_step(module, state, args, kwargs, counting, substitutes, optimizer))
+                else:
+                    _run_on_substitutes(module, state, args, kwargs, counting, backward, substitutes)
+            except Exception as error:
+                if not autograd and _differentiates(error):
+                    continue
+                explained = _explain(error, module, target)
+                if explained is error:
+                    raise
+                raise explained from error
+            memory = counting.finish_memory(parameters=weights, buffers=buffers,
+                                            gradients=[p.grad for p in weights if p.grad is not None],
+                                            optimizer_state=optimizer_state_tensors(stepped))
+        break
     return counting.measurement(state, target, backward, memory)
 
 
@@ -338,6 +345,11 @@ def _fake(tensor: torch.Tensor, fake_mode: Any) -> torch.Tensor:
     meet on one device, and aten picks the same kernels it picks on a real CPU."""
     from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
+    if getattr(tensor, "_offsets", None) is not None and not isinstance(tensor, FakeTensor):
+        # a jagged nested tensor: its values and offsets made fake, the ragged size symbolic
+        with fake_mode:
+            return torch.nested.nested_tensor_from_jagged(_fake(tensor.values(), fake_mode),
+                                                          _fake(tensor.offsets(), fake_mode))
     if tensor.device.type != "meta":
         if isinstance(tensor, FakeTensor):
             return tensor
@@ -378,6 +390,11 @@ def _plain(output: Any) -> Any:
     if isinstance(output, (list, tuple)):
         return [_plain(v) for v in output]
     return output
+
+
+def _differentiates(error: Exception) -> bool:
+    """Whether a forward run without autograd failed because it differentiates (calls autograd.grad)."""
+    return isinstance(error, RuntimeError) and "does not require grad and does not have a grad_fn" in str(error)
 
 
 def _name_of(fn: Any) -> str:

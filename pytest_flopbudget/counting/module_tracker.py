@@ -1,41 +1,103 @@
 """Which modules are running: the module stack the counter attributes each op to.
 
-Global forward hooks (removed on exit) keep a stack of qualified names, so an op is added to every
-module it runs inside (nested totals, like ptflops' table). With ``track_backward``, gradient hooks
-re-enter a module while its backward runs (the approach of torch's ModuleTracker), so backward
-kernels are attributed too. Modules outside the measured model are not named and not tracked.
+Forward: global forward hooks (removed on exit) keep a stack of qualified names, so an op is added
+to every module it runs inside (nested totals, like ptflops' table). Modules outside the measured
+model are not named and not tracked.
 
-A backward scope closes when the gradients of the module's inputs are computed; a module whose
-inputs need no gradient (the first layer) never gets that signal, so every scope still open is
-closed when the autograd pass ends (a callback queued on the engine by the pass's first hook),
-whoever started the pass: measure(), or a block's own ``loss.backward()``.
+Backward: no hook is put on any tensor. Gradient hooks on a module's inputs and outputs (the
+approach of torch's own ModuleTracker) make ``torch.autograd.grad`` raise when an input is a leaf
+("A leaf node was passed to _will_engine_execute_node ..."), which broke gradient penalties,
+``torch.func`` transforms and meta-learning loops. Instead torch says which autograd node is
+running (``torch._C._current_autograd_node()``), and every node carries the sequence number it was
+created with (a per-thread counter that only node creation advances). The tracker notes the counter
+each time the running modules change, so a node's number falls in the stretch of the modules that
+were running when it was made: backward work is attributed to the modules whose forward created the
+node it belongs to. Nodes made while a backward ran with ``create_graph=True`` (gradients of
+gradients) take the modules of the node whose backward made them. Where torch cannot tell (a node
+made outside every tracked module, before the block, or an ``AccumulateGrad``), the work goes to the
+modules whose forward is running while the backward runs, i.e. where ``autograd.grad`` or
+``.backward()`` was called, else to no module (the root, ""). Nothing here can make code raise.
+
+CPU and meta run the backward on the calling thread. CUDA runs it on a device thread whose counter
+is its own: nodes made there (double backward on CUDA) are looked up in that thread's stretches
+first, so in rare cases a gradient-of-gradient op may be attributed to another module; totals are
+never affected.
 """
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_right
 from typing import Any
 
 import torch
 from torch import nn
-from torch.autograd.graph import register_multi_grad_hook
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-from torch.utils._pytree import tree_flatten
+
+_current_node = torch._C._current_autograd_node
+_next_sequence_nr = torch._C._autograd._get_sequence_nr
+# AccumulateGrad and other nodes outside the sequence carry the largest 64-bit number
+_NO_SEQUENCE = 2**63
+
+
+class _Stretches:
+    """One thread's sequence numbers where the modules that own new nodes changed, and those
+    modules from there on."""
+
+    __slots__ = ("starts", "scopes", "task", "floor")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.scopes: list[tuple[str, ...]] = []
+        self.task = -1  # the graph task whose gradients of gradients are being marked
+        self.floor = 0  # where that task's next stretch starts
+
+    def mark(self, scopes: tuple[str, ...], start: int | None = None) -> None:
+        """Nodes numbered from ``start`` (default: the next node made) on belong to ``scopes``."""
+        start = _next_sequence_nr() if start is None else start
+        if self.starts and self.starts[-1] >= start:
+            # no node was made since the last mark: the earlier modules own nothing from here
+            self.scopes[-1] = scopes
+        else:
+            self.starts.append(start)
+            self.scopes.append(scopes)
+
+    def made_by(self, node_nr: int, task: int, scopes: tuple[str, ...]) -> None:
+        """Inside a backward with create_graph=True: the nodes made since the last call belong to
+        ``scopes``. Autograd makes an op's node before the op runs, so by the time an op is seen
+        its node exists: stretches are closed here, not opened."""
+        end = _next_sequence_nr()
+        if task != self.task:
+            # nodes up to the one running were made before this backward began
+            self.task, self.floor = task, max(self.starts[-1] if self.starts else 0, node_nr + 1)
+        if end > self.floor:
+            self.mark(scopes, self.floor)
+            self.floor = end
+
+    def owner(self, sequence_nr: int) -> tuple[str, ...] | None:
+        """The modules running when the node numbered ``sequence_nr`` was made; None before the first mark."""
+        i = bisect_right(self.starts, sequence_nr) - 1
+        return self.scopes[i] if i >= 0 else None
 
 
 class ModuleTracker:
-    """Context manager: ``active`` is the tuple of module names currently running (unique)."""
+    """Context manager: ``active`` is the tuple of module names the running op belongs to (unique)."""
 
     def __init__(self, names: dict[nn.Module, str], *, track_backward: bool = False) -> None:
         self._names = names
+        # kept for callers that pass it: backward attribution costs nothing when no backward runs
         self._track_backward = track_backward
         self._stack: list[str] = []
-        self._backward_active: dict[str, int] = {}
+        self._forward_active: tuple[str, ...] = ()
+        self._stretches: dict[int, _Stretches] = {}
+        self._forward_thread: int | None = None
         self._handles: list[Any] = []
-        self._end_queued = False
+        self._restore_queued = -1  # the graph task whose end re-marks the forward's modules
         self.saw_backward = False
-        self.active: tuple[str, ...] = ()
 
     def __enter__(self) -> ModuleTracker:
+        self._forward_thread = threading.get_ident()
+        self._mark()
         self._handles.append(register_module_forward_pre_hook(self._enter_forward))
         self._handles.append(register_module_forward_hook(self._exit_forward, always_call=True))
         return self
@@ -45,13 +107,76 @@ class ModuleTracker:
             handle.remove()
         self._handles.clear()
         self._stack.clear()
-        self._backward_active.clear()
-        self.active = ()
+        self._stretches.clear()
+        self._forward_active = ()
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """The modules the current op is attributed to: the running forwards, and during a backward
+        also the modules whose forward created the autograd node being run."""
+        node = _current_node()
+        if node is None:
+            return self._forward_active
+        return self._backward_scopes(node)
+
+    @property
+    def in_backward(self) -> bool:
+        """Whether the current op runs inside an autograd backward (``.backward()``, ``autograd.grad``)."""
+        return _current_node() is not None
+
+    def end_backward(self) -> None:
+        """Nothing to forget: backward scopes are read from the running node, never left open."""
 
     def _refresh(self) -> None:
-        names = dict.fromkeys(self._stack)
-        names.update(dict.fromkeys(self._backward_active))
-        self.active = tuple(names)
+        self._forward_active = tuple(dict.fromkeys(self._stack))
+        self._mark()
+
+    def _thread_stretches(self) -> _Stretches:
+        thread = threading.get_ident()
+        stretches = self._stretches.get(thread)
+        if stretches is None:
+            stretches = self._stretches[thread] = _Stretches()
+        return stretches
+
+    def _mark(self) -> None:
+        """From the next node made on this thread on, nodes belong to the forwards running now."""
+        self._thread_stretches().mark(self._forward_active)
+
+    def _owner(self, number: int) -> tuple[str, ...] | None:
+        if number >= _NO_SEQUENCE:
+            return None
+        thread = threading.get_ident()
+        for key in (thread, self._forward_thread) if thread != self._forward_thread else (thread,):
+            stretches = self._stretches.get(key)
+            owner = stretches.owner(number) if stretches is not None else None
+            if owner is not None:
+                return owner
+        return None
+
+    def _backward_scopes(self, node: Any) -> tuple[str, ...]:
+        self.saw_backward = True
+        number = node._sequence_nr()
+        owner = self._owner(number)
+        # the forwards running now (where autograd.grad / .backward() was called) always hold the
+        # work; the node's own modules, when known, are the innermost
+        scopes = self._forward_active + owner if owner else self._forward_active
+        if len(scopes) > 1:
+            scopes = tuple(dict.fromkeys(scopes))
+        if torch.is_grad_enabled():
+            # create_graph=True: nodes made from here on are this node's gradients of gradients,
+            # until the backward ends and the forward's modules own new nodes again
+            task = torch._C._current_graph_task_id()
+            self._thread_stretches().made_by(number, task, scopes)
+            if task != self._restore_queued:
+                self._restore_queued = task
+                torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
+        return scopes
+
+    def _backward_ended(self) -> None:
+        self._restore_queued = -1
+        if threading.get_ident() == self._forward_thread:
+            self._thread_stretches().task = -1
+            self._mark()
 
     def _enter_forward(self, module: nn.Module, inputs: Any) -> None:
         name = self._names.get(module)
@@ -59,11 +184,6 @@ class ModuleTracker:
             return
         self._stack.append(name)
         self._refresh()
-        if self._track_backward and torch.is_grad_enabled():
-            grads_in = _grad_tensors(inputs)
-            if grads_in:
-                # the module's backward ends once the gradients of its inputs are computed
-                self._handles.append(register_multi_grad_hook(grads_in, self._leave_backward(name)))
 
     def _exit_forward(self, module: nn.Module, inputs: Any, output: Any) -> None:
         name = self._names.get(module)
@@ -75,44 +195,3 @@ class ModuleTracker:
                 del self._stack[i]
                 break
         self._refresh()
-        if self._track_backward and torch.is_grad_enabled():
-            grads_out = _grad_tensors(output)
-            if grads_out:
-                # its backward starts when the gradients of its outputs arrive
-                self._handles.append(register_multi_grad_hook(grads_out, self._enter_backward(name)))
-
-    def _enter_backward(self, name: str) -> Any:
-        def hook(*_: object) -> None:
-            self._backward_active[name] = self._backward_active.get(name, 0) + 1
-            self._refresh()
-            self.saw_backward = True
-            if not self._end_queued:
-                # scopes of modules whose inputs need no gradient never close by themselves: close
-                # them when this pass ends, or an optimizer step after it would be attributed to
-                # the first layer
-                self._end_queued = True
-                torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
-
-        return hook
-
-    def _leave_backward(self, name: str) -> Any:
-        def hook(*_: object) -> None:
-            count = self._backward_active.get(name, 0) - 1
-            if count > 0:
-                self._backward_active[name] = count
-            else:
-                self._backward_active.pop(name, None)
-            self._refresh()
-
-        return hook
-
-    def _backward_ended(self) -> None:
-        """Forget backward scopes whose inputs needed no gradient (their exit hook never fires)."""
-        self._end_queued = False
-        self._backward_active.clear()
-        self._refresh()
-
-
-def _grad_tensors(value: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(value)
-    return [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]

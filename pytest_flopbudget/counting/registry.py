@@ -43,9 +43,11 @@ from pytest_flopbudget.counting.formulas import (
     norm,
     optimizer,
     pooling,
+    quantized,
     recurrent,
     reduction,
     resampling,
+    vision_ops,
 )
 
 FREE = "free"  # sentinel: the op moves or creates data but computes nothing
@@ -53,7 +55,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling, loss, optimizer, fft, linalg, distance, backend_kernels, backward_kernels,
+    resampling, loss, optimizer, fft, linalg, distance, backend_kernels, backward_kernels, quantized, vision_ops,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
@@ -131,8 +133,11 @@ FREE_OPS = frozenset(
         "_sparse_semi_structured_apply _sparse_semi_structured_apply_dense _philox_randint shallow_copy_data_"
     ).split()
 )
-# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
-_FREE_NAMESPACES = frozenset({"prim", "prims_common", "profiler"})
+# profiler marks (an optimizer's step() is wrapped in record_function) compute nothing; neither do
+# collectives and FSDP's buffer packing (communication, copies): a sharded model counts like its plain twin
+_FREE_NAMESPACES = frozenset({
+    "prim", "prims_common", "profiler", "fsdp", "_c10d_functional", "c10d_functional", "_c10d_functional_autograd",
+})
 
 # Ops whose result depends on tensor values in a way the host sees: a Python scalar (item(),
 # bool(t), int(t), torch.equal) or an output whose shape is data (nonzero, unique, masked_select).
@@ -224,10 +229,19 @@ class Registry:
         self.function_rules: dict[Callable[..., Any], FunctionRule] = {}
         # formulas of families whose integer work is compute (int8 matmul, quantized conv)
         self._integer_work: set[Any] = set()
+        # formulas of other namespaces' ops by qualified name ("quantized::linear", "torchvision::nms"):
+        # resolved when an op is first seen, since a namespace exists only once its library is loaded
+        self._by_name: dict[str, Formula] = {}
         for family in _FAMILIES:
+            rules = family.RULES
+            if getattr(family, "PACKED_ARGUMENTS", False):
+                rules = {name: _unpacking(formula) for name, formula in rules.items()}
             if getattr(family, "COUNTS_INTEGER_WORK", False):
-                self._integer_work.update(family.RULES.values())
-            for name, formula in family.RULES.items():
+                self._integer_work.update(rules.values())
+            for name, formula in rules.items():
+                if "::" in name:
+                    self._by_name[name] = formula
+                    continue
                 op = _aten_op(name)
                 if op is not None:
                     self._builtin[functional_form(op)] = formula
@@ -247,6 +261,7 @@ class Registry:
             )
         scoped = object.__new__(Registry)
         scoped._builtin = self._builtin
+        scoped._by_name = self._by_name
         scoped.function_rules = self.function_rules
         scoped._integer_work = self._integer_work
         scoped._user = dict(self._user)
@@ -318,6 +333,14 @@ class Registry:
                 return table[canonical]
             if packet in table:
                 return table[packet]
+        if func.namespace != "aten":
+            qualified = f"{func.namespace}::{packet.__name__}"
+            for key in (f"{qualified}.{func._overloadname}", qualified):
+                if key in self._by_name:
+                    return self._by_name[key]
+        twin = _aten_twin(func)
+        if twin is not None:
+            return self._lookup(twin, functional_form(twin))
         names = {packet.__name__, func.overloadpacket.__name__}
         if func.namespace in _FREE_NAMESPACES or any(n in FREE_OPS or n.rstrip("_") in FREE_OPS for n in names):
             return FREE
@@ -329,6 +352,63 @@ class Registry:
                 func.name(), "CompositeImplicitAutograd"):
             return DECOMPOSE
         return None
+
+
+def _unpacking(formula: Formula) -> Formula:
+    """``formula`` called with packed weights (TorchScript objects such as quantized Linear's
+    ``LinearPackedParamsBase``) described as dicts of shapes, which pure formulas can read."""
+
+    def rule(*args: Any, **kwargs: Any) -> Any:
+        return formula(*(_described(a) for a in args), **{k: _described(v) for k, v in kwargs.items()})
+
+    rule.__name__ = rule.__qualname__ = getattr(formula, "__name__", "formula")
+    rule.__doc__ = formula.__doc__
+    for mark in ("estimated", "estimated_when"):
+        if hasattr(formula, mark):
+            setattr(rule, mark, getattr(formula, mark))
+    return rule
+
+
+def _described(value: Any) -> Any:
+    """Packed weights as ``{"weight": shape, "bias": shape or None, "groups": int, "transposed": bool}``;
+    anything else unchanged. Called inside the counting mode's dispatch, so unpacking is not counted."""
+    if not isinstance(value, torch.ScriptObject) or not value._has_method("unpack"):
+        return value
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():  # packed weights are real, also in a meta count
+        unpacked = value.unpack()
+    weight, bias = (unpacked[0], unpacked[1]) if isinstance(unpacked, (tuple, list)) else (unpacked, None)
+    described: dict[str, Any] = {
+        "weight": tuple(weight.shape),
+        "bias": tuple(bias.shape) if isinstance(bias, torch.Tensor) else None,
+    }
+    for method, key in (("groups", "groups"), ("transpose", "transposed")):
+        if value._has_method(method):
+            described[key] = getattr(value, method)()
+    return described
+
+
+def _aten_twin(func: torch._ops.OpOverload) -> Any:
+    """The aten overload a ``prims::`` op computes like (``prims.add`` -> ``aten.add.Tensor``; forward-mode
+    AD and decompositions emit prims), matched by argument names; None for other namespaces."""
+    if func.namespace != "prims":
+        return None
+    packet = getattr(torch.ops.aten, func.overloadpacket.__name__, None)
+    if packet is None:
+        return None
+    wanted = [(a.name, a.type.kind()) for a in func._schema.arguments]
+    for overload_name in packet.overloads():
+        candidate = getattr(packet, overload_name)
+        schema = candidate._schema
+        arguments = schema.arguments
+        if schema.is_mutable or any(a.is_out for a in arguments) or len(arguments) < len(wanted):
+            continue
+        if [(a.name, a.type.kind()) for a in arguments[: len(wanted)]] == wanted and all(
+            a.has_default_value() for a in arguments[len(wanted):]
+        ):
+            return candidate
+    return None
 
 
 def _indexes_with_a_mask(args: Any) -> bool:
@@ -431,6 +511,17 @@ def _aten_op(name: str) -> Any:
     if packet is None or not overload:
         return packet
     return getattr(packet, overload, None)
+
+
+def _named_op(name: str) -> Any:
+    """The op a 'namespace::name[.overload]' RULES key names, or None where it is not loaded."""
+    namespace, _, rest = name.partition("::")
+    packet_name, _, overload = rest.partition(".")
+    try:
+        packet = getattr(getattr(torch.ops, namespace), packet_name)
+    except (AttributeError, RuntimeError):
+        return None
+    return getattr(packet, overload, None) if overload else packet
 
 
 def _as_op(op: Any) -> Any:

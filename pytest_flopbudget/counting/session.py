@@ -23,6 +23,7 @@ import torch
 
 from pytest_flopbudget.counting.collect import collect
 from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.devices import fake_mode as fake_mode_for_meta
 from pytest_flopbudget.counting.devices import is_meta
 from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
 from pytest_flopbudget.counting.measurement import Measurement, Memory
@@ -40,9 +41,7 @@ def device_scope(target: torch.device | None, *, default_device: bool = False) -
     with contextlib.ExitStack() as stack:
         fake_mode = None
         if is_meta(target):
-            from torch._subclasses.fake_tensor import FakeTensorMode
-
-            fake_mode = stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            fake_mode = stack.enter_context(fake_mode_for_meta())
         if default_device and target is not None:
             stack.enter_context(torch.device("cpu" if fake_mode is not None else target))
         yield fake_mode

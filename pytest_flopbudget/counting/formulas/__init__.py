@@ -46,16 +46,28 @@ def per_element(n: int) -> Cost:
     return (n, n)
 
 
-def estimated(reason: str) -> Callable[[Formula], Formula]:
+def estimated(reason: str, when: Callable[..., bool] | None = None) -> Callable[[Formula], Formula]:
     """Mark a formula whose count is fixed by a stated convention rather than by shapes (an upper
     bound, an iterative solver's nominal iterations): the counter records ``reason`` under the op's
-    name in ``Measurement.estimated``, so the number is shown as an estimate, never as exact."""
+    name in ``Measurement.estimated``, so the number is shown as an estimate, never as exact.
+    ``when`` (called with the formula's arguments) limits the mark to the calls it holds for
+    (``roi_align`` is exact for a fixed sampling ratio, an estimate for an adaptive one)."""
 
     def mark(formula: Formula) -> Formula:
         formula.estimated = reason  # type: ignore[attr-defined]
+        formula.estimated_when = when  # type: ignore[attr-defined]
         return formula
 
     return mark
+
+
+def is_estimated(formula: Formula, *args: object, **kwargs: object) -> str | None:
+    """The reason ``formula``'s count for these arguments is an estimate, or None when it is exact."""
+    reason = getattr(formula, "estimated", None)
+    when = getattr(formula, "estimated_when", None)
+    if reason is None or (when is not None and not when(*args, **kwargs)):
+        return None
+    return reason
 
 
 def per_output_element(*args: object, out_shape: object, **kwargs: object) -> Cost:
