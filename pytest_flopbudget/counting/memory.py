@@ -57,8 +57,11 @@ class MemoryTracker:
     whatever the device (a collection triggered at a different moment would move the peak).
     """
 
-    def __init__(self, active_modules: Callable[[], tuple[str, ...]]) -> None:
+    def __init__(self, active_modules: Callable[[], tuple[str, ...]], *, saved_hooks: bool = True) -> None:
         self._active_modules = active_modules
+        # torch.func's grad transforms refuse to run under saved-tensor hooks: where the code is the
+        # user's own (a count() block), activations are not told apart and count as temporaries
+        self._saved_hooks = saved_hooks
         self.phase = "block"
         self._start_phase: str | None = None
         # one record per storage (a resize ends one record and starts another): parallel lists
@@ -83,8 +86,9 @@ class MemoryTracker:
     # -- context: saved-tensor hooks and a steady garbage collector ---------------------------------
 
     def __enter__(self) -> MemoryTracker:
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
-        self._hooks.__enter__()
+        if self._saved_hooks:
+            self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+            self._hooks.__enter__()
         self._gc_was_enabled = gc.isenabled()
         gc.disable()
         return self

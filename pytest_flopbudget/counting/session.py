@@ -61,7 +61,8 @@ class CountingSession:
     def __init__(self, registry: Registry, tracker: ModuleTracker, *, grad: bool | None) -> None:
         self.tracker = tracker
         self.counter = OpCounter(registry, tracker)
-        self.memory = MemoryTracker(lambda: tracker.active)
+        # a block runs user code, which may use torch.func: no saved-tensor hooks there
+        self.memory = MemoryTracker(lambda: tracker.active, saved_hooks=grad is not None)
         self.counter.memory = self.memory
         self._grad = grad
         self._stack = contextlib.ExitStack()

@@ -51,16 +51,8 @@ def _functional_jacobian(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return [torch.autograd.functional.jacobian(net, x.detach())]
 
 
-# count()'s memory tracker installs saved-tensor hooks, which torch.func's grad transforms refuse
-# ("torch.func.{grad, vjp, jacrev, hessian} don't yet support saved tensor hooks"): counting then
-# changes whether the code runs. Strict, so the marks fail once the memory tracker stops doing so.
-_SAVED_HOOKS = pytest.mark.xfail(strict=True, raises=RuntimeError,
-                                 reason="count()'s memory tracker uses saved_tensors_hooks, refused by torch.func")
-_FUNC = {"func.jacrev", "func.hessian"}
-
-
 def _cases() -> list:
-    return [pytest.param(case, marks=_SAVED_HOOKS) if case in _FUNC else case for case in sorted(CASES)]
+    return sorted(CASES)
 
 
 CASES = {
