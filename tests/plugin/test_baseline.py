@@ -36,7 +36,7 @@ def test_create_regress_and_name_the_modules_that_grew(project: Project) -> None
     assert not project.baseline.exists()  # only --flop-update-baseline writes
     project.run("--flop-update-baseline").assert_outcomes(passed=1)
     data = project.load()
-    assert data["format"] == 1 and data["torch"] == torch_version()
+    assert data["format"] == 2 and data["torch"] == torch_version()
     entry = data["entries"]["test_net.py::test_net"]
     assert entry["flops"] == net_flops(4)
     assert entry["params"] == linear_params(8, 4) + linear_params(4, 2)
