@@ -147,7 +147,7 @@ class FlopBudgetPlugin:
             return None
         return judge(test_id(item), budget, measured, self.baseline.entries, tolerance=self.settings.tolerance,
                      strict=self.settings.strict, update=self.settings.update,
-                     update_command=self.settings.update_command)
+                     update_command=self.settings.update_command, known_uncounted=self.settings.known_uncounted)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
@@ -188,6 +188,8 @@ class FlopBudgetPlugin:
             assert excinfo is not None
             message = verdict.long_repr()
             report.longrepr = budget_repr(excinfo, item, message)
+            report.sections.append(("flop budget", verdict.section()))
+        elif any(e.uncounted_lines() for e in verdict.entries):  # a pass says what it could not count (-rA)
             report.sections.append(("flop budget", verdict.section()))
         if self.settings.junit_properties and verdict.failing:
             # junitxml reads the teardown report's properties, which are copied from the item
