@@ -104,7 +104,13 @@ class FlopBudget:
 def junit_properties(record: Measured) -> list[tuple[str, object]]:
     """The JUnit XML properties of one measurement: flops, macs and params (``flops[label]``)."""
     suffix = "" if record.label is None else f"[{record.label}]"
-    return [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in METRICS]
+    props: list[tuple[str, object]] = [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in METRICS]
+    for name in ("uncounted", "estimated"):  # never silent, also in a CI test tab
+        ops = getattr(record.entry, name) or {}
+        if ops:
+            props.append((f"{name}{suffix}", ", ".join(f"{op} x{n}" if name == "uncounted" else f"{op}: {n}"
+                                                       for op, n in sorted(ops.items()))))
+    return props
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ how to describe itself: a short ``long_repr`` for the failure line and a ``secti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +28,7 @@ MEASURE_HINT = (
 OVER_BUDGET, REGRESSED, UNMEASURED, DEVICE_MISMATCH, NEW, IMPROVED, OK = (
     "over budget", "regressed", "unmeasured", "device mismatch", "new", "improved", "ok",
 )
+UNCOUNTED = "uncounted"  # --flop-strict and an op with no formula that flop_known_uncounted does not list
 # what pytest's status line says of a test the plugin fails, by its verdict
 FAILURE_WORDS = {
     OVER_BUDGET: "OVER BUDGET",
@@ -36,7 +37,9 @@ FAILURE_WORDS = {
     NEW: "NO BASELINE",
     IMPROVED: "FLOPS IMPROVED",
     DEVICE_MISMATCH: "DEVICE MISMATCH",
+    UNCOUNTED: "UNCOUNTED OPS",
 }
+KNOWN_UNCOUNTED_INI = "flop_known_uncounted"
 
 
 def change(new: int, old: int) -> float | None:
@@ -143,6 +146,15 @@ class EntryVerdict:
     failing: bool
     grown: tuple[ModuleChange, ...] = ()
     regressed_metrics: tuple[str, ...] = ()
+    # uncounted ops the baseline entry did not have (only when the entry recorded its uncounted ops)
+    new_uncounted: tuple[str, ...] = ()
+    # uncounted ops that flop_known_uncounted does not accept, and whether they fail (--flop-strict)
+    unaccepted: tuple[str, ...] = ()
+    uncounted_failing: bool = False
+
+    def uncounted_lines(self) -> list[str]:
+        """The ops this measurement could not count, and the estimated ones: never left unsaid."""
+        return uncounted_lines(self.measured, self.new_uncounted, self.unaccepted, self.uncounted_failing)
 
     def largest_change(self) -> tuple[str, float] | None:
         """The metric that moved most against the baseline, signed."""
@@ -162,13 +174,49 @@ class EntryVerdict:
         return "=" if value == 0 else f"{percent(value)} {metric}"
 
 
+def uncounted_lines(measured: Entry, new: Sequence[str] = (), unaccepted: Sequence[str] = (),
+                    failing: bool = False) -> list[str]:
+    """'uncounted (no formula, counted as 0 FLOPs): mylib.fused x2 (new since the baseline)', and
+    what to do; 'estimated: ...' with each reason."""
+    lines = []
+    uncounted = measured.uncounted or {}
+    if uncounted:
+        ops = ", ".join(f"{op} x{calls}" + (" (new since the baseline)" if op in new else "")
+                        + ("" if op in unaccepted else " (accepted: flop_known_uncounted)")
+                        for op, calls in sorted(uncounted.items()))
+        lines.append(f"uncounted (no formula, counted as 0 FLOPs): {ops}")
+        if unaccepted:
+            lines.append("  count it with pytest_flopbudget.register_formula(op, formula), or accept it by listing "
+                         f"it under the ini option {KNOWN_UNCOUNTED_INI}"
+                         + (" (--flop-strict fails unaccepted uncounted ops)" if failing else ""))
+    for op, reason in sorted((measured.estimated or {}).items()):
+        lines.append(f"estimated: {op}: {reason}")
+    return lines
+
+
 def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | None,
-                tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
+                tolerance: Fraction, *, strict: bool, update: bool,
+                known_uncounted: frozenset[str] = frozenset()) -> EntryVerdict:
     """Above baseline x (1 + tolerance) regresses; below it improves; no entry is new.
 
-    Regressions fail unless the run updates the baseline; under --flop-strict, new entries and
-    improvements beyond the tolerance fail too (outside an update run).
+    Regressions fail unless the run updates the baseline; under --flop-strict, new entries,
+    improvements beyond the tolerance and uncounted ops not in ``known_uncounted`` fail too
+    (outside an update run). Uncounted ops are always named; those the baseline entry did not
+    have are new (an entry that never recorded them, format 1, has nothing to compare with).
     """
+    verdict = _judge_counts(key, label, measured, baseline, tolerance, strict=strict, update=update)
+    uncounted = measured.uncounted or {}
+    unaccepted = tuple(sorted(op for op in uncounted if op not in known_uncounted))
+    before = None if baseline is None else baseline.uncounted
+    new = tuple(sorted(op for op in uncounted if before is not None and op not in before))
+    failing = strict and not update and bool(unaccepted)
+    if failing and not verdict.failing:
+        verdict = replace(verdict, status=UNCOUNTED, failing=True)
+    return replace(verdict, new_uncounted=new, unaccepted=unaccepted, uncounted_failing=failing)
+
+
+def _judge_counts(key: str, label: str | None, measured: Entry, baseline: Entry | None,
+                  tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
     if baseline is None:
         return EntryVerdict(key, label, measured, None, NEW, failing=strict and not update)
     if _other_path(measured, baseline):
@@ -287,7 +335,7 @@ class TestVerdict:
         if self.unmeasured:
             return UNMEASURED
         words = [e.status for e in self.entries if e.failing] or [e.status for e in self.entries]
-        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, OK):
+        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, UNCOUNTED, OK):
             if word in words:
                 return word
         return OK
@@ -311,6 +359,9 @@ class TestVerdict:
             if not entry.failing:
                 continue
             who = "" if entry.label is None else f"[{entry.label}] "
+            if entry.status == UNCOUNTED:
+                lines.extend(who + line for line in entry.uncounted_lines())
+                continue
             if entry.status == NEW:
                 lines.append(f"{who}no baseline entry (--flop-strict); create it with `{self.update_command}`")
                 continue
@@ -338,6 +389,10 @@ class TestVerdict:
                     lines.append(f"  if intended, accept with `{self.update_command}` and commit the baseline")
             else:
                 lines.append(f"  tighten the baseline with `{self.update_command}`")
+        for entry in self.entries:  # what could not be counted, also where something else failed
+            if entry.status != UNCOUNTED or not entry.failing:
+                who = "" if entry.label is None else f"[{entry.label}] "
+                lines.extend(who + line for line in entry.uncounted_lines())
         return "\n".join(lines)
 
     def section(self) -> str:
@@ -358,6 +413,7 @@ class TestVerdict:
                     lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
+            lines.extend("  " + line for line in entry.uncounted_lines())
         if self.unmeasured:
             lines.append(MEASURE_HINT)
         return "\n".join(lines)
@@ -402,6 +458,9 @@ def _entry_to_dict(entry: EntryVerdict) -> dict[str, Any]:
         "failing": entry.failing,
         "grown": [g.to_dict() for g in entry.grown],
         "regressed": list(entry.regressed_metrics),
+        "new_uncounted": list(entry.new_uncounted),
+        "unaccepted": list(entry.unaccepted),
+        "uncounted_failing": entry.uncounted_failing,
     }
 
 
@@ -416,6 +475,9 @@ def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
         grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)))
                     for g in data["grown"]),
         regressed_metrics=tuple(data["regressed"]),
+        new_uncounted=tuple(data.get("new_uncounted", ())),
+        unaccepted=tuple(data.get("unaccepted", ())),
+        uncounted_failing=bool(data.get("uncounted_failing", False)),
     )
 
 
@@ -430,14 +492,16 @@ class Measured:
 
 
 def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], baseline: Mapping[str, Entry],
-          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT) -> TestVerdict:
+          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT,
+          known_uncounted: frozenset[str] = frozenset()) -> TestVerdict:
     """The verdict of one test: the budget applies to the sum of its measurements, the baseline to each."""
     if budget is not None and budget.tolerance is not None:
         tolerance = budget.tolerance
     # a test that measured nothing fails as unmeasured, not as "0% of budget"
     checks = tuple(_check(limit, measured) for limit in (budget.limits if budget and measured else ()))
     entries = tuple(
-        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update)
+        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update,
+                    known_uncounted=known_uncounted)
         for m in measured
         for key in [entry_key(nodeid, m.label)]
     )
