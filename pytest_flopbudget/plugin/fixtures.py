@@ -14,7 +14,7 @@ import pytest
 from pytest_flopbudget.counting.errors import MeasurementError
 from pytest_flopbudget.counting.measurement import METRICS, Measurement
 from pytest_flopbudget.plugin.baseline import LABEL_SEPARATOR, Entry
-from pytest_flopbudget.plugin.stash import MEASURED_KEY, SETTINGS_KEY
+from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, SETTINGS_KEY
 from pytest_flopbudget.plugin.verdict import Measured
 
 # none of these imports torch (pytest loads the plugin in every run, measuring or not); the
@@ -40,7 +40,7 @@ class FlopBudget:
 
     @property
     def device(self) -> str:
-        """The counting device chosen by --flop-device."""
+        """This test's counting device: the marker's ``device=`` if given, else --flop-device."""
         return self._device
 
     @property
@@ -49,13 +49,14 @@ class FlopBudget:
         return [r.measurement for r in self._records if r.measurement is not None]
 
     def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None,
-                formulas: Mapping[Any, Any] | None = None) -> Measurement:
-        """Count ``model`` on ``inputs`` on the --flop-device and record it for this test.
+                formulas: Mapping[Any, Any] | None = None, device: Any = None) -> Measurement:
+        """Count ``model`` on ``inputs`` on this test's device and record it for this test.
 
         Give each measurement a distinct ``label`` when a test measures more than once: the baseline
         keeps one entry per label (``<node id>#<label>``). ``formulas`` adds formulas for this
-        measurement only.
+        measurement only. The device is the test's (``device`` is refused with the way to choose it).
         """
+        _refuse_device(device, self._device)
         self._check_label(label)
         from pytest_flopbudget.counting.measure import measure
 
@@ -65,11 +66,13 @@ class FlopBudget:
         return result
 
     @contextlib.contextmanager
-    def count(self, label: str | None = None, *, formulas: Mapping[Any, Any] | None = None) -> Iterator[Any]:
+    def count(self, label: str | None = None, *, formulas: Mapping[Any, Any] | None = None,
+              device: Any = None) -> Iterator[Any]:
         """``with flop_budget.count() as counted:`` counts whatever runs in the block (a generate
-        loop, a training step with its optimizer) on the --flop-device and records it exactly as
+        loop, a training step with its optimizer) on this test's device and records it exactly as
         ``measure`` does: same budget, baseline entry, label rules and reports. Nothing is
         recorded when the block raises."""
+        _refuse_device(device, self._device)
         self._check_label(label)
         from pytest_flopbudget.counting.block import count
 
@@ -101,6 +104,24 @@ class FlopBudget:
             raise FlopBudgetUsageError(f"label={label!r} was already measured in this test; labels must be distinct")
 
 
+def _refuse_device(device: Any, current: str) -> None:
+    """One device per test, so its baseline entry is always compared on the same device: the
+    marker chooses it, not each call."""
+    if device is not None:
+        raise FlopBudgetUsageError(
+            f"device={device!r}: the fixture counts on the test's device ({current}); choose it for this test with "
+            f"@pytest.mark.flop_budget(device={str(device)!r}) or for the run with --flop-device={device}"
+        )
+
+
+def effective_device(item: pytest.Item) -> str:
+    """The device a test counts on: its marker's ``device=`` if given, else --flop-device."""
+    budget = item.stash.get(BUDGET_KEY, None)
+    if budget is not None and budget.device is not None:
+        return budget.device
+    return item.config.stash[SETTINGS_KEY].device
+
+
 def junit_properties(record: Measured) -> list[tuple[str, object]]:
     """The JUnit XML properties of one measurement: flops, macs and params (``flops[label]``)."""
     suffix = "" if record.label is None else f"[{record.label}]"
@@ -120,7 +141,8 @@ def _option_names() -> Iterator[None]:
         yield
     except MeasurementError as error:
         if error.use_device is not None:
-            error.add_note(f"(pytest-flopbudget: choose the device with --flop-device={error.use_device})")
+            error.add_note(f"(pytest-flopbudget: choose the device with --flop-device={error.use_device}, or for "
+                           f"this test alone with @pytest.mark.flop_budget(device={error.use_device!r}))")
         raise
 
 
@@ -128,12 +150,12 @@ def _option_names() -> Iterator[None]:
 def flop_budget(request: pytest.FixtureRequest) -> FlopBudget:
     """Measure models against this test's @pytest.mark.flop_budget and the baseline."""
     settings = request.config.stash[SETTINGS_KEY]
-    return FlopBudget(request.node, settings.device, settings.junit_properties, settings.baseline_depth)
+    return FlopBudget(request.node, effective_device(request.node), settings.junit_properties, settings.baseline_depth)
 
 
 @pytest.fixture
 def flop_device(request: pytest.FixtureRequest) -> torch.device:
-    """The torch.device chosen by --flop-device, to build inputs on it."""
+    """This test's counting device (the marker's ``device=``, else --flop-device), to build inputs on it."""
     import torch
 
-    return torch.device(request.config.stash[SETTINGS_KEY].device)
+    return torch.device(effective_device(request.node))

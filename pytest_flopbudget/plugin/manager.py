@@ -16,6 +16,7 @@ from typing import Any, Generator
 
 import pytest
 
+from pytest_flopbudget.counting.devices import cuda_problem
 from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, torch_version, update
 from pytest_flopbudget.plugin.collected import CollectedTests, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
@@ -122,8 +123,12 @@ class FlopBudgetPlugin:
             item.stash[BUDGET_KEY] = None
             return
         try:
-            item.stash[BUDGET_KEY] = parse_budget(marker.args, marker.kwargs)
-            return
+            budget = item.stash[BUDGET_KEY] = parse_budget(marker.args, marker.kwargs)
+            problem = cuda_problem(budget.device) if budget.device is not None else None
+            if problem is None:
+                return
+            message = (f"{item.nodeid}: @pytest.mark.{MARKER}(device={budget.device!r}): {problem}; "
+                       "count this test on cpu or meta (the same counts, unless the forward reads tensor values)")
         except MarkerError as error:
             message = error.describe(item.nodeid)
         pytest.fail(message, pytrace=False)  # outside the except: no chained traceback
