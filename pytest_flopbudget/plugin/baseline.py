@@ -442,8 +442,10 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
     The read-merge-write runs under an exclusive lock (``flock`` on the baseline's directory), and
     the file is re-read under that lock: two pytest processes updating one baseline at the same time
     (two CI jobs on one checkout) each keep the other's entries. Temporary files left by a writer that
-    was killed are removed first (no writer holds the lock, so none is in use).
+    was killed are removed first (no writer holds the lock, so none is in use). A symlinked
+    baseline is written through to its target (lock and temporary file beside the target).
     """
+    path = written_path(path)
     with _locked(path.parent) as _:
         _remove_stale_temp_files(path)
         current = load(path)
@@ -451,8 +453,15 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
         return save(current, entries), len(entries)
 
 
+def written_path(path: Path) -> Path:
+    """The file an update replaces: a symlink's target (``os.replace`` on the link would turn it into
+    a plain file and leave the real baseline as it was)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def clean_stale_temp_files(path: Path) -> None:
     """Remove temporary files of killed writers, if no writer is running now (never waits)."""
+    path = written_path(path)
     if not path.parent.is_dir() or not any(_temp_files(path)):
         return
     with _locked(path.parent, blocking=False) as acquired:

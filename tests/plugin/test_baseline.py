@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from plugin_project import Project, linear_flops, linear_params
@@ -196,3 +197,20 @@ def test_hostile_yaml_does_not_run(project: Project) -> None:
     result.stderr.fnmatch_lines([f"*{project.baseline}:2: the baseline is not valid YAML*"])
     assert not flag.exists()
     assert project.baseline.read_text() == text
+
+
+def test_a_symlinked_baseline_is_written_through_to_its_target(project: Project) -> None:
+    """Issue 19.6: os.replace on the link replaced the link with a plain file, the target never updated."""
+    project.write("test_net.py", net_test(4))
+    shared = project.pytester.path / "shared"
+    shared.mkdir()
+    target = shared / "baseline.yaml"
+    target.write_text("format: 2\nentries: {}\n")
+    project.baseline.symlink_to(Path("shared") / "baseline.yaml")
+    project.run("--flop-update-baseline").assert_outcomes(passed=1)
+    assert project.baseline.is_symlink() and project.baseline.resolve() == target.resolve()
+    import yaml
+
+    entry = yaml.safe_load(target.read_text())["entries"]["test_net.py::test_net"]
+    assert entry["flops"] == net_flops(4)
+    assert not [p.name for p in project.pytester.path.iterdir() if p.name.endswith(".tmp")]  # nothing beside the link
