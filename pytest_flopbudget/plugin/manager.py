@@ -240,6 +240,10 @@ class FlopBudgetPlugin:
                 self.collected.ran_clean.add(report.nodeid)
             return
         verdict = TestVerdict.from_dict(data)
+        if report.failed and not verdict.failing and not verdict.test_failed:
+            # failed, but not by the plugin nor in the test's call (pytest 9's subtests fail the report
+            # after it was made): a failed test never writes its entry, however its failure is reported
+            verdict = dataclasses.replace(verdict, test_failed=True)
         key = verdict.nodeid  # the test's own id: pytest-repeat's repetitions share it
         previous = self.verdicts.get(key)
         rerun = self.last_item.get(key) == report.nodeid  # pytest-rerunfailures: the last attempt counts
