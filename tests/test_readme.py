@@ -155,7 +155,7 @@ def test_see_it_work_passes_and_prints_the_table_shown(runs):
     shown = re.search(r"^```text\n(=+ flop budget =+\n.*?)^```", README, re.M | re.S)
     assert shown, "README shows no budget table"
     assert "\n".join(lines[start : end + 1]) + "\n" == shown.group(1)
-    assert "11 ok, 0 over budget, 0 regressed" in out and "11 passed" in out
+    assert "flopbudget: 11 ok\n" in out and "11 passed" in out
 
 
 def test_demo_regression_fails_and_names_what_grew(runs):
@@ -193,7 +193,7 @@ def test_ci_step_passes_and_writes_the_step_summary(runs):
     summary = runs["summary"].read_text()
     assert summary.startswith("## pytest-flopbudget\n")
     assert "| `tests/test_vision.py::test_resnet` | 3.632 |" in summary
-    assert "11 ok, 0 over budget" in summary
+    assert "flopbudget: 11 ok\n" in summary
 
 
 def test_python_blocks(monkeypatch):

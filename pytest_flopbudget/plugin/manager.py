@@ -22,7 +22,7 @@ from pytest_flopbudget.plugin.collected import CollectedTests, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
-from pytest_flopbudget.plugin.options import Settings, format_fraction
+from pytest_flopbudget.plugin.options import Settings, flop_options_given, format_fraction
 from pytest_flopbudget.plugin.report import write_file, write_terminal
 from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
 from pytest_flopbudget.plugin.summary import SessionSummary
@@ -59,6 +59,8 @@ class FlopBudgetPlugin:
     # -- every process -------------------------------------------------------------------------
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        if not (self.baseline.exists or config.get_verbosity() > 0 or flop_options_given(config)):
+            return []  # like the cacheprovider: quiet in repositories that do not use the plugin
         path = self.baseline.path
         try:
             shown = path.relative_to(Path(str(config.rootpath)))

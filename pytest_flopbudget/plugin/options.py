@@ -108,6 +108,11 @@ OPTIONS = (
 )
 
 
+# every ini key the plugin reads (the options' keys, and the ini-only ones)
+INI_KEYS = (*(option.name for option in OPTIONS), "flop_baseline_depth", "flop_formulas", "flop_known_uncounted",
+            "flop_junit_properties")
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Register each option in one ``--flop-`` group and as an ini key."""
     group = parser.getgroup("flopbudget", "compute budgets (pytest-flopbudget)")
@@ -221,6 +226,14 @@ class Settings:
             known_uncounted=frozenset(op.strip() for op in config.getini("flop_known_uncounted") if op.strip()),
             update_command=" ".join(["pytest --flop-update-baseline", *repeated]),
         )
+
+
+def flop_options_given(config: pytest.Config) -> bool:
+    """Whether this run or its ini file sets any of the plugin's options or keys."""
+    if any(config.getoption(option.name, None) is not None for option in OPTIONS):
+        return True
+    unset = ("", None, False, [], str(DEFAULT_BASELINE_DEPTH), DEFAULT_BASELINE_DEPTH)  # the keys' defaults
+    return any(config.getini(name) not in unset for name in INI_KEYS)
 
 
 def _quoted(text: str) -> str:

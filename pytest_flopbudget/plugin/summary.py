@@ -122,11 +122,10 @@ def counts_of(rows: Iterable[Row], stale: Iterable[str]) -> dict[str, int]:
 
 
 def count_line(counts: Mapping[str, int]) -> str:
-    parts = [f"{counts[w]} {w}" for w in (*COUNTED, "stale")]
-    for word in (UNMEASURED, DEVICE_MISMATCH, UNCOUNTED, TEST_FAILED):
-        if counts.get(word):
-            parts.append(f"{counts[word]} {word}")
-    return "flopbudget: " + ", ".join(parts)
+    """'flopbudget: 3 ok, 1 regressed': the non-zero counts only, in a fixed order."""
+    words = (*COUNTED, "stale", UNMEASURED, DEVICE_MISMATCH, UNCOUNTED, TEST_FAILED)
+    parts = [f"{counts[word]} {word}" for word in words if counts.get(word)]
+    return "flopbudget: " + (", ".join(parts) or "nothing measured")
 
 
 @dataclass(frozen=True)
