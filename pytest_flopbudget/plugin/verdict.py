@@ -234,17 +234,67 @@ def _judge_counts(key: str, label: str | None, measured: Entry, baseline: Entry 
 
 
 def _other_path(measured: Entry, baseline: Entry) -> bool:
-    """Whether the counts differ only because a value-dependent forward ran on another device.
+    """Whether the counts differ only because code that read values took another path on another device.
 
-    The same model and inputs count the same on every device when the forward never reads tensor
-    values; when it does (transformers skipping an all-ones attention mask on cpu, which meta
-    cannot look at), each device may take another path, and the difference is not a regression.
-    Parameters never depend on the path, so a change there is always judged as one."""
+    The same model and inputs count the same on every device when nothing reads tensor values;
+    when something does (transformers skipping an all-ones attention mask on cpu, which meta cannot
+    look at), each device may take another path. Only the counts of the code that read may differ:
+    a module that read (its subtree), the measured model's own forward ("" reads: everything), or,
+    for reads outside every module (``AdamW.step()``), the work outside every module. Any other
+    difference, and any change of parameters, is judged as usual (a regression on any pairing of
+    devices)."""
     if measured.device is None or baseline.device is None or measured.device == baseline.device:
         return False
     if not (measured.value_dependent or baseline.value_dependent):
         return False
-    return measured.params == baseline.params and (measured.flops, measured.macs) != (baseline.flops, baseline.macs)
+    if measured.params != baseline.params or (measured.flops, measured.macs) == (baseline.flops, baseline.macs):
+        return False
+    return not unexplained_by_reads(measured, baseline)
+
+
+def unexplained_by_reads(measured: Entry, baseline: Entry) -> list[str]:
+    """Places whose own flops or macs changed without having read values (``""``: outside every module)."""
+    reads = set(measured.value_reads) | set(baseline.value_reads)
+    if "" in reads:
+        return []  # the measured model's own forward decides every path below it
+    sites = any("(" in place for place in reads)  # outside every module: an optimizer's step, a user's line
+    names = set(measured.modules) | set(baseline.modules)
+    children: dict[str, list[str]] = {}
+    for name in names:
+        children.setdefault(name.rpartition(".")[0] if "." in name else "", []).append(name)
+
+    def delta(name: str) -> tuple[int, int]:
+        new, old = _counts(measured.modules.get(name)), _counts(baseline.modules.get(name))
+        return (new.get("flops", 0) - old.get("flops", 0), new.get("macs", 0) - old.get("macs", 0))
+
+    def explained(name: str) -> bool:
+        if any(name == r or name.startswith(r + ".") for r in reads):
+            return True  # a module that read, or below one
+        return not children.get(name) and any(r.startswith(name + ".") for r in reads)  # read below the depth kept
+
+    unexplained = []
+    for name in sorted(names, key=module_order):
+        if explained(name):
+            continue
+        own = [d - sum(delta(c)[i] for c in children.get(name, [])) for i, d in enumerate(delta(name))]
+        if any(own):
+            unexplained.append(name)
+    outside = [(measured.flops - baseline.flops) - sum(delta(c)[0] for c in children.get("", [])),
+               (measured.macs - baseline.macs) - sum(delta(c)[1] for c in children.get("", []))]
+    if any(outside) and not sites:
+        unexplained.insert(0, "")
+    return unexplained
+
+
+def value_read_hint(entry: EntryVerdict) -> list[str]:
+    """When either side read values, a changed count may come from the values, not the code."""
+    reads = [f"{e.value_reads_text()} (on {e.device})" if e.device else e.value_reads_text()
+             for e in (entry.measured, entry.baseline) if e is not None and e.value_dependent]
+    if not reads:
+        return []
+    return [f"  the code read tensor values on the host: {'; '.join(dict.fromkeys(reads))}; its path, and so this "
+            "count, can change with the input values: make them deterministic (torch.ones, torch.arange, a fixed "
+            "tensor) or draw them from a seeded generator (torch.randn(..., generator=torch.Generator().manual_seed(0)))"]
 
 
 def describe_other_path(entry: EntryVerdict, update_command: str = UPDATE_HINT) -> list[str]:
@@ -378,6 +428,7 @@ class TestVerdict:
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
                 lines.append(f"{who}{metric} {word}: {new:,} vs baseline {old:,} "
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
+            lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
                 if entry.grown:
                     names = ", ".join(c.label() for c in entry.grown[:5])
@@ -413,6 +464,8 @@ class TestVerdict:
                     lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
+            if entry.status in (REGRESSED, IMPROVED):
+                lines.extend(value_read_hint(entry))
             lines.extend("  " + line for line in entry.uncounted_lines())
         if self.unmeasured:
             lines.append(MEASURE_HINT)
