@@ -152,9 +152,10 @@ class FlopBudgetPlugin:
         measured = item.stash.get(MEASURED_KEY, [])
         if budget is None and not measured:
             return None
-        return judge(test_id(item), budget, measured, self.baseline.entries, tolerance=self.settings.tolerance,
-                     strict=self.settings.strict, update=self.settings.update,
-                     update_command=self.settings.update_command, known_uncounted=self.settings.known_uncounted)
+        verdict = judge(test_id(item), budget, measured, self.baseline.entries, tolerance=self.settings.tolerance,
+                        strict=self.settings.strict, update=self.settings.update,
+                        update_command=self.settings.update_command, known_uncounted=self.settings.known_uncounted)
+        return dataclasses.replace(verdict, requested=FIXTURE in getattr(item, "fixturenames", ()))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:

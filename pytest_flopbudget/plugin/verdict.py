@@ -20,9 +20,15 @@ from pytest_flopbudget.plugin.repeats import group_names
 
 UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
-    "request the `flop_budget` fixture and call `flop_budget.measure(model, inputs)` "
-    "(model: an nn.Module or a factory; inputs: a tensor, tuple, dict or factory)"
+    "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
+    "tuple, dict or factory) or count any code with `with flop_budget.count():`"
 )
+FIXTURE_HINT = "request the `flop_budget` fixture (add it to the test's arguments), then "
+
+
+def measure_hint(requested: bool) -> str:
+    """How to measure; asks for the fixture only when the test did not request it."""
+    return MEASURE_HINT if requested else FIXTURE_HINT + MEASURE_HINT
 
 # row verdicts, worst first; the summary counts rows by these words
 OVER_BUDGET, REGRESSED, UNMEASURED, DEVICE_MISMATCH, NEW, IMPROVED, OK = (
@@ -67,6 +73,7 @@ class ModuleChange:
     old: Mapping[str, int]
     new: Mapping[str, int]
     repeat: int = 1
+    own: Mapping[str, int] | None = None  # the growth of its own ops, children excluded (None: not known)
 
     def deltas(self) -> dict[str, int]:
         return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in METRICS}
@@ -74,9 +81,17 @@ class ModuleChange:
     def describe(self) -> str:
         parts = []
         for metric, delta in self.deltas().items():
-            if delta > 0:
-                parts.append(f"{metric} {self.old.get(metric, 0):,} -> {self.new.get(metric, 0):,} "
-                             f"({percent(change(self.new.get(metric, 0), self.old.get(metric, 0)))})")
+            if delta <= 0:
+                continue
+            before, after = self.old.get(metric, 0), self.new.get(metric, 0)
+            if before == 0:
+                parts.append(f"{metric} {after:,} (new work; none in the baseline)")
+                continue
+            text = f"{metric} {before:,} -> {after:,} ({percent(change(after, before))})"
+            own = self.own.get(metric) if self.own is not None else None
+            if own is not None and own != delta:  # its children grew too: the row is inclusive
+                text += f" including its children; its own ops {own:+,}"
+            parts.append(text)
         return f"{self.label()}: " + ", ".join(parts)
 
     def label(self) -> str:
@@ -85,7 +100,7 @@ class ModuleChange:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "old": dict(self.old), "new": dict(self.new),
-                "repeat": self.repeat}
+                "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
 
 
 def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
@@ -125,7 +140,8 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
     for label, members in group_names(sorted(named, key=module_order), key=lambda n: (kind(n), counts[n])):
         before, after = counts[members[0]]
         size = tuple(-weight[members[0]][m] * len(members) for m in order)
-        grouped.append((size, module_order(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
+        grouped.append((size, module_order(label),
+                        ModuleChange(label, kind(members[0]), before, after, len(members), weight[members[0]])))
     grouped.sort(key=lambda item: item[:2])
     return tuple(change for _, _, change in grouped)
 
@@ -353,6 +369,8 @@ class TestVerdict:
     xfail: bool = False
     # the command that accepts the counts, with the options of this run that decide what is written
     update_command: str = UPDATE_HINT
+    # the test requested the flop_budget fixture (a hint never asks for it again)
+    requested: bool = True
     __test__ = False  # not a pytest test class, despite the name
 
     @property
@@ -398,7 +416,7 @@ class TestVerdict:
         """
         lines = []
         if self.unmeasured:
-            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {MEASURE_HINT}")
+            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {measure_hint(self.requested)}")
         for check in self.over_budget:
             lines.append(f"over budget: {check.describe()}")
         if self.over_budget:
@@ -468,7 +486,7 @@ class TestVerdict:
                 lines.extend(value_read_hint(entry))
             lines.extend("  " + line for line in entry.uncounted_lines())
         if self.unmeasured:
-            lines.append(MEASURE_HINT)
+            lines.append(measure_hint(self.requested))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -483,6 +501,7 @@ class TestVerdict:
             "test_failed": self.test_failed,
             "xfail": self.xfail,
             "update_command": self.update_command,
+            "requested": self.requested,
         }
 
     @classmethod
@@ -498,6 +517,7 @@ class TestVerdict:
             test_failed=bool(data.get("test_failed", False)),
             xfail=bool(data.get("xfail", False)),
             update_command=str(data.get("update_command", UPDATE_HINT)),
+            requested=bool(data.get("requested", True)),
         )
 
 
@@ -525,7 +545,7 @@ def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
         baseline=Entry.from_dict(data["baseline"]) if data["baseline"] else None,
         status=data["status"],
         failing=data["failing"],
-        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)))
+        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)), g.get("own"))
                     for g in data["grown"]),
         regressed_metrics=tuple(data["regressed"]),
         new_uncounted=tuple(data.get("new_uncounted", ())),

@@ -96,7 +96,20 @@ def test_marked_test_that_never_measures_fails_with_how_to(project: Project) -> 
     result = project.run("-v")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*::test_forgot NOT MEASURED*",
-                                 "*measured nothing: request the `flop_budget` fixture and call `flop_budget.measure(model, inputs)`*"])
+                                 "*measured nothing: request the `flop_budget` fixture (add it to the test's arguments), "
+                                 "then call `flop_budget.measure(model, inputs)`*`with flop_budget.count():`*"])
+
+
+def test_a_test_that_requested_the_fixture_is_not_asked_for_it_again(project: Project) -> None:
+    project.write("test_none.py", "@pytest.mark.flop_budget(max_params=10)
+def test_forgot(flop_budget):
+    pass
+")
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*measured nothing: call `flop_budget.measure(model, inputs)`*"
+                                 "or count any code with `with flop_budget.count():`*"])
+    assert "request the `flop_budget` fixture" not in result.stdout.str()
 
 
 def test_several_measurements_need_labels_and_the_budget_applies_to_the_sum(project: Project) -> None:

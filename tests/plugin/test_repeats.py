@@ -133,3 +133,48 @@ def test_the_baseline_diff_is_proportional_to_the_change(project) -> None:
     # the same, with stages.[0-3] and its proj split in three: [0-1], 2, 3
     assert len(added) == 3 + 1 + 2 * 3, diff
     assert not any("blocks" in line for line in diff)  # the unchanged blocks keep their lines
+
+
+GROWTH = """
+class Block(torch.nn.Module):
+    def __init__(self, extra):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8, bias=extra)
+        self.extra = extra
+
+    def forward(self, x):
+        x = self.fc(x)
+        return x * 2 if self.extra else x
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = Block({extra})
+        self.b = torch.nn.Sequential({new_layer})
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def test_net(flop_budget):
+    flop_budget.measure(Net(), torch.zeros(1, 8))
+"""
+
+
+def test_growth_says_new_work_and_own_against_inclusive(project) -> None:
+    """Issue 19.8: '0 -> 131,072 (+inf%)' reads as nothing; a block's row includes its children."""
+    project.write("test_net.py", GROWTH.replace("{extra}", "False").replace("{new_layer}", ""))
+    project.run("--flop-update-baseline").assert_outcomes(passed=1)
+    project.write("test_net.py", GROWTH.replace("{extra}", "True").replace("{new_layer}", "torch.nn.Linear(8, 8)"))
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    linear = 8 * (2 * 8 - 1) + 8  # the seed's FC formula with bias, one row
+    assert f"grew: b.0 (Linear): flops {linear:,} (new work; none in the baseline)" in out
+    assert "inf%" not in out
+    # a grew by its child's bias (8) and its own multiply (8): its row is inclusive, and says its own part
+    before = 8 * (2 * 8 - 1)
+    assert (f"grew: a (Block): flops {before:,} -> {before + 16:,} (+{1600 / before:.1f}%) including its children; "
+            "its own ops +8") in out
+    assert f"grew: a.fc (Linear): flops {before:,} -> {before + 8:,}" in out
