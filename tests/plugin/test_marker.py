@@ -101,10 +101,7 @@ def test_marked_test_that_never_measures_fails_with_how_to(project: Project) -> 
 
 
 def test_a_test_that_requested_the_fixture_is_not_asked_for_it_again(project: Project) -> None:
-    project.write("test_none.py", "@pytest.mark.flop_budget(max_params=10)
-def test_forgot(flop_budget):
-    pass
-")
+    project.write("test_none.py", "@pytest.mark.flop_budget(max_params=10)\ndef test_forgot(flop_budget):\n    pass\n")
     result = project.run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*measured nothing: call `flop_budget.measure(model, inputs)`*"
