@@ -60,7 +60,7 @@ class FlopBudget:
         self._check_label(label)
         from pytest_flopbudget.counting.measure import measure
 
-        with _option_names():
+        with _option_names(self._item):
             result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
         self._record(result, label)
         return result
@@ -76,7 +76,7 @@ class FlopBudget:
         self._check_label(label)
         from pytest_flopbudget.counting.block import count
 
-        with _option_names(), count(device=self._device, formulas=formulas) as counted:
+        with _option_names(self._item), count(device=self._device, formulas=formulas) as counted:
             yield counted
         self._record(counted.measurement, label)
 
@@ -135,15 +135,29 @@ def junit_properties(record: Measured) -> list[tuple[str, object]]:
 
 
 @contextlib.contextmanager
-def _option_names() -> Iterator[None]:
-    """The engine names the device to use as ``device='cpu'``; in a test it is chosen with an option."""
+def _option_names(item: pytest.Item | None = None) -> Iterator[None]:
+    """The engine names the device to use as ``device='cpu'``; in a test it is chosen with an option.
+    Where the test's baseline entry recorded value reads (a run on cpu), it names where they were."""
     try:
         yield
     except MeasurementError as error:
         if error.use_device is not None:
+            reads = _recorded_reads(item) if item is not None else []
+            if reads:
+                error.add_note(f"(the baseline's run read values there: {'; '.join(reads)})")
             error.add_note(f"(pytest-flopbudget: choose the device with --flop-device={error.use_device}, or for "
                            f"this test alone with @pytest.mark.flop_budget(device={error.use_device!r}))")
         raise
+
+
+def _recorded_reads(item: pytest.Item) -> list[str]:
+    """Where this test's baseline entries recorded value reads, with the device they were measured on."""
+    from pytest_flopbudget.plugin.baseline import nodeid_of
+
+    manager = item.config.pluginmanager.get_plugin("flopbudget-manager")
+    entries = getattr(getattr(manager, "baseline", None), "entries", {})
+    return [f"{entry.value_reads_text()} (on {entry.device})" for key, entry in sorted(entries.items())
+            if nodeid_of(key) == item.nodeid and entry.value_dependent]
 
 
 @pytest.fixture

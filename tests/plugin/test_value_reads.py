@@ -117,3 +117,35 @@ def test_reads_in_one_module_do_not_excuse_growth_in_another(project: Project) -
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*flops regressed*", "*decide (Decider)*"])
     assert "device mismatch" not in result.stdout.str()
+
+
+NONZERO = """
+class Proposals(torch.nn.Module):
+    def forward(self, x):
+        return x.nonzero()
+
+
+class Detector(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(4, 4)
+        self.rpn = Proposals()
+
+    def forward(self, x):
+        return self.rpn(self.backbone(x))
+
+
+def test_detector(flop_budget):
+    flop_budget.measure(Detector(), torch.ones(1, 4))
+"""
+
+
+def test_cannot_run_on_meta_names_the_submodule_the_cpu_run_read_values_in(project: Project) -> None:
+    """Issue 19.8: 'Detector cannot run on meta' alone does not say which part needs values."""
+    project.write("test_det.py", NONZERO)
+    project.run("--flop-update-baseline").assert_outcomes(passed=1)
+    result = project.run("--flop-device=meta")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Detector cannot run on meta*",
+                                 "*the baseline's run read values there: aten.nonzero* in rpn (Proposals) (on cpu)*",
+                                 "*flop_budget(device='cpu')*"])
