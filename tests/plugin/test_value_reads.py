@@ -149,3 +149,20 @@ def test_cannot_run_on_meta_names_the_submodule_the_cpu_run_read_values_in(proje
     result.stdout.fnmatch_lines(["*Detector cannot run on meta*",
                                  "*the baseline's run read values there: aten.nonzero* in rpn (Proposals) (on cpu)*",
                                  "*flop_budget(device='cpu')*"])
+
+
+def test_a_meta_block_failure_points_at_the_users_line_that_read_values(project: Project) -> None:
+    """Issue 19.8: the failure pointed at the `with` line, not at the line that needs values."""
+    project.write("test_block.py", (
+        "def test_block(flop_budget, flop_device):\n"
+        "    with flop_device:\n"
+        "        model = torch.nn.Linear(4, 4)\n"
+        "        x = torch.ones(1, 4)\n"
+        "    with flop_budget.count():\n"
+        "        y = model(x)\n"
+        "        picked = y.nonzero()\n"
+    ))
+    result = project.run("--flop-device=meta")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*count(device='meta'): the code reads tensor values*",
+                                 "the code read tensor values here: test_block.py:10: picked = y.nonzero()"])
