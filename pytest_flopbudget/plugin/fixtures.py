@@ -60,8 +60,15 @@ class FlopBudget:
         self._check_label(label)
         from pytest_flopbudget.counting.measure import measure
 
-        with _option_names(self._item):
-            result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
+        if isinstance(inputs, list) and _takes_one_list(model):
+            raise FlopBudgetUsageError(_LIST_HINT.format(type(model).__name__))
+        try:
+            with _option_names(self._item):
+                result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
+        except TypeError as error:
+            if isinstance(inputs, list):
+                error.add_note(f"(pytest-flopbudget: {_LIST_HINT.format(type(model).__name__)})")
+            raise
         self._record(result, label)
         return result
 
@@ -102,6 +109,31 @@ class FlopBudget:
             )
         if label in taken:
             raise FlopBudgetUsageError(f"label={label!r} was already measured in this test; labels must be distinct")
+
+
+_LIST_HINT = (
+    "a list of inputs is unpacked as positional arguments, forward(*inputs); to pass one list argument, "
+    "as {0}.forward(images) takes, wrap it in a tuple: measure(model, ([img],)) or "
+    "measure(model, {{'images': [img]}})"
+)
+
+
+def _takes_one_list(model: Any) -> bool:
+    """Whether a ready module's forward takes a list as its first argument (torchvision's detectors:
+    ``forward(images: List[Tensor], ...)``), where unpacking a list would iterate over a tensor."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    if not callable(forward) or not hasattr(model, "parameters"):
+        return False
+    try:
+        parameters = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not parameters or parameters[0].kind not in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD):
+        return False
+    annotation = str(parameters[0].annotation).lower()
+    return annotation.startswith(("list", "typing.list", "sequence", "typing.sequence", "tuple[", "typing.tuple"))
 
 
 def _refuse_device(device: Any, current: str) -> None:

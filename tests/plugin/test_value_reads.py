@@ -166,3 +166,35 @@ def test_a_meta_block_failure_points_at_the_users_line_that_read_values(project:
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*count(device='meta'): the code reads tensor values*",
                                  "the code read tensor values here: test_block.py:10: picked = y.nonzero()"])
+
+
+LIST_MODEL = """
+from typing import List
+
+
+class Detector(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, images: List[torch.Tensor]):
+        return [self.fc(image) for image in images]
+
+
+def test_unpacked(flop_budget):
+    flop_budget.measure(Detector(), [torch.ones(1, 4)])
+
+
+def test_wrapped(flop_budget):
+    flop_budget.measure(Detector(), ([torch.ones(1, 4), torch.ones(1, 4)],))
+"""
+
+
+def test_one_list_argument_is_explained(project: Project) -> None:
+    """Issue 19.8: measure(detector, [img]) unpacked the list as positional arguments."""
+    project.write("test_list.py", LIST_MODEL)
+    result = project.run("--flop-update-baseline")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*FlopBudgetUsageError: a list of inputs is unpacked as positional arguments*"
+                                 "Detector.forward(images) takes, wrap it in a tuple: measure(model, ([[]img[]],))*"])
+    assert project.load()["entries"]["test_list.py::test_wrapped"]["flops"] == 2 * linear_flops(1, 4, 4)
