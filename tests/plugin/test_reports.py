@@ -18,13 +18,15 @@ def three_tests(project: Project) -> None:
     )
 
 
-def test_summary_table_and_verbosity(project: Project) -> None:
+def test_summary_table_and_verbosity(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")  # wide enough for every column of tiny positional numbers
     three_tests(project)
     result = project.run()
     result.stdout.fnmatch_lines([
         "*= flop budget =*",
         "test * GFLOPs * GMACs * params * budget * change * verdict",
-        f"test_r.py::test_ok * {linear_flops(2, 8, 4) / 1e9:.3g} * {linear_params(8, 4)} * 50.0% * new * new",
+        # positional, never scientific (issue 19.8): 128 flops are 0.000000128 GFLOPs
+        f"test_r.py::test_ok * {linear_flops(2, 8, 4) / 1e9:.9f} * {linear_params(8, 4)} * 50.0% * new * new",
         "test_r.py::test_over * 102.9% * new * OVER BUDGET",
         "test_r.py::test_pair#enc * - * new * new",
         "flopbudget: 1 over budget, 2 new",
@@ -65,7 +67,7 @@ def test_json_and_markdown_reports(project: Project) -> None:
     text = summary.read_text()
     assert text.startswith("# earlier step\n")  # appended, as $GITHUB_STEP_SUMMARY expects
     assert text.count("## pytest-flopbudget") == 2
-    assert f"| `test_r.py::test_ok` | {linear_flops(2, 8, 4) / 1e9:.3g} |" in text
+    assert f"| `test_r.py::test_ok` | {linear_flops(2, 8, 4) / 1e9:.9f} |" in text
     assert "| **over budget** |" in text
     assert "flopbudget: 1 over budget, 2 new" in text
 
