@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "hardenin
 
 from test_baseline_hostile import baseline_text  # noqa: E402  (the same file the tests read)
 
-from pytest_flopbudget.plugin.baseline import load  # noqa: E402
+from pytest_flopbudget.reporting.baseline import load  # noqa: E402
 
 
 def main() -> None:

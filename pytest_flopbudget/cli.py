@@ -87,6 +87,14 @@ def _depth(text: str) -> int:
     return depth
 
 
+def _html_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a file name")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path such as model.html")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="flopbudget",
@@ -138,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sort", choices=SORTS, default="name", help="row order (default: name, as a tree)")
     parser.add_argument("--backward", action="store_true", help="also count the backward pass (a training step)")
     parser.add_argument("--json", action="store_true", help="print Measurement.to_dict() as JSON instead of the table")
+    parser.add_argument("--html", type=_html_path, metavar="PATH",
+                        help="also write the picture: a self-contained HTML page of the module tree (all depths)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
 
@@ -153,6 +163,9 @@ class Request:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["merge"]:
+        return merge_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         request = _request(args)
@@ -167,12 +180,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"flopbudget: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    inputs = ", ".join(f"{_fmt_shape(s)} {d}" for s, d in zip(request.shapes, request.dtypes))
     if args.json:
         print(json.dumps(measurement.to_dict(), indent=2))
     else:
-        inputs = ", ".join(f"{_fmt_shape(s)} {d}" for s, d in zip(request.shapes, request.dtypes))
         print(f"{request.target}  inputs: {inputs}")
         print(measurement.table(args.depth, sort=args.sort))
+    if args.html:
+        return _write_html(args.html, request.target, inputs, measurement)
+    return EXIT_OK
+
+
+def _write_html(path: str, target: str, inputs: str, measurement: Any) -> int:
+    from pathlib import Path
+
+    from pytest_flopbudget.reporting import html
+    from pytest_flopbudget.reporting.html_model import view_of_measurement
+
+    try:
+        html.write(Path(path), view_of_measurement(target, measurement, (f"inputs: {inputs}",)))
+    except OSError as error:
+        print(f"flopbudget: error: cannot write {path}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"flopbudget: wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -393,3 +423,63 @@ def _fmt_shape(shape: Sequence[int]) -> str:
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def build_merge_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flopbudget merge",
+        description=(
+            "Join the JSON reports of a suite run in shards (pytest-split, pytest-shard, -k or path splits; "
+            "each shard run with --flop-report=shard-N.json) into one verdict, one Markdown summary and, with "
+            "--update, the baseline one serial `pytest --flop-update-baseline` run writes. Exit status 1 when a "
+            "test is over budget or regressed (or, with --strict, entries are stale or missing), 2 when the "
+            "reports cannot be joined (a shard missing, two shards disagreeing)."
+        ),
+    )
+    parser.add_argument("reports", nargs="+", metavar="REPORT.json", help="every shard's JSON report")
+    parser.add_argument("--baseline", default="flop_baseline.yaml", metavar="PATH",
+                        help="the committed baseline (default flop_baseline.yaml)")
+    parser.add_argument("--update", action="store_true", help="write the shards' measurements into the baseline")
+    parser.add_argument("--strict", action="store_true",
+                        help="also fail tests without an entry, improvements beyond the tolerance and stale entries")
+    parser.add_argument("--markdown", metavar="PATH",
+                        help="append the Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print the count line only")
+    return parser
+
+
+class _Lines:
+    """A terminal writer for the summary renderer (write_line, write_sep) that prints to stdout."""
+
+    def write_line(self, line: str) -> None:
+        print(line)
+
+    def write_sep(self, sep: str, title: str) -> None:
+        print(f" {title} ".center(PRINT_WIDTH, sep))
+
+
+PRINT_WIDTH = 100
+
+
+def merge_main(argv: Sequence[str]) -> int:
+    """``flopbudget merge``: the logic is reporting.merge's, shared with nothing pytest."""
+    from pathlib import Path
+
+    from pytest_flopbudget.reporting.baseline import BaselineError, load
+    from pytest_flopbudget.reporting.merge import MergeError, merge
+    from pytest_flopbudget.reporting.report import markdown, write_terminal
+
+    args = build_merge_parser().parse_args(argv)
+    try:
+        baseline = load(Path(args.baseline).resolve())
+        merged = merge([Path(p) for p in args.reports], baseline, update=args.update, strict=args.strict)
+    except (BaselineError, MergeError) as error:
+        print(f"flopbudget merge: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    write_terminal(_Lines(), merged.summary, -1 if args.quiet else 1, PRINT_WIDTH)  # type: ignore[arg-type]
+    if args.markdown:
+        path = Path(args.markdown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(markdown(merged.summary))
+    return merged.outcome.exit_status

@@ -28,6 +28,7 @@ RUN = {SEE_IT_WORK, DEMO, CLI, CI}
 
 GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git"'
 PATH_INSTALL = "pip install ./pytest-flopbudget"
+SHARD_STEP = "python -m pytest --splits 3 --group ${{ matrix.group }} --flop-report=shard-${{ matrix.group }}.json"
 CI_GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git@COMMIT"'
 TORCHVISION = "pip install torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu"
 
@@ -48,6 +49,7 @@ KNOWN = {
     "pytest --flop-device=meta": "a user's repository; options checked against the plugin",
     ".ci/run": "CI itself; it runs this suite",
     "FLOPBUDGET_CI_ONLY=pinned .ci/run": "CI itself, pinned environment only",
+    SHARD_STEP: "one shard of the matrix recipe; tests/plugin/test_shards.py runs three and merges them",
 }
 
 

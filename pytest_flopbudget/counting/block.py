@@ -19,11 +19,11 @@ discovers the modules that run in it instead of being given one:
   creates them, not a place the engine moves anything to. ``None`` changes nothing. ``"cpu"`` or
   ``"cuda"`` makes it torch's default device inside the block (factories without an explicit
   device land there; models and tensors made before the block stay where they are). ``"meta"``
-  runs the block under torch's FakeTensorMode with meta as the default device: every tensor the
-  block creates is fake, and models built on meta before the block (``with torch.device("meta"):
-  model = build()``) run without memory. Code that reads tensor values (``.item()``, ``if
-  (x > 0).any()``, a stopping criterion of ``generate()``) cannot run on meta, and a real tensor
-  meeting a meta one is a device mismatch: both are a MeasurementError saying what to do.
+  runs the block under torch's FakeTensorMode: every tensor the block creates is a fake cpu tensor
+  (the kernels a real CPU picks, as measure() on meta), and models and optimizers made before the
+  block, on cpu or on meta, run on fake twins of their tensors and are put back untouched when the
+  block ends (caller_guard.py). Code that reads tensor values (``.item()``, ``if (x > 0).any()``,
+  a stopping criterion of ``generate()``) cannot run on meta: a MeasurementError says what to do.
   Build models *before* the block: weight initialisation run inside it is counted.
 - **Nesting.** Blocks nest: an inner block counts what runs inside it, the outer one counts
   that too. A measure() inside a block is counted by the block as well (its ops run inside it).
@@ -41,15 +41,18 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from pytest_flopbudget.counting.collect import collect
-from pytest_flopbudget.counting.counter import OpCounter
-from pytest_flopbudget.counting.devices import DeviceLike, device_of, is_meta, resolve_device
-from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
-from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
+from pytest_flopbudget.counting.caller_guard import CallerObjectsKept, FakeTwins
+from pytest_flopbudget.counting.devices import DeviceLike, device_of, resolve_device
+from pytest_flopbudget.counting.errors import MeasurementError
+from pytest_flopbudget.counting.measurement import Measurement, Memory, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.registry import Registry, default_registry
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
+from pytest_flopbudget.counting.session import (
+    CountingSession, device_scope, explain_meta_failure, optimizer_state_tensors,
+)
 
 
 class _Block(nn.Module):
@@ -61,15 +64,13 @@ _Block.__name__ = "count"
 
 
 class _DiscoveringTracker(ModuleTracker):
-    """ModuleTracker that names a top-level module the first time it runs, records every module
-    that runs, and ends a backward pass's module scopes when the pass ends."""
+    """ModuleTracker that names a top-level module the first time it runs and records every
+    module that runs."""
 
-    def __init__(self, *, track_backward: bool) -> None:
-        super().__init__({}, track_backward=track_backward)
+    def __init__(self) -> None:
+        super().__init__({}, track_backward=True)
         self.roots: dict[str, nn.Module] = {}
         self.ran: dict[int, nn.Module] = {}
-        self.saw_backward = False
-        self._end_queued = False
 
     def __enter__(self) -> _DiscoveringTracker:
         super().__enter__()
@@ -90,25 +91,6 @@ class _DiscoveringTracker(ModuleTracker):
         self.roots[name] = root
         for prefix, module in root.named_modules():
             self._names.setdefault(module, f"{name}.{prefix}" if prefix else name)
-
-    def _enter_backward(self, name: str) -> Any:
-        enter = super()._enter_backward(name)
-
-        def hook(*grads: object) -> None:
-            enter(*grads)
-            self.saw_backward = True
-            if not self._end_queued:
-                # scopes of modules whose inputs need no gradient never close by themselves: close
-                # them when this backward pass ends, or an optimizer step after it would be
-                # attributed to the first layer
-                self._end_queued = True
-                torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
-
-        return hook
-
-    def _backward_ended(self) -> None:
-        self._end_queued = False
-        self.end_backward()
 
 
 class Counted:
@@ -156,14 +138,17 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         counted = Counted()
         stack = contextlib.ExitStack()
         try:
-            if is_meta(self.target):
-                from torch._subclasses.fake_tensor import FakeTensorMode
-
-                stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-            if self.target is not None:
-                stack.enter_context(torch.device(self.target))
-            self._scopes: _DiscoveringTracker = stack.enter_context(_DiscoveringTracker(track_backward=True))
-            self._counter = stack.enter_context(OpCounter(self.registry, self._scopes))
+            fake_mode = stack.enter_context(device_scope(self.target, default_device=True))
+            twins = FakeTwins(fake_mode) if fake_mode is not None else None
+            if twins is not None:
+                stack.enter_context(CallerObjectsKept(twins))
+            self._scopes = _DiscoveringTracker()
+            self._stepped: dict[int, Any] = {}
+            stack.callback(register_optimizer_step_pre_hook(self._note_optimizer).remove)
+            self._session = stack.enter_context(CountingSession(self.registry, self._scopes, grad=None))
+            self._session.phase("block")
+            if twins is not None:
+                self._session.counter.fakify = twins.swap
         except BaseException:
             stack.close()
             raise
@@ -174,25 +159,47 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
         stack, counted = self._stack, self._counted
         self._stack = self._counted = None
         assert stack is not None and counted is not None
-        scopes, counter = self._scopes, self._counter
+        scopes, session = self._scopes, self._session
         roots, ran = dict(scopes.roots), list(scopes.ran.values())
-        stack.__exit__(kind, error, traceback)
+        try:
+            # while the block's tensors are still in place (on meta: the twins, put back below)
+            memory = self._memory(session, ran) if error is None else None
+        finally:
+            stack.__exit__(kind, error, traceback)
         if error is not None:
             counted._state = f"the block raised {kind.__name__}"
-            explained = self._explain(error)
+            explained = explain_meta_failure(error, "the count(device='meta') block", self.target)
             if explained is not error:
-                raise explained from error
+                # the traceback of the user's line that failed, not of this __exit__
+                raise explained.with_traceback(traceback) from error
             return
-        counted._measurement = self._measurement(roots, ran, counter, scopes.saw_backward)
+        counted._measurement = self._measurement(roots, ran, session, scopes.saw_backward, memory)
         counted._state = "done"
 
-    def _measurement(self, roots: dict[str, nn.Module], ran: list[nn.Module], counter: OpCounter,
-                     backward: bool) -> Measurement:
+    def _note_optimizer(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """A step pre-hook: the optimizers stepped in the block, whose state is optimizer_state."""
+        self._stepped.setdefault(id(optimizer), optimizer)
+
+    def _memory(self, session: CountingSession, ran: list[nn.Module]) -> Memory:
+        """The block's memory, its storages named by what they are now: the parameters and buffers
+        of the modules that ran, their gradients, the state of the optimizers stepped."""
+        optimizers = list(self._stepped.values())
+        params = {id(p): p for m in ran for p in m._parameters.values() if p is not None}
+        params.update((id(p), p) for o in optimizers for g in o.param_groups for p in g["params"])
+        buffers = {id(b): b for m in ran for b in m._buffers.values() if b is not None}
+        return session.finish_memory(
+            parameters=params.values(), buffers=buffers.values(),
+            gradients=[p.grad for p in params.values() if p.grad is not None],
+            optimizer_state=optimizer_state_tensors(optimizers),
+        )
+
+    def _measurement(self, roots: dict[str, nn.Module], ran: list[nn.Module], session: CountingSession,
+                     backward: bool, memory: Memory | None) -> Measurement:
         block = _Block()
         for name, root in roots.items():
             block._modules[name] = root  # names may hold '#', which add_module would refuse
         state = ModelState.read(block)
-        collected = collect(state, counter, self.target, backward)
+        collected = session.measurement(state, self.target, backward, memory)
         params: dict[int, torch.Tensor] = {}
         for module in ran:
             for param in module._parameters.values():
@@ -208,22 +215,3 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             modules=modules,
             device=str(self.target) if self.target is not None else device_of(params.values()),
         )
-
-    def _explain(self, error: BaseException) -> BaseException:
-        """Errors only meta causes get a MeasurementError saying what to do; others stay as they are."""
-        if isinstance(error, (MeasurementError, FormulaError)) or not is_meta(self.target):
-            return error
-        if mixes_devices(error):
-            return MeasurementError(
-                f"count(device='meta'): a real tensor met a meta one ({first_line(error)}). Inside a meta block "
-                "every tensor the code creates is on meta; build models before the block with "
-                "`with torch.device('meta'): model = build()` (or count on 'cpu').",
-            )
-        if needs_values(error):
-            return MeasurementError(
-                f"count(device='meta'): the code reads tensor values, which meta tensors do not have "
-                f"({first_line(error)}). Code whose control flow depends on values (.item(), stopping criteria, "
-                "nonzero, masks built from data) must be counted on 'cpu'.",
-                use_device="cpu",
-            )
-        return error

@@ -105,6 +105,10 @@ class OpCounter:
         # module name ("" outside every submodule) -> op -> calls that read tensor values on the host
         self.value_reads: dict[str, dict[str, int]] = {}
         self.muted = 0
+        # on a meta block: replaces the caller's real tensors among an op's arguments by fakes
+        self.fakify: Any = None
+        # the memory tracker fed every call's arguments and output (None: memory not tracked)
+        self.memory: Any = None
         self._aten = _AtenCounter(self)
         self._composite = _CompositeCounter(self) if registry.function_rules else None
 
@@ -266,6 +270,18 @@ class _AtenCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         counter = self.counter
+        if counter.fakify is not None:
+            args, kwargs = counter.fakify(args, kwargs)
+        memory = counter.memory
+        if memory is None:
+            return self._dispatch(func, args, kwargs)
+        out = self._dispatch(func, args, kwargs)
+        memory.record(func, args, kwargs, out)
+        return out
+
+    def _dispatch(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """Run one aten call and count it."""
+        counter = self.counter
         if counter.muted:
             return func(*args, **kwargs)
         try:
@@ -327,6 +343,7 @@ def _never_traced_by_dynamo(fn: Any) -> Any:
 
 
 _never_traced_by_dynamo(_AtenCounter.__torch_dispatch__)
+_never_traced_by_dynamo(_AtenCounter._dispatch)
 
 
 class _CompositeCounter(TorchFunctionMode):

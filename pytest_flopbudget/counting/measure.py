@@ -26,14 +26,13 @@ from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 from torch.utils._pytree import tree_flatten, tree_map
 
-from pytest_flopbudget.counting.collect import collect
-from pytest_flopbudget.counting.counter import OpCounter
-from pytest_flopbudget.counting.devices import DeviceLike, is_meta, resolve_device
-from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, needs_values
+from pytest_flopbudget.counting.devices import DeviceLike, resolve_device
+from pytest_flopbudget.counting.errors import FormulaError, MeasurementError
 from pytest_flopbudget.counting.measurement import Measurement
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
 from pytest_flopbudget.counting.registry import Registry, default_registry
+from pytest_flopbudget.counting.session import CountingSession, device_scope, explain_meta_failure, optimizer_state_tensors
 
 __all__ = ["DeviceLike", "MeasurementError", "measure", "resolve_device"]
 
@@ -44,6 +43,7 @@ def measure(
     *,
     device: DeviceLike = None,
     backward: bool = False,
+    optimizer: Callable[[list[torch.Tensor]], Any] | None = None,
     registry: Registry | None = None,
     formulas: Mapping[Any, Any] | None = None,
 ) -> Measurement:
@@ -58,99 +58,135 @@ def measure(
     lists); integer tensors, detached tensors and non-tensors are ignored, and an output with no such
     tensor is a MeasurementError. Gradients are returned, never accumulated into ``.grad``.
 
+    ``optimizer`` (a function of the trainable parameters returning a torch optimizer, such as
+    ``lambda ps: torch.optim.AdamW(ps, lr=1e-3)``) measures one training step instead: forward,
+    the same backward, and ``optimizer.step()``, in steady state (one uncounted step runs first, so
+    the optimizer's state exists as in every later step). It implies ``backward=True`` and runs on
+    copies of the weights (fakes on meta): the caller's model never changes.
+
     ``formulas`` ({op: formula}) adds formulas for this measurement only, over the registered ones.
     """
     target = resolve_device(device)
     registry = (registry or default_registry()).scoped(formulas)
+    if optimizer is not None:
+        _check_optimizer_factory(optimizer)
+        backward = True
     module = _build_model(model, target)
     state = ModelState.read(module)
-    counting = _Counting(registry, state, backward)
-    with _fake_mode_for(target) as fake_mode:
+    counting = CountingSession(registry, ModuleTracker(state.names(), track_backward=backward), grad=backward)
+    with device_scope(target) as fake_mode:
         with _default_device(target):
             args, kwargs = _build_inputs(inputs, target, fake_mode)
         if fake_mode is None:
             _refuse_meta_state(state, target)
-        in_place = fake_mode is None and state.tensors_on(target)
+        # an optimizer step changes the weights: it always runs on copies
+        in_place = fake_mode is None and state.tensors_on(target) and optimizer is None
         # made before counting starts: copying weights to the counting device is not the model's work
-        substitutes = {} if in_place else _substitute_state(state, target, fake_mode)
+        substitutes = {} if in_place else _substitute_state(state, target, fake_mode, copies=optimizer is not None)
+        weights = list(state.params.values()) if in_place else [substitutes[n] for n in state.params]
+        buffers = list(state.buffers.values()) if in_place else [substitutes[n] for n in state.buffers]
+        counting.register_entry(weights, "parameters")
+        counting.register_entry(buffers, "buffers")
+        counting.register_entry(tree_flatten((args, kwargs))[0], "inputs")
+        stepped: list[Any] = []
         try:
             if in_place:
-                _run_in_place(module, state, args, kwargs, counting)
+                _run_in_place(module, state, args, kwargs, counting, backward)
+            elif optimizer is not None:
+                stepped.append(_run_training_step(module, state, args, kwargs, counting, substitutes, optimizer))
             else:
-                _run_on_substitutes(module, state, args, kwargs, counting, substitutes)
+                _run_on_substitutes(module, state, args, kwargs, counting, backward, substitutes)
         except Exception as error:
             explained = _explain(error, module, target)
             if explained is error:
                 raise
             raise explained from error
-    return collect(state, counting.counter, target, backward)
+        memory = counting.finish_memory(parameters=weights, buffers=buffers,
+                                        gradients=[p.grad for p in weights if p.grad is not None],
+                                        optimizer_state=optimizer_state_tensors(stepped))
+    return counting.measurement(state, target, backward, memory)
 
 
-class _Counting:
-    """The counter, the module tracker and the grad mode of one measured call, entered together."""
-
-    def __init__(self, registry: Registry, state: ModelState, backward: bool) -> None:
-        self.tracker = ModuleTracker(state.names(), track_backward=backward)
-        self.counter = OpCounter(registry, self.tracker)
-        self.backward = backward
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> _Counting:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self.tracker)
-            stack.enter_context(self.counter)
-            # grad off for a forward count: an autograd graph nobody uses costs up to a tenth of a
-            # forward, and counts are the same either way (tested per architecture)
-            stack.enter_context(torch.enable_grad() if self.backward else torch.no_grad())
-            self._stack = stack.pop_all()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.__exit__(*exc)
-
-    def finish(self, output: Any, trainable: list[torch.Tensor], module: nn.Module) -> None:
-        """The backward pass, when one is counted, from the output the forward returned."""
-        if self.backward:
-            _run_backward(output, trainable, module)
-            self.tracker.end_backward()
-
-
-def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting) -> None:
+def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
+                  backward: bool) -> None:
     """The caller's module as it is, where its weights already are; its buffers (running
     statistics) and attributes are put back afterwards."""
     trainable = [p for p in state.params.values() if p.requires_grad]
     with state.attributes_kept(), state.buffers_kept(), counting:
+        counting.phase("forward")
         output = module(*args, **kwargs)
-        counting.finish(output, trainable, module)
+        if backward:
+            counting.phase("backward")
+            _run_backward(output, trainable, module)
 
 
-def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: _Counting,
-                        substitutes: dict[str, torch.Tensor]) -> None:
+def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
+                        backward: bool, substitutes: dict[str, torch.Tensor]) -> None:
     """The caller's module with ``substitutes`` for its parameters and buffers; its attributes are
     put back afterwards."""
     trainable = [p for p in substitutes.values() if p.requires_grad]
     with state.attributes_kept(), counting:
+        counting.phase("forward")
         output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
-        counting.finish(output, trainable, module)
-
-
-@contextlib.contextmanager
-def _fake_mode_for(target: torch.device | None) -> Iterator[Any]:
-    """FakeTensorMode for meta (yielded, so tensors can be converted to fake ones), else nothing."""
-    if target is not None and target.type == "meta":
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-        with fake_mode:
-            yield fake_mode
-    else:
-        yield None
+        if backward:
+            counting.phase("backward")
+            _run_backward(output, trainable, module)
 
 
 def _default_device(target: torch.device | None) -> contextlib.AbstractContextManager[Any]:
     """``target`` as torch's default device while input factories run (meta inputs are fake meta
     tensors, which ``_fake`` moves to the one fake device the forward runs on)."""
     return target if target is not None else contextlib.nullcontext()
+
+
+def _run_training_step(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
+                       substitutes: dict[str, torch.Tensor], make_optimizer: Callable[[list[torch.Tensor]], Any]) -> Any:
+    """One steady-state training step of the caller's module on ``substitutes`` (copies, or fakes
+    on meta): an uncounted step first, so the optimizer's state exists (at entry, for memory) as
+    in every later step, then the counted one. Returns the optimizer."""
+    trainable = [substitutes[name] for name, p in state.params.items() if p.requires_grad]
+    optimizer = _built_optimizer(make_optimizer, trainable)
+
+    def step() -> None:
+        counting.phase("forward")
+        output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
+        roots, grads = _backward_roots(output, module)
+        counting.phase("backward")
+        torch.autograd.backward(roots, grads)
+        del output, roots, grads  # a training loop holds none of them during the step
+        counting.phase("optimizer")
+        optimizer.step()
+
+    with state.attributes_kept():
+        with torch.enable_grad():
+            step()
+        optimizer.zero_grad(set_to_none=True)
+        counting.register_entry(optimizer_state_tensors([optimizer]), "optimizer_state")
+        with counting:
+            step()
+    return optimizer
+
+
+def _check_optimizer_factory(make_optimizer: Any) -> None:
+    if isinstance(make_optimizer, torch.optim.Optimizer) or not callable(make_optimizer):
+        raise MeasurementError(
+            f"optimizer= takes a function of the parameters that returns an optimizer, such as "
+            f"`optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3)`; got {type(make_optimizer).__name__} "
+            "(measure() steps copies of the weights, never the caller's own, so it builds the optimizer itself)"
+        )
+
+
+def _built_optimizer(make_optimizer: Callable[[list[torch.Tensor]], Any], params: list[torch.Tensor]) -> Any:
+    if not params:
+        raise MeasurementError("optimizer= given, but the model has no trainable parameters to step")
+    optimizer = make_optimizer(params)
+    if not (callable(getattr(optimizer, "step", None)) and callable(getattr(optimizer, "zero_grad", None))):
+        raise MeasurementError(
+            f"the optimizer function {_name_of(make_optimizer)} returned {type(optimizer).__name__}, not an "
+            "optimizer (an object with step() and zero_grad()); return it, for example "
+            "`lambda ps: torch.optim.AdamW(ps, lr=1e-3)`"
+        )
+    return optimizer
 
 
 @contextlib.contextmanager
@@ -258,10 +294,15 @@ def _placer(target: torch.device | None, fake_mode: Any) -> Callable[[Any], Any]
     return place
 
 
-def _substitute_state(state: ModelState, target: torch.device | None, fake_mode: Any) -> dict[str, torch.Tensor]:
+def _substitute_state(state: ModelState, target: torch.device | None, fake_mode: Any, *,
+                      copies: bool = False) -> dict[str, torch.Tensor]:
     """Parameters and buffers to run the module with on another device: copies there (buffers
-    always copies, since running statistics change in train mode), or fake tensors on meta."""
-    substitutes = {name: _moved(p, target, fake_mode, is_param=True) for name, p in state.params.items()}
+    always copies, since running statistics change in train mode; parameters too with ``copies``,
+    for an optimizer to step), or fake tensors on meta."""
+    substitutes = {name: _moved(p, target, fake_mode, is_param=not copies) for name, p in state.params.items()}
+    if copies:
+        for name, param in state.params.items():
+            substitutes[name].requires_grad_(param.requires_grad)
     substitutes.update({name: _moved(b, target, fake_mode, is_param=False) for name, b in state.buffers.items()})
     return substitutes
 
@@ -310,6 +351,14 @@ def _fake(tensor: torch.Tensor, fake_mode: Any) -> torch.Tensor:
 def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) -> None:
     """Backward of the sum of every floating-point output tensor, as a training step would run it;
     gradients are returned, not accumulated into ``.grad``."""
+    roots, grads = _backward_roots(output, module)
+    targets = params or [t for t in roots]
+    torch.autograd.grad(roots, targets, grads, allow_unused=True)
+
+
+def _backward_roots(output: Any, module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The outputs a backward starts from (every floating-point tensor that requires grad) and
+    their gradients (ones: the backward of their sum, without counting the sum itself)."""
     leaves, _ = tree_flatten(_plain(output))
     outputs = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
     if not outputs:
@@ -317,12 +366,9 @@ def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) ->
             f"backward=True, but no output of {type(module).__name__} requires grad: the model has "
             "no trainable parameters on the path to its outputs, or its forward runs under no_grad"
         )
-    targets = params or [t for t in outputs]
-    grads = [torch.ones_like(t) for t in outputs]
     # a free view in front of each output, so gradient hooks on the outputs themselves fire and
     # the last module's backward is attributed to it like every other module's
-    roots = [t.view_as(t) for t in outputs]
-    torch.autograd.grad(roots, targets, grads, allow_unused=True)
+    return [t.view_as(t) for t in outputs], [torch.ones_like(t) for t in outputs]
 
 
 def _plain(output: Any) -> Any:
@@ -338,18 +384,13 @@ def _name_of(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> Exception:
-    """The original exception, with a note saying what was being measured and, on meta, what to do."""
-    if isinstance(error, (MeasurementError, FormulaError)):
-        return error
+def _explain(error: Exception, module: nn.Module, target: torch.device | None) -> BaseException:
+    """What to do, for a failure only meta causes; else the original exception with a note saying
+    what was being measured."""
     name = type(module).__name__
-    if is_meta(target) and needs_values(error):
-        return MeasurementError(
-            f"{name} cannot run on meta: an op needs real values ({first_line(error)}). Models whose "
-            "shapes depend on data (nonzero, .item(), masks built from values) must be measured on "
-            "'cpu' (device='cpu').",
-            use_device="cpu",
-        )
+    explained = explain_meta_failure(error, name, target)
+    if explained is not error or isinstance(error, (MeasurementError, FormulaError)):
+        return explained
     if hasattr(error, "add_note"):
         where = f" on {target}" if target is not None else ""
         error.add_note(f"(pytest-flopbudget: raised by the model's forward while measuring {name}{where})")

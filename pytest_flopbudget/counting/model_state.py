@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -93,31 +93,36 @@ class ModelState:
                         tensor.copy_(copy)
 
 
-    @contextlib.contextmanager
-    def attributes_kept(self) -> Iterator[None]:
+    def attributes_kept(self) -> contextlib.AbstractContextManager[None]:
         """Whatever a forward writes onto the modules' attributes is undone afterwards: timm's
         LeViT and EfficientFormer cache attention biases per device in a plain dict during the
         forward, and a fake tensor left there by a meta count would be returned by the caller's
-        next real forward. Attributes added are removed, rebound ones are put back, and dicts,
-        lists and sets filled or emptied in place get their old contents back (by identity: values
-        are never compared, so tensors inside are fine)."""
-        saved = [(module, dict(module.__dict__)) for _, module in self.modules]
-        contents = [
-            {key: _contents(value) for key, value in attrs.items() if isinstance(value, _CONTAINERS)}
-            for _, attrs in saved
-        ]
-        try:
-            yield
-        finally:
-            for (module, attrs), kept in zip(saved, contents):
-                current = module.__dict__
-                for key in [k for k in current if k not in attrs]:
-                    del current[key]
-                for key, value in attrs.items():
-                    if current.get(key, _MISSING) is not value:
-                        current[key] = value
-                for key, old in kept.items():
-                    _restore_contents(attrs[key], old)
+        next real forward."""
+        return attributes_kept([module for _, module in self.modules])
+
+
+@contextlib.contextmanager
+def attributes_kept(objects: Iterable[object]) -> Iterator[None]:
+    """The attributes of ``objects`` as they were, afterwards: attributes added are removed,
+    rebound ones are put back, and dicts, lists and sets filled or emptied in place get their old
+    contents back (by identity: values are never compared, so tensors inside are fine)."""
+    saved = [(obj, dict(obj.__dict__)) for obj in objects]
+    contents = [
+        {key: _contents(value) for key, value in attrs.items() if isinstance(value, _CONTAINERS)}
+        for _, attrs in saved
+    ]
+    try:
+        yield
+    finally:
+        for (obj, attrs), kept in zip(saved, contents):
+            current = obj.__dict__
+            for key in [k for k in current if k not in attrs]:
+                del current[key]
+            for key, value in attrs.items():
+                if current.get(key, _MISSING) is not value:
+                    current[key] = value
+            for key, old in kept.items():
+                _restore_contents(attrs[key], old)
 
 
 _CONTAINERS = (dict, list, set)

@@ -4,6 +4,11 @@ Global forward hooks (removed on exit) keep a stack of qualified names, so an op
 module it runs inside (nested totals, like ptflops' table). With ``track_backward``, gradient hooks
 re-enter a module while its backward runs (the approach of torch's ModuleTracker), so backward
 kernels are attributed too. Modules outside the measured model are not named and not tracked.
+
+A backward scope closes when the gradients of the module's inputs are computed; a module whose
+inputs need no gradient (the first layer) never gets that signal, so every scope still open is
+closed when the autograd pass ends (a callback queued on the engine by the pass's first hook),
+whoever started the pass: measure(), or a block's own ``loss.backward()``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class ModuleTracker:
         self._stack: list[str] = []
         self._backward_active: dict[str, int] = {}
         self._handles: list[Any] = []
+        self._end_queued = False
+        self.saw_backward = False
         self.active: tuple[str, ...] = ()
 
     def __enter__(self) -> ModuleTracker:
@@ -78,6 +85,13 @@ class ModuleTracker:
         def hook(*_: object) -> None:
             self._backward_active[name] = self._backward_active.get(name, 0) + 1
             self._refresh()
+            self.saw_backward = True
+            if not self._end_queued:
+                # scopes of modules whose inputs need no gradient never close by themselves: close
+                # them when this pass ends, or an optimizer step after it would be attributed to
+                # the first layer
+                self._end_queued = True
+                torch.autograd.Variable._execution_engine.queue_callback(self._backward_ended)
 
         return hook
 
@@ -92,8 +106,9 @@ class ModuleTracker:
 
         return hook
 
-    def end_backward(self) -> None:
+    def _backward_ended(self) -> None:
         """Forget backward scopes whose inputs needed no gradient (their exit hook never fires)."""
+        self._end_queued = False
         self._backward_active.clear()
         self._refresh()
 

@@ -30,9 +30,14 @@ from pytest_flopbudget.counting.formulas import Formula
 from pytest_flopbudget.counting.formulas import (
     activation,
     attention,
+    backend_kernels,
+    backward_kernels,
     conv,
+    distance,
     elementwise,
     embedding,
+    fft,
+    linalg,
     loss,
     matmul,
     norm,
@@ -48,7 +53,7 @@ DECOMPOSE = "decompose"  # sentinel: a composite op with no formula; count its d
 
 _FAMILIES = (
     matmul, conv, pooling, norm, activation, elementwise, reduction, embedding, attention, recurrent,
-    resampling, loss, optimizer,
+    resampling, loss, optimizer, fft, linalg, distance, backend_kernels, backward_kernels,
 )
 
 # Ops that compute nothing: views and reshapes, copies and casts, tensor creation, indexing and
@@ -71,7 +76,7 @@ FREE_OPS = frozenset(
         "replication_pad1d replication_pad2d replication_pad3d embedding nonzero "
         "unsafe_split unsafe_split_with_sizes unsafe_chunk "
         "_local_scalar_dense item sym_size sym_stride sym_numel sym_storage_offset "
-        "size stride dim is_contiguous is_same_size _has_compatible_shallow_copy_type "
+        "size stride dim is_contiguous sym_is_contiguous is_same_size _has_compatible_shallow_copy_type "
         "resize_ resize_as_ set_ as_strided_ _resize_output_ "
         "pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
         "one_hot bucketize searchsorted unique _unique2 unique_consecutive unique_dim "
@@ -81,6 +86,49 @@ FREE_OPS = frozenset(
         "slice_backward select_backward "
         "_pin_memory pin_memory is_pinned _nested_tensor_from_mask equal "
         "_nested_tensor_from_mask_left_aligned _foreach_zero _foreach_copy _foreach_clone"
+    ).split()
+    # Functional and *_copy twins count exactly as their in-place or view twins (DESIGN, "Conventions
+    # for new families"): free where the twin is free. Then creation, layout and metadata ops of
+    # backends, sparse and nested tensors, and random draws (free like every random fill).
+    + (
+        "alias_copy as_strided_copy detach_copy diagonal_copy expand_copy narrow_copy permute_copy "
+        "select_copy slice_copy split_copy split_with_sizes_copy squeeze_copy t_copy transpose_copy "
+        "unbind_copy unfold_copy unsqueeze_copy view_copy view_as_real_copy view_as_complex_copy "
+        "_conj_copy _neg_view_copy _reshape_copy _reshape_alias_copy _fw_primal_copy _make_dual_copy "
+        "_indices_copy _values_copy indices_copy values_copy ccol_indices_copy col_indices_copy "
+        "crow_indices_copy row_indices_copy _nested_get_values_copy _nested_view_from_buffer_copy "
+        "_nested_view_from_jagged_copy _sparse_broadcast_to_copy _test_autograd_multiple_dispatch_view_copy "
+        "normal normal_functional uniform exponential geometric cauchy log_normal random zero binomial "
+        "poisson _standard_gamma _sample_dirichlet _philox_normal _philox_uniform _philox_key_split "
+        "_philox_key_fold_in _fill_mem_eff_dropout_mask_ _cudnn_init_dropout_state "
+        "resize resize_as _resize_output set lift empty_permuted _efficientzerotensor "
+        "_empty_affine_quantized _empty_per_channel_affine_quantized empty_quantized from_file "
+        "_new_zeros_with_same_feature_meta _lazy_clone range tril_indices triu_indices fft_fftfreq "
+        "fft_rfftfreq hann_window hamming_window bartlett_window blackman_window kaiser_window "
+        "complex block_diag _chunk_cat _stack _spdiags index_copy max_unpool2d max_unpool3d "
+        "diagonal_backward masked_scatter_backward lu_unpack nonzero_static unique_dim_consecutive "
+        "_unique _unsafe_index _unsafe_masked_index _pack_padded_sequence "
+        "_jagged_to_padded_dense_forward _padded_dense_to_jagged_forward to_padded_tensor "
+        "_nested_tensor_from_tensor_list _nested_from_padded _nested_from_padded_and_nested_example "
+        "_nested_from_padded_tensor _nested_compute_contiguous_strides_offsets _nested_get_jagged_dummy "
+        "_nested_get_lengths _nested_get_max_seqlen _nested_get_min_seqlen _nested_get_offsets "
+        "_nested_get_ragged_idx _nested_tensor_size _nested_tensor_storage_offsets _nested_tensor_strides "
+        "_nested_select_backward _nested_sum_backward "
+        "_to_dense _to_sparse _to_sparse_csr _to_sparse_csc _to_sparse_bsr _to_sparse_bsc "
+        "_to_sparse_semi_structured _sparse_semi_structured_tile _cslt_compress _sparse_coo_tensor_with_dims "
+        "_sparse_coo_tensor_with_dims_and_tensors _sparse_compressed_tensor_with_dims sparse_coo_tensor "
+        "sparse_compressed_tensor _validate_compressed_sparse_indices _convert_indices_from_coo_to_csr "
+        "_convert_indices_from_csr_to_coo copy_sparse_to_sparse resize_as_sparse sparse_resize "
+        "sparse_resize_and_clear _coalesce _coalesced is_coalesced dense_dim sparse_dim _dimI _dimV _nnz "
+        "_convert_weight_to_int4pack _convert_weight_to_int4pack_for_cpu _dyn_quant_pack_4bit_weight "
+        "_cudnn_rnn_flatten_weight mkldnn_reorder_conv2d_weight mkldnn_reorder_conv3d_weight to_mkldnn "
+        "_mkldnn_reshape _mkldnn_transpose _make_per_channel_quantized_tensor _make_per_tensor_quantized_tensor "
+        "int_repr q_scale q_zero_point q_per_channel_scales q_per_channel_zero_points q_per_channel_axis "
+        "qscheme is_set_to _has_same_storage_numel _is_all_true _is_any_true _fused_sdp_choice "
+        "_use_cudnn_ctc_loss _use_miopen_ctc_loss _linalg_check_errors _assert_scalar "
+        "_functional_assert_scalar sym_constrain_range sym_constrain_range_for_size "
+        "_functional_sym_constrain_range _functional_sym_constrain_range_for_size _print hash_tensor "
+        "_sparse_semi_structured_apply _sparse_semi_structured_apply_dense _philox_randint shallow_copy_data_"
     ).split()
 )
 # profiler marks (an optimizer's step() is wrapped in record_function) compute nothing
@@ -98,6 +146,52 @@ VALUE_READING_OPS = frozenset(
 VALUE_READING_OVERLOADS = frozenset({"repeat_interleave.Tensor", "repeat_interleave.self_Tensor"})
 # Tensor methods that copy values to the host without an aten call (seen by the function mode)
 HOST_READ_FUNCTIONS = frozenset({torch.Tensor.tolist, torch.Tensor.numpy})
+
+# Ops deliberately left uncounted, with the reason: each is still reported in
+# Measurement.uncounted when it runs (never a silent 0), and docs/formulas.md lists them. Keys are
+# op names (every overload) or "name.overload".
+_SPARSE = ("a sparse layout's work is its stored elements (nnz), a value the shapes do not give; "
+           "sparse tensors are outside the counted dense model")
+_TEST_OP = "torch's own test op, never in a model"
+DELIBERATELY_UNCOUNTED: dict[str, str] = {
+    **dict.fromkeys(
+        "_sparse_addmm _sparse_csr_prod _sparse_csr_sum _sparse_log_softmax _sparse_log_softmax_backward_data "
+        "_sparse_mask_projection _sparse_mm_reduce_impl _sparse_mm_reduce_impl_backward _sparse_softmax "
+        "_sparse_softmax_backward_data _sparse_sparse_matmul _sparse_sum _sparse_sum_backward _spsolve hspmm "
+        "sparse_mask sparse_sampled_addmm sspaddmm".split(), _SPARSE),
+    **dict.fromkeys(
+        "_foobar _test_autograd_multiple_dispatch _test_functorch_fallback _test_optional_filled_intlist "
+        "_test_optional_floatlist _test_optional_intlist _test_parallel_materialize _test_warn_in_autograd "
+        "_test_serialization_subcmul _test_string_default _test_ambiguous_defaults _test_check_tensor".split(), _TEST_OP),
+    "quantized_lstm": "legacy TorchScript dynamic quantization: the weights arrive as opaque packed "
+                      "objects (CellParamsBase) whose shapes a formula cannot read",
+    "quantized_gru": "legacy TorchScript dynamic quantization: the weights arrive as opaque packed "
+                     "objects (CellParamsBase) whose shapes a formula cannot read",
+    "_cslt_sparse_mm_search": "cuSPARSELt autotuning: times the product to pick an algorithm id; not "
+                              "part of a model's computation",
+}
+# Overloads that exist only for TorchScript (aten::add.t, aten::__and__.bool on Python scalars):
+# the dispatcher has no such operator, so no tensor computation can ever reach the counter with them.
+TORCHSCRIPT_ONLY = "TorchScript-only overload (scalar or list arithmetic): not a dispatcher operator, never dispatched"
+
+
+def uncounted_reason(op: Any) -> str | None:
+    """Why ``op`` (an aten overload) is deliberately left uncounted, or None when it should be counted."""
+    name = op._schema.name.split("::", 1)[-1]
+    overload = op._overloadname
+    reason = DELIBERATELY_UNCOUNTED.get(f"{name}.{overload}") or DELIBERATELY_UNCOUNTED.get(name)
+    if reason is None and not _is_dispatched(op):
+        return TORCHSCRIPT_ONLY
+    return reason
+
+
+def _is_dispatched(op: Any) -> bool:
+    """Whether the dispatcher knows ``op`` (TorchScript-only overloads have a schema but no operator)."""
+    try:
+        torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")
+    except RuntimeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -239,7 +333,8 @@ class Registry:
             return FREE
         if torch.Tag.pointwise in canonical.tags or torch.Tag.pointwise in func.tags:
             return elementwise.elementwise
-        if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
+        if _is_dispatched(func) and torch._C._dispatch_has_kernel_for_dispatch_key(
+                func.name(), "CompositeImplicitAutograd"):
             return DECOMPOSE
         return None
 

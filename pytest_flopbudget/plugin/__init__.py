@@ -38,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
                     "entries of tests that merely did not run are kept"
                 )
     # the baseline, verdict and report modules load here, once configured, not at import time
-    from pytest_flopbudget.plugin.baseline import BaselineError, clean_stale_temp_files, load
+    from pytest_flopbudget.reporting.baseline import BaselineError, clean_stale_temp_files, load
 
     if not hasattr(config, "workerinput"):
         clean_stale_temp_files(settings.baseline_path)  # left by a run killed while writing

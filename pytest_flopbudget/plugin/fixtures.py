@@ -13,9 +13,9 @@ import pytest
 
 from pytest_flopbudget.counting.errors import MeasurementError
 from pytest_flopbudget.counting.measurement import METRICS, Measurement
-from pytest_flopbudget.plugin.baseline import LABEL_SEPARATOR, Entry
+from pytest_flopbudget.reporting.baseline import LABEL_SEPARATOR, Entry
 from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, SETTINGS_KEY
-from pytest_flopbudget.plugin.verdict import Measured
+from pytest_flopbudget.reporting.verdict import Measured
 
 # none of these imports torch (pytest loads the plugin in every run, measuring or not); the
 # engine's measure() and count() are imported by their first use
@@ -48,9 +48,13 @@ class FlopBudget:
         """What this test measured so far, in order."""
         return [r.measurement for r in self._records if r.measurement is not None]
 
-    def measure(self, model: Any, inputs: Any, *, backward: bool = False, label: str | None = None,
-                formulas: Mapping[Any, Any] | None = None, device: Any = None) -> Measurement:
+    def measure(self, model: Any, inputs: Any, *, backward: bool = False, optimizer: Any = None,
+                label: str | None = None, formulas: Mapping[Any, Any] | None = None,
+                device: Any = None) -> Measurement:
         """Count ``model`` on ``inputs`` on this test's device and record it for this test.
+
+        ``optimizer`` (``lambda ps: torch.optim.AdamW(ps, lr=1e-3)``) measures one steady-state
+        training step instead of a forward: forward, backward and the optimizer's step.
 
         Give each measurement a distinct ``label`` when a test measures more than once: the baseline
         keeps one entry per label (``<node id>#<label>``). ``formulas`` adds formulas for this
@@ -64,7 +68,8 @@ class FlopBudget:
             raise FlopBudgetUsageError(_LIST_HINT.format(type(model).__name__))
         try:
             with _option_names(self._item):
-                result = measure(model, inputs, device=self._device, backward=backward, formulas=formulas)
+                result = measure(model, inputs, device=self._device, backward=backward, optimizer=optimizer,
+                                 formulas=formulas)
         except TypeError as error:
             if isinstance(inputs, list):
                 error.add_note(f"(pytest-flopbudget: {_LIST_HINT.format(type(model).__name__)})")
@@ -184,7 +189,7 @@ def _option_names(item: pytest.Item | None = None) -> Iterator[None]:
 
 def _recorded_reads(item: pytest.Item) -> list[str]:
     """Where this test's baseline entries recorded value reads, with the device they were measured on."""
-    from pytest_flopbudget.plugin.baseline import nodeid_of
+    from pytest_flopbudget.reporting.baseline import nodeid_of
 
     manager = item.config.pluginmanager.get_plugin("flopbudget-manager")
     entries = getattr(getattr(manager, "baseline", None), "entries", {})

@@ -17,16 +17,18 @@ from typing import Any, Generator
 import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem
-from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, torch_version, update
-from pytest_flopbudget.plugin.collected import CollectedTests, test_id
+from pytest_flopbudget.reporting.baseline import Baseline, torch_version
+from pytest_flopbudget.plugin.collected import CollectedTests, selected_part, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
 from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
 from pytest_flopbudget.plugin.options import Settings, flop_options_given, format_fraction
-from pytest_flopbudget.plugin.report import write_file, write_terminal
+from pytest_flopbudget.reporting.outcome import Ending, Outcome, finish, measured_entries
+from pytest_flopbudget.reporting.report import write_file, write_terminal
+from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
-from pytest_flopbudget.plugin.summary import SessionSummary
-from pytest_flopbudget.plugin.verdict import FAILURE_WORDS, TestVerdict, judge
+from pytest_flopbudget.reporting.summary import SessionSummary
+from pytest_flopbudget.reporting.verdict import FAILURE_WORDS, TestVerdict, judge
 
 REPORT_ATTRIBUTE = "flopbudget"  # a JSON-able dict on the call report; xdist carries it to the controller
 WORKER_OUTPUT = "flopbudget"  # what a worker's collection saw, sent to the controller at its end
@@ -46,15 +48,12 @@ class FlopBudgetPlugin:
         self.verdicts: dict[str, TestVerdict] = {}
         self.collected = CollectedTests(config)
         self.crashed: list[str] = []
-        self.stale: list[str] = []
-        self.notes: list[str] = []
-        self.stale_failed = False
-        self.write_failed = False
         self.interrupted = False  # Ctrl-C or pytest.exit, not a plugin stopping the run on purpose
         self.stopped = False  # --sw, xdist's -x: the run stopped early on purpose
         self.last_item: dict[str, str] = {}  # test id -> node id of the report its verdict came from
         self.key_of: dict[str, str] = {}  # node id -> test id, for reruns that measured nothing
-        self.summary: SessionSummary | None = None  # built once, when the session ends
+        self.outcome: Outcome | None = None  # decided once, when the session ends
+        self.summary: SessionSummary | None = None  # built from the outcome
 
     # -- every process -------------------------------------------------------------------------
 
@@ -90,6 +89,7 @@ class FlopBudgetPlugin:
         self.collected.collected_file(report)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.collection_finished(session.items)
         if self.is_worker:
             self.config.workeroutput[WORKER_OUTPUT] = self.collected.to_worker_output()  # type: ignore[attr-defined]
 
@@ -257,10 +257,6 @@ class FlopBudgetPlugin:
         if not verdict.test_failed:
             self.collected.ran_clean.add(key)
 
-    def measured_entries(self) -> dict[str, Entry]:
-        return {entry.key: entry.measured for verdict in self.verdicts.values() if not verdict.test_failed
-                for entry in verdict.entries}
-
     def worker_down(self, node: Any, error: Any) -> None:
         """An xdist worker finished (see XdistHooks): what its collection saw, or that it crashed."""
         output = getattr(node, "workeroutput", None) or {}
@@ -270,54 +266,41 @@ class FlopBudgetPlugin:
             self.crashed.append(f"worker {getattr(getattr(node, 'gateway', None), 'id', node)}: {error}")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Apply the session's outcome (reporting.outcome.finish): exit status, summary, report."""
         if self.is_worker:
             return
-        full = self.collected.is_full(session, stopped=self.stopped)
-        measured = self.measured_entries()
-        self.stale = self.collected.stale(self.baseline.entries, measured, full=full)
-        pruned: list[str] = []
-        if self.settings.prune and not full:
-            self.notes.append(f"--flop-prune-baseline refused: this run was partial ({self.collected.partial_reason}); "
-                              "run the whole suite to prune")
-        elif self.settings.prune:
-            pruned = list(self.stale)
-        if self.settings.update or self.settings.prune:
-            self._write_baseline(measured, pruned, exitstatus)
-            if self.write_failed and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.settings.strict and self.stale and not pruned:
-            self.stale_failed = True
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        self.summary = SessionSummary.build(
-            self.verdicts.values(), stale=self.stale, stale_failed=self.stale_failed, notes=self.notes,
-            baseline_path=self.baseline.path, device=self.settings.device,
+        partial = self.collected.partial_at_end(session, stopped=self.stopped)
+        measured = measured_entries(self.verdicts.values())
+        ending = Ending(
+            self.baseline, measured, tuple(self.collected.stale(self.baseline.entries, measured, full=partial is None)),
+            partial, update=self.settings.update, prune=self.settings.prune, strict=self.settings.strict,
+            exit_status=int(session.exitstatus), crashed=tuple(self.crashed),
+            stopped_on_purpose=self.stopped and not self.interrupted,
+        )
+        self.outcome = finish(ending)
+        if self.outcome.exit_status != session.exitstatus:
+            session.exitstatus = pytest.ExitCode(self.outcome.exit_status)
+        self.summary = SessionSummary.of(
+            self.verdicts.values(), self.outcome, baseline_path=self.baseline.path, device=self.settings.device,
             tolerance=format_fraction(self.settings.tolerance), update=self.settings.update,
             prune=self.settings.prune, torch_note=self.torch_note(), update_command=self.settings.update_command,
+            run=self._run_record(session, partial) if self.settings.report_paths else None,
         )
-        if self.settings.report_path is not None and (self.summary.rows or self.summary.stale):
-            write_file(self.settings.report_path, self.summary)
+        for path in self.settings.report_paths:  # written whenever asked for, even when nothing was measured
+            write_file(path, self.summary, self.verdicts.values())
 
-    def _write_baseline(self, measured: dict[str, Entry], pruned: list[str], exitstatus: int) -> None:
-        path = self.baseline.path
-        if self.crashed:
-            self.notes.append(f"baseline {path} not written: a worker crashed ({', '.join(self.crashed)})")
-            return
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and not (self.stopped and not self.interrupted)
-        if interrupted or exitstatus in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
-            self.notes.append(f"baseline {path} not written: the run was interrupted or errored")
-            return
-        try:
-            # merged into the file as it is now, under a lock: a concurrent update's entries are kept
-            written, count = update(path, measured if self.settings.update else {}, remove=pruned)
-        except (BaselineError, OSError) as error:
-            self.write_failed = True
-            self.notes.append(f"baseline {path} not written: {error}")
-            return
-        if pruned:
-            self.notes.append(f"pruned {len(pruned)} stale entr{'y' if len(pruned) == 1 else 'ies'}: {', '.join(pruned)}")
-            self.stale = []
-        self.notes.append(f"baseline {'written' if written else 'unchanged'}: {path} ({count} entries)")
+    def _run_record(self, session: pytest.Session, partial: str | None) -> RunRecord:
+        """What this run covered, for the JSON report (``flopbudget merge`` joins the shards' records)."""
+        collected = self.collected
+        assert self.outcome is not None
+        return RunRecord(
+            shard=shard_of(self.config), selection=selection_of(self.config), torch=torch_version(),
+            device=self.settings.device, exit_status=self.outcome.exit_status, partial=partial,
+            incomplete=collected.incomplete_at_end(session, stopped=self.stopped),
+            collected=tuple(sorted(collected.seen)), selected=tuple(sorted(collected.selected or ())),
+            ran=tuple(sorted(collected.ran_clean)), absent=tuple(collected.absent(self.baseline.entries)),
+            verdicts=tuple(self.verdicts.values()), selects=selected_part(self.config),
+        )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
                                 config: pytest.Config) -> None:

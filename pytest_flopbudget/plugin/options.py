@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem, parse_device_name
+from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE_DEPTH
 
 DEFAULT_BASELINE = "flop_baseline.yaml"
 
@@ -60,9 +61,6 @@ def path_type(value: str) -> str:
     return text
 
 
-# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
-# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
-DEFAULT_BASELINE_DEPTH = 6
 
 
 def baseline_depth(raw: object) -> int:
@@ -80,7 +78,7 @@ def baseline_depth(raw: object) -> int:
 class _Option:
     name: str  # the ini key; the flag is --flop-... with dashes
     help: str
-    kind: str  # "bool" or "value"
+    kind: str  # "bool", "value", or "paths" (the flag given several times, the ini value one per line)
     check: Callable[[str], Any] | None = None
     metavar: str | None = None
 
@@ -103,8 +101,9 @@ OPTIONS = (
     _Option("flop_strict", "also fail on missing baseline entries, stale entries, improvements "
             "beyond the tolerance and uncounted ops not listed in flop_known_uncounted (keeps baselines exact "
             "in CI)", "bool"),
-    _Option("flop_report", "write the measurements as JSON, or as Markdown (appended) if PATH ends in .md",
-            "value", path_type, "PATH"),
+    _Option("flop_report", "write the measurements as JSON, as Markdown (appended) if PATH ends in .md, as a "
+            "self-contained HTML page with each test's module tree if it ends in .html; give it once per format",
+            "paths", path_type, "PATH"),
 )
 
 
@@ -121,6 +120,11 @@ def add_options(parser: pytest.Parser) -> None:
         if option.kind == "bool":
             group.addoption(option.flag, action="store_true", default=None, dest=option.name, help=option.help)
             parser.addini(option.name, ini_help, type="bool", default=False)
+        elif option.kind == "paths":
+            group.addoption(option.flag, action="append", default=None, dest=option.name, type=option.check,
+                            metavar=option.metavar, help=option.help)
+            # a string, not a linelist: pytest 9's TOML tables would then refuse the single path they took so far
+            parser.addini(option.name, ini_help, type="string", default="")
         else:
             group.addoption(option.flag, action="store", default=None, dest=option.name, type=option.check,
                             metavar=option.metavar, help=option.help)
@@ -158,6 +162,8 @@ def _from_ini(config: pytest.Config, option: _Option) -> Any:
         return None
     assert option.check is not None
     try:
+        if option.kind == "paths":
+            return [option.check(line) for line in str(raw).splitlines() if line.strip()] or None
         return option.check(raw)
     except argparse.ArgumentTypeError as error:
         raise pytest.UsageError(f"ini option {option.name} = {raw!r}: {error}") from None
@@ -181,7 +187,7 @@ class Settings:
     prune: bool
     tolerance: Fraction
     strict: bool
-    report_path: Path | None
+    report_paths: tuple[Path, ...]
     junit_properties: bool
     baseline_depth: int = DEFAULT_BASELINE_DEPTH
     known_uncounted: frozenset[str] = frozenset()  # ini flop_known_uncounted: accepted, still shown
@@ -199,15 +205,13 @@ class Settings:
         inidir = Path(str(config.inipath)).parent if config.inipath else rootdir
         invocation = Path(str(config.invocation_params.dir))
 
-        def resolve(name: str) -> Path | None:
+        def resolve(name: str, raw: str) -> Path:
             # a command-line path is relative to where pytest was started, an ini path to the ini file
-            raw = values[name]
-            if raw is None:
-                return None
             base = invocation if sources[name] == "cli" else inidir
             return (base / raw).resolve() if not os.path.isabs(raw) else Path(raw)
 
-        baseline = resolve("flop_baseline") or (rootdir / DEFAULT_BASELINE)
+        given = values["flop_baseline"]
+        baseline = resolve("flop_baseline", given) if given is not None else rootdir / DEFAULT_BASELINE
         repeated = []
         if sources["flop_baseline"] == "cli":
             repeated.append(f"--flop-baseline={_quoted(values['flop_baseline'])}")
@@ -220,7 +224,7 @@ class Settings:
             prune=bool(values["flop_prune_baseline"]),
             tolerance=values["flop_tolerance"] if values["flop_tolerance"] is not None else Fraction(0),
             strict=bool(values["flop_strict"]),
-            report_path=resolve("flop_report"),
+            report_paths=tuple(resolve("flop_report", raw) for raw in values["flop_report"] or ()),
             junit_properties=bool(config.getini("flop_junit_properties")),
             baseline_depth=baseline_depth(config.getini("flop_baseline_depth")),
             known_uncounted=frozenset(op.strip() for op in config.getini("flop_known_uncounted") if op.strip()),

@@ -9,7 +9,7 @@ import pytest
 if TYPE_CHECKING:
     from pytest_flopbudget.plugin.marker import Budget
     from pytest_flopbudget.plugin.options import Settings
-    from pytest_flopbudget.plugin.verdict import Measured, TestVerdict
+    from pytest_flopbudget.reporting.verdict import Measured, TestVerdict
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()  # on the config
 BUDGET_KEY: pytest.StashKey[Budget | None] = pytest.StashKey()  # on each item: its parsed marker

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch import nn
 
 import pytest_flopbudget as fb
@@ -95,10 +96,10 @@ def test_a_block_entered_twice_measures_each_time_freshly():
 
 def test_an_exception_leaves_nothing_behind_and_records_nothing():
     before = engine_state()
-    model = mlp()
+    model = mlp().to("meta")
     with pytest.raises(ValueError, match="inside"):
         with fb.count(device="meta", formulas={"aten::relu": lambda x, *, out_shape: (0, 0)}) as counted:
-            model.to("meta")(torch.randn(5, 4))
+            model(torch.randn(5, 4))
             raise ValueError("inside")
     assert engine_state() == before
     with pytest.raises(fb.MeasurementError, match="block raised ValueError"):
@@ -119,9 +120,10 @@ def test_meta_block_counts_a_model_built_on_meta_without_memory():
         model = mlp()
     x = torch.randn(5, 4)
     with fb.count(device="meta") as counted:
-        y = model(torch.randn(5, 4))  # created inside: a fake meta tensor
-        assert y.device.type == "meta"
+        y = model(torch.randn(5, 4))  # created inside: a fake tensor, on cpu as measure()'s on meta
+        assert isinstance(y, FakeTensor) and y.device.type == "cpu"
     assert counted.flops == fb.measure(mlp(), x).flops
+    assert all(p.device.type == "meta" for p in model.parameters())  # the caller's model as it was
     assert counted.device == "meta"
 
 
@@ -135,11 +137,20 @@ def test_meta_block_says_what_to_do_when_values_are_read():
                 pass
 
 
+def test_meta_block_counts_a_real_model_without_touching_it():
+    model = mlp()  # real cpu weights, built before the block
+    weights = [p.detach().clone() for p in model.parameters()]
+    with fb.count(device="meta") as counted:
+        model(torch.randn(5, 4))
+    assert counted.flops == fb.measure(mlp(), torch.randn(5, 4)).flops
+    assert all(type(p) is torch.nn.Parameter and torch.equal(p, w) for p, w in zip(model.parameters(), weights))
+
+
 def test_meta_block_says_what_to_do_when_a_real_tensor_meets_a_meta_one():
-    model = mlp()  # real cpu weights
+    model = mlp()
     with pytest.raises(fb.MeasurementError, match="real tensor met a meta one"):
         with fb.count(device="meta"):
-            model(torch.randn(5, 4))
+            model(torch.randn(5, 4)) + torch.zeros(5, 3, device="meta")  # meta asked for explicitly
 
 
 def test_cpu_block_makes_cpu_the_default_device():

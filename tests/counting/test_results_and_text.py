@@ -46,7 +46,7 @@ def test_the_engine_table_and_the_plugin_summary_print_a_count_alike():
     text = "25.561M"
     assert human_count(measured.params) == text
     assert f"{text} params" in measured.table()
-    from pytest_flopbudget.plugin.verdict import BudgetCheck
+    from pytest_flopbudget.reporting.verdict import BudgetCheck
 
     check = BudgetCheck("max_params", "params", Fraction(20_000_000), measured.params)
     assert f"({text})" in check.describe()
@@ -87,7 +87,7 @@ def test_result_types_import_without_torch():
     """The plugin's start-up imports the result model, its text and the report: none imports torch."""
     code = ("import sys\n"
             "import pytest_flopbudget, pytest_flopbudget.counting.measurement, pytest_flopbudget.counting.text\n"
-            "import pytest_flopbudget.plugin.manager, pytest_flopbudget.plugin.report, pytest_flopbudget.cli\n"
+            "import pytest_flopbudget.plugin.manager, pytest_flopbudget.reporting.report, pytest_flopbudget.cli\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

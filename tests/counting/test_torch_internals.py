@@ -38,6 +38,17 @@ ONLY_IN: dict[str, tuple[tuple[int, int], tuple[int, int] | None]] = {
     "_grouped_mm": ((2, 13), None),
     "_foreach_mm": ((2, 13), None),
     "_foreach_powsum": ((2, 13), None),
+    # issue 21's kernels: absent in 2.6, present in 2.13 and 2.15 (2.7-2.12 not checked)
+    **dict.fromkeys(
+        "_cudnn_attention_forward _cudnn_attention_backward _dyn_quant_matmul_4bit "
+        "_flash_attention_forward_no_dropout_inplace _scaled_grouped_mm _scaled_grouped_mm_v2 _scaled_mm_v2 "
+        "_upsample_lanczos2d_aa _upsample_lanczos2d_aa_backward _weight_int4pack_mm_with_scales_and_zeros "
+        "linalg__powsum miopen_ctc_loss".split(), ((2, 13), None)),
+    # new in 2.15 (2.14 not checked)
+    **dict.fromkeys(
+        "_cudnn_attention_forward_no_dropout_inplace _scaled_addmm linalg_matrix_sqrth linalg_polar".split(),
+        ((2, 15), None)),
+    "cholesky": ((0, 0), (2, 15)),  # the deprecated torch.cholesky: gone in 2.15 (2.14 not checked)
 }
 
 
@@ -124,6 +135,27 @@ POSITIONS: dict[str, tuple[str, list[str | None]]] = {
     **{f"{name}_cell": ("default", ["input", "hx", "w_ih", "w_hh", "b_ih", "b_hh"])
        for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
     "scaled_dot_product_attention": ("default", ["query", "key", "value", "attn_mask", "dropout_p"]),
+    # the CUDA attention kernels (formulas/attention.py): where they read dropout_p and the bias
+    "_flash_attention_forward": ("default", ["query", "key", "value"] + [None] * 4 + ["dropout_p"]),
+    "_efficient_attention_forward": ("default", ["query", "key", "value", "bias"] + [None] * 4 + ["dropout_p"]),
+    "_flash_attention_backward": ("default", ["grad_out", "query", "key", "value"] + [None] * 6 + ["dropout_p"]),
+    "_efficient_attention_backward": ("default", ["grad_out_", "query", "key", "value"] + [None] * 7
+                                      + ["dropout_p"]),
+    # scaled and grouped products (formulas/matmul.py): where they read offs and bias
+    "_scaled_mm_v2": ("default", ["self", "mat2"] + [None] * 6 + ["bias"]),
+    "_scaled_grouped_mm": ("default", ["self", "mat2", "scale_a", "scale_b", "offs", "bias"]),
+    "_scaled_grouped_mm_v2": ("default", ["self", "mat2"] + [None] * 6 + ["offs", "bias"]),
+    # the cudnn and miopen recurrent kernels (formulas/backend_kernels.py)
+    "_cudnn_rnn": ("default", ["input", "weight", "weight_stride0", None, None, None, "mode", None, None,
+                               "num_layers", None, "dropout", "train", "bidirectional", "batch_sizes"]),
+    "miopen_rnn": ("default", ["input", "weight", "weight_stride0", None, None, "mode", None, "num_layers", None,
+                               "dropout", "train", "bidirectional", "batch_sizes"]),
+    "_cudnn_rnn_backward": ("default", ["input", "weight", "weight_stride0"] + [None] * 7
+                            + ["mode", None, None, "num_layers", None, None, None, "bidirectional", "batch_sizes"]),
+    "miopen_rnn_backward": ("default", ["input", "weight", "weight_stride0"] + [None] * 7
+                            + ["mode", None, "num_layers", None, None, None, "bidirectional", "batch_sizes"]),
+    "lstm_mps_backward": ("default", [None] * 5 + ["input", None, None, "params", "has_biases", "num_layers",
+                                                   "dropout", "train", "bidirectional"]),
     "rms_norm": ("default", ["input", "normalized_shape", "weight"]),
 }
 

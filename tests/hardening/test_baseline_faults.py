@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flopbudget.plugin import baseline as bl
+from pytest_flopbudget.reporting import baseline as bl
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL") or sys.platform == "win32",
                                 reason="POSIX signals and flock")
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL") or sys.platform =
 WRITER = textwrap.dedent("""
     import os, stat, sys
     from pathlib import Path
-    from pytest_flopbudget.plugin import baseline as bl
+    from pytest_flopbudget.reporting import baseline as bl
 
     def pause(event):
         # tell the parent where the writer is, and wait: the parent answers "go" or kills it here

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from pytest_flopbudget.counting.measurement import ModuleCost
-from pytest_flopbudget.plugin.baseline import BaselineError, Entry, dump, load, torch_version
+from pytest_flopbudget.reporting.baseline import BaselineError, Entry, dump, load, torch_version
 
 GOOD = "format: 1\ntorch: 2.13.0\nentries:\n  t.py::a: {flops: 8, macs: 6, params: 6}\n"
 LAUGHS = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(

@@ -233,6 +233,6 @@ def test_forward_raising_half_way_records_nothing(user_project: pytest.Pytester)
     assert text.count("ValueError: exploded in layer 2") >= 2  # the original exception is what shows
     assert "raised by the model's forward while measuring HalfWay" in text
     result.stdout.fnmatch_lines(["*test_caught NOT MEASURED*"])
-    from pytest_flopbudget.plugin.baseline import load
+    from pytest_flopbudget.reporting.baseline import load
 
     assert load(user_project.path / "flop_baseline.yaml").entries == {}  # no partial entry, not even "ok"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all, group_names
+from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all, group_names
 
 
 def test_identical_layers_collapse_and_a_changed_one_splits_only_its_own_range():

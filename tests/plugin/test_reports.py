@@ -115,8 +115,8 @@ def test_torch_is_not_imported_without_measuring(pytester: pytest.Pytester) -> N
 def test_a_narrow_terminal_drops_gmacs_and_params_before_the_change_column() -> None:
     """The change against the baseline is what a reviewer reads the table for: at the 80 columns of
     a CI log it stays, after GMACs and params have gone."""
-    from pytest_flopbudget.plugin.report import table_lines
-    from pytest_flopbudget.plugin.summary import Row
+    from pytest_flopbudget.reporting.report import table_lines
+    from pytest_flopbudget.reporting.summary import Row
 
     row = Row(key="tests/test_growth.py::test_grows_layer", nodeid="tests/test_growth.py::test_grows_layer",
               label=None, flops=11_756_544, macs=5_900_000, params=164_096, budget_used=0.5,

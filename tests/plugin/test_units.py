@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from pytest_flopbudget.counting.measurement import ModuleCost
-from pytest_flopbudget.plugin.baseline import Baseline, BaselineError, Entry, dump, entry_key, load, nodeid_of, save
+from pytest_flopbudget.reporting.baseline import Baseline, BaselineError, Entry, dump, entry_key, load, nodeid_of, save
 from pytest_flopbudget.plugin.marker import MarkerError, parse_budget, parse_quantity, parse_tolerance
 from pytest_flopbudget.plugin.options import device_type, path_type, tolerance_type
-from pytest_flopbudget.plugin.verdict import IMPROVED, NEW, OK, REGRESSED, Measured, TestVerdict, judge, judge_entry
+from pytest_flopbudget.reporting.verdict import IMPROVED, NEW, OK, REGRESSED, Measured, TestVerdict, judge, judge_entry
 
 
 # -- marker ---------------------------------------------------------------------------------------

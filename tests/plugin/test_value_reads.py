@@ -164,8 +164,8 @@ def test_a_meta_block_failure_points_at_the_users_line_that_read_values(project:
     ))
     result = project.run("--flop-device=meta")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*count(device='meta'): the code reads tensor values*",
-                                 "the code read tensor values here: test_block.py:10: picked = y.nonzero()"])
+    result.stdout.fnmatch_lines(["*test_block.py:10*", "*picked = y.nonzero()*",
+                                 "*count(device='meta')*the code reads tensor values*"])
 
 
 LIST_MODEL = """

@@ -42,3 +42,16 @@ FUNCTION_RULES = {
     "torch.nn.functional.tanhshrink": ("F.tanhshrink", activation),
     "torch.nn.functional.softmin": ("F.softmin", activation),
 }
+
+
+# Variants of the activations above (issue 21): the functional form of rrelu's in-place noise,
+# the masked and nested softmax kernels, the out= forms of softmax (whose functional form is a
+# composite), and glu's forward-mode derivatives: one per output element, like their twins.
+RULES.update({
+    name: activation
+    for name in (
+        "rrelu_with_noise_functional", "_masked_softmax", "_masked_softmax_backward",
+        "_nested_tensor_softmax_with_shape", "softmax.int_out", "log_softmax.int_out", "glu_jvp",
+        "glu_backward_jvp",
+    )
+})

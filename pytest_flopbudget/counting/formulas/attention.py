@@ -255,3 +255,93 @@ FUNCTION_RULES = {
     "torch.ops.aten._scaled_dot_product_attention_math": ("aten.scaled_dot_product_attention", sdpa),
     "torch.ops.aten._scaled_dot_product_attention_math.default": ("aten.scaled_dot_product_attention", sdpa),
 }
+
+
+# The CUDA kernels behind the SDPA entry points, when a graph (export, compile, a library) calls
+# them directly. Their tensors are laid out (batch, length, heads, dim), not SDPA's (batch, heads,
+# length, dim): moved to SDPA's layout they count exactly what the SDPA kernel counts, so a graph
+# that names the CUDA kernel counts what CPU's SDPA counts for the same attention.
+
+
+def _heads_first(shape: Shape) -> Shape:
+    """(..., L, H, E) -> (..., H, L, E); a varlen (total, H, E) tensor becomes (H, total, E)."""
+    return (*shape[:-3], shape[-2], shape[-3], shape[-1])
+
+
+def _dropout_at(args: tuple, position: int, kwargs: dict) -> bool:
+    value = kwargs.get("dropout_p", args[position] if len(args) > position else 0.0)
+    return bool(value)
+
+
+def flash_attention_forward(q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
+                            **kwargs: object) -> Cost:
+    """``_flash_attention_forward(q, k, v, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal,
+    ..., *, alibi_slopes)``. Variable-length batches (``cum_seq_q`` given) pack every sequence into
+    one (total, H, E) tensor, counted as one sequence of ``total`` tokens attending to ``total``
+    keys (an upper bound: the real per-sequence lengths are values)."""
+    masked = kwargs.get("alibi_slopes") is not None  # one bias add per score
+    return attention_core(_heads_first(q), _heads_first(k), _heads_first(v), masked=masked,
+                          dropout=_dropout_at(args, 4, kwargs))
+
+
+def flash_attention_forward_into(out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
+                                 out_shape: object = None, **kwargs: object) -> Cost:
+    """``_flash_attention_forward_no_dropout_inplace(out, q, k, v, ...)``: the forward, written into ``out``."""
+    return flash_attention_forward(q, k, v, *args, out_shape=out_shape, **kwargs)
+
+
+def efficient_attention_forward(q: Shape, k: Shape, v: Shape, bias: Shape | None = None, *args: object,
+                                out_shape: object = None, **kwargs: object) -> Cost:
+    """``_efficient_attention_forward(q, k, v, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+    max_seqlen_k, dropout_p, custom_mask_type, ...)``: a bias tensor is one add per score."""
+    return attention_core(_heads_first(q), _heads_first(k), _heads_first(v), masked=bias is not None,
+                          dropout=_dropout_at(args, 4, kwargs))
+
+
+def flash_attention_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
+                             out_shape: object = None, **kwargs: object) -> Cost:
+    """``_flash_attention_backward(grad_out, q, k, v, out, logsumexp, cum_seq_q, cum_seq_k, max_q,
+    max_k, dropout_p, ...)``: the gradients of attention_core_backward."""
+    return attention_core_backward(_heads_first(q), _heads_first(k), _heads_first(v),
+                                   dropout=_dropout_at(args, 6, kwargs))
+
+
+def efficient_attention_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
+                                 out_shape: object = None, **kwargs: object) -> Cost:
+    """``_efficient_attention_backward(grad_out, q, k, v, bias, out, cu_seqlens_q, cu_seqlens_k,
+    max_seqlen_q, max_seqlen_k, logsumexp, dropout_p, ...)``."""
+    return attention_core_backward(_heads_first(q), _heads_first(k), _heads_first(v),
+                                   dropout=_dropout_at(args, 7, kwargs))
+
+
+RULES.update({
+    "_flash_attention_forward": flash_attention_forward,
+    "_flash_attention_forward_no_dropout_inplace": flash_attention_forward_into,
+    "_efficient_attention_forward": efficient_attention_forward,
+    "_flash_attention_backward": flash_attention_backward,
+    "_efficient_attention_backward": efficient_attention_backward,
+    # the SDPA kernels' own backward: (grad_out, q, k, v, ...) in SDPA's layout, dropout_p the
+    # first float argument, as for the CPU kernel
+    "_scaled_dot_product_flash_attention_backward": flash_cpu_backward,
+    "_scaled_dot_product_efficient_attention_backward": flash_cpu_backward,
+    "_scaled_dot_product_cudnn_attention_backward": flash_cpu_backward,
+    "_scaled_dot_product_fused_attention_overrideable_backward": flash_cpu_backward,
+    "_scaled_dot_product_attention_math_for_mps": sdpa,
+})
+
+def cudnn_attention_into(out: Shape, q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
+                         **kwargs: object) -> Cost:
+    """``_cudnn_attention_forward_no_dropout_inplace(out, q, k, v, ...)`` (torch 2.15): SDPA's
+    layout, no mask, no dropout."""
+    return attention_core(q, k, v, masked=False, dropout=False)
+
+
+# the cudnn kernel behind _scaled_dot_product_cudnn_attention (SDPA's layout), the prototype
+# triton kernels, all counted as the unit they implement
+RULES.update({
+    "_cudnn_attention_forward_no_dropout_inplace": cudnn_attention_into,
+    "_cudnn_attention_forward": with_bias,
+    "_cudnn_attention_backward": flash_cpu_backward,
+    "_triton_scaled_dot_attention": flash_cuda,
+    "_triton_multi_head_attention": native_mha,
+})

@@ -56,3 +56,15 @@ RULES = {
     "_embedding_bag_backward": embedding_bag_backward,
     "_embedding_bag_dense_backward": embedding_bag_dense_backward,
 }
+
+
+def per_sample_weights_backward(grad: Shape, weight: Shape, indices: Shape, *args: object, out_shape: object,
+                                **kwargs: object) -> Cost:
+    """``_embedding_bag_per_sample_weights_backward(grad, weight, indices, ...)``: each index's
+    weight gradient is the dot product of its embedding row with its bag's gradient."""
+    length = weight[-1] if weight else 0
+    n = numel(indices)
+    return (n * (2 * length - 1), n * length) if length else (0, 0)
+
+
+RULES.update({"_embedding_bag_per_sample_weights_backward": per_sample_weights_backward})

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, estimated, numel
 
 _REDUCTION_NONE = 0  # aten's enum: 0 none, 1 mean, 2 sum
 
@@ -104,3 +104,73 @@ RULES = {
     "nll_loss_backward": nll_loss_backward,
     "nll_loss2d_backward": nll_loss_backward,
 }
+
+
+# Margin and CTC losses (issue 21).
+
+
+def multi_margin_loss(x: Shape, target: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
+    """``multi_margin_loss(x (N, C), target, p, margin, weight, reduction)``: per class,
+    margin − x[y] + x[i], the clamp, the power (p = 2) or not (p = 1), and the class weight:
+    4 per element, then the sum over classes (one per element) and the reduction."""
+    weighted = kwargs.get("weight", args[2] if len(args) > 2 else None) is not None
+    return _cost(4 + int(weighted), numel(x), _reduction(args, kwargs, 3))
+
+
+def multi_margin_loss_backward(grad_out: Shape, x: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
+    """Its backward: one derivative per element, summed into the target class: 3 per element."""
+    n = 3 * numel(x)
+    return (n, n)
+
+
+def _multilabel(x: Shape) -> int:
+    return numel(x) * (x[-1] if x else 1)
+
+
+@estimated("how many labels each sample has is data (the targets' values); counted as every class "
+           "a target: C² hinge terms per sample")
+def multilabel_margin_loss(x: Shape, target: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
+    """``multilabel_margin_loss_forward(x (N, C), target, reduction)``: for each target label j and
+    non-target class i, max(0, 1 − (x[j] − x[i])): a subtract, an add, a clamp and the
+    accumulation, 4 per (j, i) pair; the pairs' number is data, counted as C·C per sample."""
+    pairs = _multilabel(x)
+    return _cost(4, pairs, 0)
+
+
+@estimated("how many labels each sample has is data; counted as C² hinge terms per sample, as the forward")
+def multilabel_margin_loss_backward(grad_out: Shape, x: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
+    """Its backward: one gradient per (target, class) pair."""
+    n = _multilabel(x)
+    return (n, n)
+
+
+@estimated("the input and target lengths are values; counted at the padded lengths")
+def ctc_loss(log_probs: Shape, targets: Shape, *args: Any, out_shape: Any, **kwargs: Any) -> Cost:
+    """``_ctc_loss(log_probs (T, N, C), targets (N, S), input_lengths, target_lengths, ...)``: the
+    forward (alpha) recursion over T steps and 2S + 1 states per sample, each a log-sum-exp of
+    up to three predecessors plus the emission: 8 operations per (step, state)."""
+    steps, batch = log_probs[0], (log_probs[1] if len(log_probs) == 3 else 1)
+    longest = targets[-1] if len(targets) == 2 else (numel(targets) // max(batch, 1))
+    n = 8 * steps * batch * (2 * longest + 1)
+    return (n, n)
+
+
+@estimated("the input and target lengths are values; counted at the padded lengths")
+def ctc_loss_backward(grad: Shape, log_probs: Shape, targets: Shape, *args: Any, out_shape: Any,
+                      **kwargs: Any) -> Cost:
+    """``_ctc_loss_backward``: the beta recursion (as the forward's) and the gradient, one per
+    log-probability."""
+    forward = ctc_loss(log_probs, targets, out_shape=None)
+    return (forward[0] + numel(log_probs), forward[1] + numel(log_probs))
+
+
+RULES.update({
+    "multi_margin_loss": multi_margin_loss,
+    "multi_margin_loss_backward": multi_margin_loss_backward,
+    "multilabel_margin_loss_forward": multilabel_margin_loss,
+    "multilabel_margin_loss_backward": multilabel_margin_loss_backward,
+    "_ctc_loss": ctc_loss,
+    "_ctc_loss_backward": ctc_loss_backward,
+    "_cudnn_ctc_loss": ctc_loss,
+    "miopen_ctc_loss": ctc_loss,
+})

@@ -103,3 +103,16 @@ FUNCTION_RULES = {
     "torch.nn.functional.rms_norm": ("aten.rms_norm", rms_norm),
     "torch.rms_norm": ("aten.rms_norm", rms_norm),
 }
+
+
+def quantized_batch_norm(x: Shape, weight: Shape | None = None, *args: object, out_shape: object = None,
+                         **kwargs: object) -> Cost:
+    """``quantized_batch_norm``: the float batch norm's count, plus requantizing (one per element)."""
+    flops, macs = batch_norm(x, weight, out_shape=out_shape)
+    return (flops + numel(x), macs + numel(x))
+
+
+RULES.update({
+    "miopen_batch_norm_backward": batch_norm_backward,
+    "quantized_batch_norm": quantized_batch_norm,
+})

@@ -58,3 +58,19 @@ FUNCTION_RULES = {
     "torch.nn.functional.lp_pool2d": ("F.lp_pool2d", pool),
     "torch.nn.functional.lp_pool3d": ("F.lp_pool3d", pool),
 }
+
+
+# Kernels of other backends and the out= forms of composite pools (issue 21): the same rule.
+RULES.update({
+    "mkldnn_max_pool3d": pool,
+    "quantized_max_pool1d": pool,
+    "quantized_max_pool2d": pool,
+    "quantized_max_pool3d": pool,
+    "adaptive_avg_pool2d.out": pool,
+    "adaptive_avg_pool3d.out": pool,
+    "max_pool2d_backward": pool_backward,
+    "adaptive_avg_pool3d_backward": pool_backward,
+    "mkldnn_adaptive_avg_pool2d_backward": pool_backward,
+    "fractional_max_pool2d_backward": pool_backward,
+    "fractional_max_pool3d_backward": pool_backward,
+})

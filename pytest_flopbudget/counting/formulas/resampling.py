@@ -119,3 +119,23 @@ RULES = {
     "grid_sampler_3d": grid_sampler,
     "affine_grid_generator": affine_grid,
 }
+
+
+def cudnn_grid_sampler(x: Shape, grid: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+    """``cudnn_grid_sampler(input, grid)``: bilinear, as ``grid_sampler_2d`` with mode 0."""
+    return grid_sampler(x, grid, 0, out_shape=out_shape)
+
+
+def cudnn_affine_grid(theta: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
+    """``cudnn_affine_grid_generator(theta, N, C, H, W)``: as ``affine_grid_generator``."""
+    return affine_grid(theta, out_shape=out_shape)
+
+
+# Lanczos (a = 3): six taps per dimension, widened when downscaling, like the other antialiased modes
+RULES.update({
+    "_upsample_lanczos2d_aa": _antialiased(6),
+    "_upsample_lanczos2d_aa_backward": _antialiased_backward(6),
+    "_grid_sampler_2d_cpu_fallback": grid_sampler,
+    "cudnn_grid_sampler": cudnn_grid_sampler,
+    "cudnn_affine_grid_generator": cudnn_affine_grid,
+})

@@ -42,11 +42,13 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost, describe_value_reads
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.plugin.options import DEFAULT_BASELINE_DEPTH
-from pytest_flopbudget.plugin.repeats import RangeError, compress, expand, expand_all
+from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1 lacks uncounted and estimated: not recorded
+# deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
+# and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
+DEFAULT_BASELINE_DEPTH = 6
 # a labelled measurement's key is "<node id>#<label>"
 LABEL_SEPARATOR = "#"
 _HEADER = (
@@ -401,15 +403,16 @@ def torch_version() -> str:
         return "unknown"
 
 
-def save(baseline: Baseline, entries: Mapping[str, Entry]) -> bool:
-    """Write ``entries`` if they differ from what the file holds; returns whether it wrote.
+def save(baseline: Baseline, entries: Mapping[str, Entry], torch: str | None = None) -> bool:
+    """Write ``entries`` if they differ from what the file holds; returns whether it wrote. The
+    header names ``torch`` (the running torch's version by default; a merge gives the shards').
 
     A temporary file in the same directory, fsynced, then ``os.replace``: a reader (or a crash)
     sees the old file or the new one, never half of one.
     """
     if baseline.exists and dict(entries) == dict(baseline.entries):
         return False
-    text = dump(entries, torch_version())
+    text = dump(entries, torch or torch_version())
     path = baseline.path
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -436,7 +439,8 @@ def save(baseline: Baseline, entries: Mapping[str, Entry]) -> bool:
     return True
 
 
-def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()) -> tuple[bool, int]:
+def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = (),
+           torch: str | None = None) -> tuple[bool, int]:
     """Merge ``measured`` into the file as it is *now* and write it; returns (written, entries).
 
     The read-merge-write runs under an exclusive lock (``flock`` on the baseline's directory), and
@@ -450,7 +454,7 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
         _remove_stale_temp_files(path)
         current = load(path)
         entries = current.merged(measured, remove=remove)
-        return save(current, entries), len(entries)
+        return save(current, entries, torch), len(entries)
 
 
 def written_path(path: Path) -> Path:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.counting.text import format_count
-from pytest_flopbudget.plugin.baseline import Entry, entry_key
-from pytest_flopbudget.plugin.marker import Budget, Limit
-from pytest_flopbudget.plugin.repeats import group_names
+from pytest_flopbudget.reporting.baseline import Entry, entry_key
+from pytest_flopbudget.reporting.repeats import group_names
+
+if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
+    from pytest_flopbudget.plugin.marker import Budget, Limit
 
 UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (

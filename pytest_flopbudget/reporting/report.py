@@ -9,13 +9,14 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pytest_flopbudget.counting.text import giga, human_count, layout
-from pytest_flopbudget.plugin.summary import Row, SessionSummary, count_line
-from pytest_flopbudget.plugin.verdict import OK
+from pytest_flopbudget.reporting.summary import Row, SessionSummary, count_line
+from pytest_flopbudget.reporting.verdict import OK, TestVerdict
+
+if TYPE_CHECKING:
+    import pytest
 
 ROWS_BEFORE_HIDING = 20
 # columns dropped, in this order, when the table is wider than the terminal (the change against
@@ -104,6 +105,8 @@ def report_data(summary: SessionSummary) -> dict[str, Any]:
         "counts": dict(summary.counts),
         "stale": list(summary.stale),
         "notes": list(summary.notes),
+        # what the run covered (shard identity, collected, deselected, ran, verdicts): flopbudget merge reads it
+        "run": summary.run.to_dict() if summary.run is not None else None,
     }
 
 
@@ -147,10 +150,16 @@ def is_markdown(path: Path) -> bool:
     return summary is not None and summary != "" and Path(summary).resolve() == path.resolve()
 
 
-def write_file(path: Path, summary: SessionSummary) -> None:
-    """JSON (replaced) or Markdown (appended, as GitHub's $GITHUB_STEP_SUMMARY expects)."""
+def write_file(path: Path, summary: SessionSummary, verdicts: Iterable[TestVerdict] = ()) -> None:
+    """JSON (replaced), Markdown (appended, as GitHub's $GITHUB_STEP_SUMMARY expects) or, for a
+    .html path, the page with each test's module tree (from the verdicts' entries; replaced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if is_markdown(path):
+    if path.suffix.lower() in (".html", ".htm"):
+        from pytest_flopbudget.reporting import html
+        from pytest_flopbudget.reporting.html_model import view_of_session
+
+        html.write(path, view_of_session(summary, verdicts, count_line(summary.counts)))
+    elif is_markdown(path):
         with path.open("a", encoding="utf-8") as handle:
             handle.write(markdown(summary))
     else:

@@ -6,13 +6,16 @@ report.py); nothing reads the plugin object's state after it is built.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
 from pytest_flopbudget.counting.text import format_count
-from pytest_flopbudget.plugin.verdict import (
+from pytest_flopbudget.reporting.outcome import Outcome
+from pytest_flopbudget.reporting.run import RunRecord
+from pytest_flopbudget.reporting.verdict import (
     DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, UPDATE_HINT, BudgetCheck,
     TestVerdict, change, describe_other_path, percent,
 )
@@ -142,11 +145,22 @@ class SessionSummary:
     device: str
     tolerance: str
     torch_note: str | None = None
+    run: RunRecord | None = field(default=None, compare=False)  # what the run covered, for the JSON report
 
     @property
     def empty(self) -> bool:
         """Nothing to show: no test measured or was marked, no stale entry, no note."""
         return not (self.rows or self.stale or self.notes)
+
+    @classmethod
+    def of(cls, verdicts: Iterable[TestVerdict], outcome: Outcome, *, baseline_path: Path, device: str,
+           tolerance: str, update: bool, prune: bool, torch_note: str | None,
+           update_command: str = UPDATE_HINT, run: RunRecord | None = None) -> SessionSummary:
+        """The summary of a session's outcome (reporting.outcome.finish)."""
+        summary = cls.build(verdicts, stale=outcome.stale, stale_failed=outcome.stale_failed, notes=outcome.notes,
+                            baseline_path=baseline_path, device=device, tolerance=tolerance, update=update,
+                            prune=prune, torch_note=torch_note, update_command=update_command)
+        return dataclasses.replace(summary, run=run)
 
     @classmethod
     def build(cls, verdicts: Iterable[TestVerdict], *, stale: Iterable[str], stale_failed: bool, notes: Iterable[str],
