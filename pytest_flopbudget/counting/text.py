@@ -27,12 +27,18 @@ def decimal(number: float | Fraction) -> str:
 
 def giga(value: float | None) -> str:
     """A count in G (billions) for a table column: three decimals from 1 G up, three significant
-    digits below (0.0533, 0.00941), "0" for nothing and "-" for no value."""
+    digits below (0.0533, 0.00941, 0.0000330), "0" for nothing and "-" for no value. Always
+    positional, never scientific, so every cell of a column reads the same way (the engine's
+    table is positional too)."""
     if value is None:
         return "-"
     if value == 0:
         return "0"
-    return f"{value:.3f}" if value >= 1 else f"{value:.3g}"
+    if value >= 1:
+        return f"{value:.3f}"
+    import math
+
+    return f"{value:.{2 - math.floor(math.log10(value))}f}"
 
 
 def human_count(value: int | Fraction | float) -> str:

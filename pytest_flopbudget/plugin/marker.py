@@ -17,10 +17,11 @@ from typing import Any, Mapping
 
 MARKER = "flop_budget"
 MARKER_HELP = (
-    "flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, tolerance=None): fail the test "
-    "if the models it measures through the flop_budget fixture exceed these limits (numbers, or strings "
+    "flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, tolerance=None, device=None): fail the "
+    "test if the models it measures through the flop_budget fixture exceed these limits (numbers, or strings "
     "with a unit suffix such as '26M', '4.1G', '900k'); tolerance overrides --flop-tolerance for the "
-    "comparison with the baseline. See docs/plugin.md."
+    "comparison with the baseline; device ('cpu', 'cuda', 'meta') overrides --flop-device for this test. "
+    "See docs/plugin.md."
 )
 
 # which Measurement field each limit checks, and the unit a bare number is given in
@@ -29,7 +30,7 @@ LIMITS: Mapping[str, tuple[str, int]] = {
     "max_gmacs": ("macs", 10**9),
     "max_params": ("params", 1),
 }
-KEYWORDS = (*LIMITS, "tolerance")
+KEYWORDS = (*LIMITS, "tolerance", "device")
 
 _SUFFIXES = {"": None, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
 _NUMBER = r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?)"
@@ -92,6 +93,7 @@ class Budget:
 
     limits: tuple[Limit, ...]
     tolerance: Fraction | None = None
+    device: str | None = None  # overrides --flop-device for this test
 
 
 def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
@@ -261,9 +263,24 @@ def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
             limits.append(Limit(argument, metric, parse_quantity(argument, value, unit)))
     tolerance = kwargs.get("tolerance")
     parsed_tolerance = parse_tolerance(tolerance) if tolerance is not None else None
+    device = parse_device(kwargs["device"]) if kwargs.get("device") is not None else None
+    if not limits and device is not None:
+        return Budget((), parsed_tolerance, device)  # a device alone: measured there, no limit
     if not limits:
         raise MarkerError(
             "limits", dict(kwargs),
             f"no limit given; set at least one of {', '.join(LIMITS)} (e.g. max_gflops=8.5, max_params='26M')",
         )
-    return Budget(tuple(limits), parsed_tolerance)
+    return Budget(tuple(limits), parsed_tolerance, device)
+
+
+def parse_device(value: Any) -> str:
+    """The marker's ``device=``: 'cpu', 'cuda', 'cuda:N' or 'meta' (a torch.device too)."""
+    from pytest_flopbudget.counting.devices import parse_device_name
+
+    if not isinstance(value, str) and type(value).__name__ != "device":
+        raise MarkerError("device", value, "give a device name: 'cpu', 'cuda' or 'meta'")
+    try:
+        return parse_device_name(str(value))
+    except ValueError as error:
+        raise MarkerError("device", value, str(error)) from None

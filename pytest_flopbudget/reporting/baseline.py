@@ -1,9 +1,9 @@
 """The baseline file: load and validate, merge, and write atomically.
 
-Format (version 1)::
+Format (version 2)::
 
     # pytest-flopbudget baseline ...
-    format: 1
+    format: 2
     torch: 2.13.0
     entries:
       tests/test_models.py::test_resnet:          # node id of an unlabelled measurement
@@ -12,10 +12,17 @@ Format (version 1)::
         params: 25557032
         device: cpu                               # where it was measured
         value_reads: {'': {aten._local_scalar_dense: 1}}  # only when the forward read values
+        uncounted: {mylib.fused: 2}               # only when ops without a formula ran (0 FLOPs each)
+        estimated: {torchvision.nms.default: ...} # only when a count follows a stated convention
         modules:                                  # inclusive costs, depth <= flop_baseline_depth
           layer1: {type: Sequential, flops: ..., macs: ..., params: ...}
           layers.[0-31].mlp: {type: MLP, ...}     # identical repeated blocks, written once
       tests/test_models.py::test_pair#encoder:    # node id + "#" + label of a labelled one
+
+Format 2 added ``uncounted`` and ``estimated``. A format-1 file still loads: a field its entries
+lack is "not recorded" (``None``), never judged (no op is "new" against it); the next update
+rewrites the file as format 2. Fields added later slot in the same way: optional per entry, absent
+from older files, ``None`` when not recorded.
 
 Keys are sorted and nothing varies between machines (no timestamps, no hostnames), so the same
 measurements always give the same bytes, whatever the order the tests ran in (xdist included).
@@ -37,7 +44,8 @@ from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleC
 from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1 lacks uncounted and estimated: not recorded
 # deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
 # and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
 DEFAULT_BASELINE_DEPTH = 6
@@ -74,6 +82,10 @@ class Entry:
     modules: Mapping[str, ModuleCost] = field(default_factory=dict)
     device: str | None = None
     value_reads: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # op -> calls with no formula (counted as 0); None: not recorded (a format-1 entry)
+    uncounted: Mapping[str, int] | None = field(default_factory=dict)
+    # op -> why its count follows a stated convention; None: not recorded (a format-1 entry)
+    estimated: Mapping[str, str] | None = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"flops": self.flops, "macs": self.macs, "params": self.params}
@@ -82,6 +94,10 @@ class Entry:
         if self.value_reads:
             data["value_reads"] = {name: dict(sorted(self.value_reads[name].items()))
                                    for name in sorted(self.value_reads)}
+        for name in ("uncounted", "estimated"):  # {} (recorded: none) travels; the file omits it
+            recorded = getattr(self, name)
+            if recorded is not None:
+                data[name] = dict(sorted(recorded.items()))
         modules = compress(self.modules)
         data["modules"] = {name: modules[name].to_dict() for name in sorted(modules, key=module_order)}
         return data
@@ -94,6 +110,7 @@ class Entry:
             int(data["flops"]), int(data["macs"]), int(data["params"]), expand_all(modules),
             data.get("device"),
             {str(name): {str(op): int(n) for op, n in ops.items()} for name, ops in data.get("value_reads", {}).items()},
+            _recorded(data.get("uncounted"), int), _recorded(data.get("estimated"), str),
         )
 
     @classmethod
@@ -102,7 +119,8 @@ class Entry:
         modules down to ``depth`` (the root is the entry itself)."""
         modules = {name: cost for name, cost in measurement.modules_to_depth(depth).items() if name != ""}
         return cls(measurement.flops, measurement.macs, measurement.params, modules, measurement.device,
-                   {name: dict(ops) for name, ops in measurement.value_reads.items()})
+                   {name: dict(ops) for name, ops in measurement.value_reads.items()},
+                   dict(measurement.uncounted), dict(measurement.estimated))
 
     @property
     def value_dependent(self) -> bool:
@@ -112,6 +130,10 @@ class Entry:
         """Where the forward read values, for messages: 'aten.all x2 in encoder (Encoder), ...'."""
         types = {name: module.type for name, module in self.modules.items()}
         return describe_value_reads(self.value_reads, types, limit, separator=", ")
+
+
+def _recorded(raw: Any, kind: type) -> dict[str, Any] | None:
+    return None if raw is None else {str(op): kind(value) for op, value in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -225,8 +247,8 @@ def _validate(data: Any, root: Any, path: Path) -> Baseline:
     if unknown:
         raise fail(_child(root, unknown[0]), f"unknown top-level key {unknown[0]!r}")
     version = data.get("format")
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise fail(_child(root, "format"), f"format must be {FORMAT_VERSION}, got {version!r}")
+    if version not in READABLE_FORMATS or isinstance(version, bool):
+        raise fail(_child(root, "format"), f"format must be {FORMAT_VERSION} (or the older 1), got {version!r}")
     torch_version = data.get("torch")
     if torch_version is not None and not isinstance(torch_version, str):
         raise fail(_child(root, "torch"), f"torch must be a version string, got {torch_version!r}")
@@ -242,7 +264,7 @@ def _validate(data: Any, root: Any, path: Path) -> Baseline:
         node = nodes.get(key, entries_node) if isinstance(key, str) else entries_node
         if not isinstance(key, str) or not key:
             raise fail(node, f"entry key {key!r} must be a test node id")
-        entries[key] = _validate_entry(key, raw, node, fail)
+        entries[key] = _validate_entry(key, raw, node, fail, version)
     return Baseline(path, entries, torch_version, exists=True)
 
 
@@ -250,10 +272,11 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
+def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FORMAT_VERSION) -> Entry:
     if not isinstance(raw, dict):
         raise fail(node, f"entry {key!r} must be a mapping with flops, macs, params, modules")
-    extra = sorted(set(map(str, raw)) - {*METRICS, "modules", "device", "value_reads"})
+    fields = {*METRICS, "modules", "device", "value_reads"} | ({"uncounted", "estimated"} if version >= 2 else set())
+    extra = sorted(set(map(str, raw)) - fields)
     if extra:
         raise fail(_child(node, extra[0]), f"entry {key!r}: unknown field {extra[0]!r}")
     for metric in METRICS:
@@ -290,7 +313,21 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
             if expanded in modules:
                 raise fail(module_node, f"entry {key!r}: module {expanded!r} is given twice (module key {name!r})")
             modules[expanded] = ModuleCost(module["type"], module["flops"], module["macs"], module["params"])
-    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads)
+    # format 2 omits an empty field (recorded: none); format 1 never recorded it (None)
+    absent = {} if version >= 2 else None
+    uncounted = _validate_ops(key, "uncounted", raw.get("uncounted", absent), _child(node, "uncounted"), fail, _count,
+                              "op names to calls")
+    estimated = _validate_ops(key, "estimated", raw.get("estimated", absent), _child(node, "estimated"), fail,
+                              lambda reason: isinstance(reason, str), "op names to the reason")
+    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads, uncounted, estimated)
+
+
+def _validate_ops(key: str, name: str, raw: Any, node: Any, fail: Any, valid: Any, shape: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(op, str) and valid(value) for op, value in raw.items()):
+        raise fail(node, f"entry {key!r}: {name} must map {shape}, got {raw!r}")
+    return dict(raw)
 
 
 def _validate_value_reads(key: str, raw: Any, node: Any, fail: Any) -> dict[str, dict[str, int]]:
@@ -331,6 +368,12 @@ class _Row(dict):  # type: ignore[type-arg]
 
 def _rows(entry: dict[str, Any]) -> dict[str, Any]:
     """An entry's dict with its module counts and value reads marked to be written one per line."""
+    for field_name in ("uncounted", "estimated"):
+        if not entry.get(field_name, True):
+            del entry[field_name]  # recorded, none: the file leaves it out
+    for field_name in ("uncounted", "estimated"):
+        if field_name in entry:
+            entry[field_name] = _Row(entry[field_name])
     for field_name in ("modules", "value_reads"):
         if field_name in entry:
             entry[field_name] = {name: _Row(value) for name, value in entry[field_name].items()}
@@ -403,8 +446,10 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
     The read-merge-write runs under an exclusive lock (``flock`` on the baseline's directory), and
     the file is re-read under that lock: two pytest processes updating one baseline at the same time
     (two CI jobs on one checkout) each keep the other's entries. Temporary files left by a writer that
-    was killed are removed first (no writer holds the lock, so none is in use).
+    was killed are removed first (no writer holds the lock, so none is in use). A symlinked
+    baseline is written through to its target (lock and temporary file beside the target).
     """
+    path = written_path(path)
     with _locked(path.parent) as _:
         _remove_stale_temp_files(path)
         current = load(path)
@@ -412,8 +457,15 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
         return save(current, entries, torch), len(entries)
 
 
+def written_path(path: Path) -> Path:
+    """The file an update replaces: a symlink's target (``os.replace`` on the link would turn it into
+    a plain file and leave the real baseline as it was)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def clean_stale_temp_files(path: Path) -> None:
     """Remove temporary files of killed writers, if no writer is running now (never waits)."""
+    path = written_path(path)
     if not path.parent.is_dir() or not any(_temp_files(path)):
         return
     with _locked(path.parent, blocking=False) as acquired:

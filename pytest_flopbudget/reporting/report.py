@@ -82,6 +82,9 @@ def write_terminal(terminal: pytest.TerminalReporter, summary: SessionSummary, v
             terminal.write_line(line)
         if len(shown) < len(rows):
             terminal.write_line(f"({len(rows) - len(shown)} ok rows hidden; -v shows every row)")
+    for row in summary.rows:  # what was not counted is never left unsaid
+        for note in row.notes:
+            terminal.write_line(note if note.startswith(" ") else f"{row.key}: {note}")
     if summary.stale:
         terminal.write_line("stale baseline entries (tests that no longer exist or no longer measure):")
         for key in summary.stale:
@@ -124,6 +127,13 @@ def markdown(summary: SessionSummary) -> str:
         for r in why:
             lines.append(f"- `{r.key}`")
             lines += [f"  - {reason}" for reason in r.reasons]
+        lines.append("")
+    noted = [r for r in rows if r.notes and not (r.failing or r.xfail)]
+    if noted:
+        lines += ["Not counted by shapes alone:", ""]
+        for r in noted:
+            lines.append(f"- `{r.key}`")
+            lines += [f"  - {note}" for note in r.notes]
         lines.append("")
     if summary.stale:
         lines += ["Stale baseline entries:", ""] + [f"- `{key}`" for key in summary.stale] + [""]

@@ -16,8 +16,8 @@ from pytest_flopbudget.counting.text import format_count
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
-    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, BudgetCheck, TestVerdict,
-    change, describe_other_path, percent,
+    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, UPDATE_HINT, BudgetCheck,
+    TestVerdict, change, describe_other_path, percent,
 )
 
 COUNTED = (OK, OVER_BUDGET, REGRESSED, IMPROVED, NEW)
@@ -43,6 +43,10 @@ class Row:
     grown: tuple[dict[str, Any], ...] = ()  # modules that grew against the baseline, largest first
     regressed: tuple[str, ...] = ()  # metrics above baseline x (1 + tolerance)
     reasons: tuple[str, ...] = field(default=(), compare=False)  # the same, as readable lines
+    uncounted: dict[str, int] = field(default_factory=dict)  # op -> calls with no formula (0 FLOPs)
+    new_uncounted: tuple[str, ...] = ()  # of those, the ops the baseline entry did not have
+    estimated: dict[str, str] = field(default_factory=dict)  # op -> the convention its count follows
+    notes: tuple[str, ...] = field(default=(), compare=False)  # uncounted and estimated, as readable lines
 
     @property
     def gflops(self) -> float | None:
@@ -54,7 +58,10 @@ class Row:
 
     @property
     def words(self) -> str:
-        return ", ".join((self.verdict, *self.also)) + (" (xfail)" if self.xfail else "")
+        extra = [f"{len(self.uncounted)} uncounted"] if self.uncounted and self.verdict != UNCOUNTED else []
+        extra += [f"{len(self.estimated)} estimated"] if self.estimated else []
+        return (", ".join((self.verdict, *self.also)) + (" (xfail)" if self.xfail else "")
+                + (f" ({', '.join(extra)})" if extra else ""))
 
     @property
     def verdict_text(self) -> str:
@@ -101,7 +108,9 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
                 failing and (entry.failing or bool(verdict.over_budget)),
                 None if base is None else {"flops": base.flops, "macs": base.macs, "params": base.params},
                 also=also, xfail=verdict.xfail, exceeded=exceeded, grown=grown,
-                regressed=entry.regressed_metrics, reasons=reasons,
+                regressed=entry.regressed_metrics, reasons=reasons + tuple(entry.uncounted_lines()),
+                uncounted=dict(entry.measured.uncounted or {}), new_uncounted=entry.new_uncounted,
+                estimated=dict(entry.measured.estimated or {}), notes=tuple(entry.uncounted_lines()),
             ))
     return sorted(rows, key=lambda r: natural_key(r.key))
 
@@ -116,11 +125,10 @@ def counts_of(rows: Iterable[Row], stale: Iterable[str]) -> dict[str, int]:
 
 
 def count_line(counts: Mapping[str, int]) -> str:
-    parts = [f"{counts[w]} {w}" for w in (*COUNTED, "stale")]
-    for word in (UNMEASURED, DEVICE_MISMATCH, TEST_FAILED):
-        if counts.get(word):
-            parts.append(f"{counts[word]} {word}")
-    return "flopbudget: " + ", ".join(parts)
+    """'flopbudget: 3 ok, 1 regressed': the non-zero counts only, in a fixed order."""
+    words = (*COUNTED, "stale", UNMEASURED, DEVICE_MISMATCH, UNCOUNTED, TEST_FAILED)
+    parts = [f"{counts[word]} {word}" for word in words if counts.get(word)]
+    return "flopbudget: " + (", ".join(parts) or "nothing measured")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ how to describe itself: a short ``long_repr`` for the failure line and a ``secti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -22,14 +22,21 @@ if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
 
 UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
-    "request the `flop_budget` fixture and call `flop_budget.measure(model, inputs)` "
-    "(model: an nn.Module or a factory; inputs: a tensor, tuple, dict or factory)"
+    "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
+    "tuple, dict or factory) or count any code with `with flop_budget.count():`"
 )
+FIXTURE_HINT = "request the `flop_budget` fixture (add it to the test's arguments), then "
+
+
+def measure_hint(requested: bool) -> str:
+    """How to measure; asks for the fixture only when the test did not request it."""
+    return MEASURE_HINT if requested else FIXTURE_HINT + MEASURE_HINT
 
 # row verdicts, worst first; the summary counts rows by these words
 OVER_BUDGET, REGRESSED, UNMEASURED, DEVICE_MISMATCH, NEW, IMPROVED, OK = (
     "over budget", "regressed", "unmeasured", "device mismatch", "new", "improved", "ok",
 )
+UNCOUNTED = "uncounted"  # --flop-strict and an op with no formula that flop_known_uncounted does not list
 # what pytest's status line says of a test the plugin fails, by its verdict
 FAILURE_WORDS = {
     OVER_BUDGET: "OVER BUDGET",
@@ -38,7 +45,9 @@ FAILURE_WORDS = {
     NEW: "NO BASELINE",
     IMPROVED: "FLOPS IMPROVED",
     DEVICE_MISMATCH: "DEVICE MISMATCH",
+    UNCOUNTED: "UNCOUNTED OPS",
 }
+KNOWN_UNCOUNTED_INI = "flop_known_uncounted"
 
 
 def change(new: int, old: int) -> float | None:
@@ -66,6 +75,7 @@ class ModuleChange:
     old: Mapping[str, int]
     new: Mapping[str, int]
     repeat: int = 1
+    own: Mapping[str, int] | None = None  # the growth of its own ops, children excluded (None: not known)
 
     def deltas(self) -> dict[str, int]:
         return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in METRICS}
@@ -73,9 +83,17 @@ class ModuleChange:
     def describe(self) -> str:
         parts = []
         for metric, delta in self.deltas().items():
-            if delta > 0:
-                parts.append(f"{metric} {self.old.get(metric, 0):,} -> {self.new.get(metric, 0):,} "
-                             f"({percent(change(self.new.get(metric, 0), self.old.get(metric, 0)))})")
+            if delta <= 0:
+                continue
+            before, after = self.old.get(metric, 0), self.new.get(metric, 0)
+            if before == 0:
+                parts.append(f"{metric} {after:,} (new work; none in the baseline)")
+                continue
+            text = f"{metric} {before:,} -> {after:,} ({percent(change(after, before))})"
+            own = self.own.get(metric) if self.own is not None else None
+            if own is not None and own != delta:  # its children grew too: the row is inclusive
+                text += f" including its children; its own ops {own:+,}"
+            parts.append(text)
         return f"{self.label()}: " + ", ".join(parts)
 
     def label(self) -> str:
@@ -84,7 +102,7 @@ class ModuleChange:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "old": dict(self.old), "new": dict(self.new),
-                "repeat": self.repeat}
+                "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
 
 
 def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
@@ -124,7 +142,8 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
     for label, members in group_names(sorted(named, key=module_order), key=lambda n: (kind(n), counts[n])):
         before, after = counts[members[0]]
         size = tuple(-weight[members[0]][m] * len(members) for m in order)
-        grouped.append((size, module_order(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
+        grouped.append((size, module_order(label),
+                        ModuleChange(label, kind(members[0]), before, after, len(members), weight[members[0]])))
     grouped.sort(key=lambda item: item[:2])
     return tuple(change for _, _, change in grouped)
 
@@ -145,6 +164,15 @@ class EntryVerdict:
     failing: bool
     grown: tuple[ModuleChange, ...] = ()
     regressed_metrics: tuple[str, ...] = ()
+    # uncounted ops the baseline entry did not have (only when the entry recorded its uncounted ops)
+    new_uncounted: tuple[str, ...] = ()
+    # uncounted ops that flop_known_uncounted does not accept, and whether they fail (--flop-strict)
+    unaccepted: tuple[str, ...] = ()
+    uncounted_failing: bool = False
+
+    def uncounted_lines(self) -> list[str]:
+        """The ops this measurement could not count, and the estimated ones: never left unsaid."""
+        return uncounted_lines(self.measured, self.new_uncounted, self.unaccepted, self.uncounted_failing)
 
     def largest_change(self) -> tuple[str, float] | None:
         """The metric that moved most against the baseline, signed."""
@@ -164,13 +192,49 @@ class EntryVerdict:
         return "=" if value == 0 else f"{percent(value)} {metric}"
 
 
+def uncounted_lines(measured: Entry, new: Sequence[str] = (), unaccepted: Sequence[str] = (),
+                    failing: bool = False) -> list[str]:
+    """'uncounted (no formula, counted as 0 FLOPs): mylib.fused x2 (new since the baseline)', and
+    what to do; 'estimated: ...' with each reason."""
+    lines = []
+    uncounted = measured.uncounted or {}
+    if uncounted:
+        ops = ", ".join(f"{op} x{calls}" + (" (new since the baseline)" if op in new else "")
+                        + ("" if op in unaccepted else " (accepted: flop_known_uncounted)")
+                        for op, calls in sorted(uncounted.items()))
+        lines.append(f"uncounted (no formula, counted as 0 FLOPs): {ops}")
+        if unaccepted:
+            lines.append("  count it with pytest_flopbudget.register_formula(op, formula), or accept it by listing "
+                         f"it under the ini option {KNOWN_UNCOUNTED_INI}"
+                         + (" (--flop-strict fails unaccepted uncounted ops)" if failing else ""))
+    for op, reason in sorted((measured.estimated or {}).items()):
+        lines.append(f"estimated: {op}: {reason}")
+    return lines
+
+
 def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | None,
-                tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
+                tolerance: Fraction, *, strict: bool, update: bool,
+                known_uncounted: frozenset[str] = frozenset()) -> EntryVerdict:
     """Above baseline x (1 + tolerance) regresses; below it improves; no entry is new.
 
-    Regressions fail unless the run updates the baseline; under --flop-strict, new entries and
-    improvements beyond the tolerance fail too (outside an update run).
+    Regressions fail unless the run updates the baseline; under --flop-strict, new entries,
+    improvements beyond the tolerance and uncounted ops not in ``known_uncounted`` fail too
+    (outside an update run). Uncounted ops are always named; those the baseline entry did not
+    have are new (an entry that never recorded them, format 1, has nothing to compare with).
     """
+    verdict = _judge_counts(key, label, measured, baseline, tolerance, strict=strict, update=update)
+    uncounted = measured.uncounted or {}
+    unaccepted = tuple(sorted(op for op in uncounted if op not in known_uncounted))
+    before = None if baseline is None else baseline.uncounted
+    new = tuple(sorted(op for op in uncounted if before is not None and op not in before))
+    failing = strict and not update and bool(unaccepted)
+    if failing and not verdict.failing:
+        verdict = replace(verdict, status=UNCOUNTED, failing=True)
+    return replace(verdict, new_uncounted=new, unaccepted=unaccepted, uncounted_failing=failing)
+
+
+def _judge_counts(key: str, label: str | None, measured: Entry, baseline: Entry | None,
+                  tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
     if baseline is None:
         return EntryVerdict(key, label, measured, None, NEW, failing=strict and not update)
     if _other_path(measured, baseline):
@@ -188,17 +252,67 @@ def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | 
 
 
 def _other_path(measured: Entry, baseline: Entry) -> bool:
-    """Whether the counts differ only because a value-dependent forward ran on another device.
+    """Whether the counts differ only because code that read values took another path on another device.
 
-    The same model and inputs count the same on every device when the forward never reads tensor
-    values; when it does (transformers skipping an all-ones attention mask on cpu, which meta
-    cannot look at), each device may take another path, and the difference is not a regression.
-    Parameters never depend on the path, so a change there is always judged as one."""
+    The same model and inputs count the same on every device when nothing reads tensor values;
+    when something does (transformers skipping an all-ones attention mask on cpu, which meta cannot
+    look at), each device may take another path. Only the counts of the code that read may differ:
+    a module that read (its subtree), the measured model's own forward ("" reads: everything), or,
+    for reads outside every module (``AdamW.step()``), the work outside every module. Any other
+    difference, and any change of parameters, is judged as usual (a regression on any pairing of
+    devices)."""
     if measured.device is None or baseline.device is None or measured.device == baseline.device:
         return False
     if not (measured.value_dependent or baseline.value_dependent):
         return False
-    return measured.params == baseline.params and (measured.flops, measured.macs) != (baseline.flops, baseline.macs)
+    if measured.params != baseline.params or (measured.flops, measured.macs) == (baseline.flops, baseline.macs):
+        return False
+    return not unexplained_by_reads(measured, baseline)
+
+
+def unexplained_by_reads(measured: Entry, baseline: Entry) -> list[str]:
+    """Places whose own flops or macs changed without having read values (``""``: outside every module)."""
+    reads = set(measured.value_reads) | set(baseline.value_reads)
+    if "" in reads:
+        return []  # the measured model's own forward decides every path below it
+    sites = any("(" in place for place in reads)  # outside every module: an optimizer's step, a user's line
+    names = set(measured.modules) | set(baseline.modules)
+    children: dict[str, list[str]] = {}
+    for name in names:
+        children.setdefault(name.rpartition(".")[0] if "." in name else "", []).append(name)
+
+    def delta(name: str) -> tuple[int, int]:
+        new, old = _counts(measured.modules.get(name)), _counts(baseline.modules.get(name))
+        return (new.get("flops", 0) - old.get("flops", 0), new.get("macs", 0) - old.get("macs", 0))
+
+    def explained(name: str) -> bool:
+        if any(name == r or name.startswith(r + ".") for r in reads):
+            return True  # a module that read, or below one
+        return not children.get(name) and any(r.startswith(name + ".") for r in reads)  # read below the depth kept
+
+    unexplained = []
+    for name in sorted(names, key=module_order):
+        if explained(name):
+            continue
+        own = [d - sum(delta(c)[i] for c in children.get(name, [])) for i, d in enumerate(delta(name))]
+        if any(own):
+            unexplained.append(name)
+    outside = [(measured.flops - baseline.flops) - sum(delta(c)[0] for c in children.get("", [])),
+               (measured.macs - baseline.macs) - sum(delta(c)[1] for c in children.get("", []))]
+    if any(outside) and not sites:
+        unexplained.insert(0, "")
+    return unexplained
+
+
+def value_read_hint(entry: EntryVerdict) -> list[str]:
+    """When either side read values, a changed count may come from the values, not the code."""
+    reads = [f"{e.value_reads_text()} (on {e.device})" if e.device else e.value_reads_text()
+             for e in (entry.measured, entry.baseline) if e is not None and e.value_dependent]
+    if not reads:
+        return []
+    return [f"  the code read tensor values on the host: {'; '.join(dict.fromkeys(reads))}; its path, and so this "
+            "count, can change with the input values: make them deterministic (torch.ones, torch.arange, a fixed "
+            "tensor) or draw them from a seeded generator (torch.randn(..., generator=torch.Generator().manual_seed(0)))"]
 
 
 def describe_other_path(entry: EntryVerdict, update_command: str = UPDATE_HINT) -> list[str]:
@@ -257,6 +371,8 @@ class TestVerdict:
     xfail: bool = False
     # the command that accepts the counts, with the options of this run that decide what is written
     update_command: str = UPDATE_HINT
+    # the test requested the flop_budget fixture (a hint never asks for it again)
+    requested: bool = True
     __test__ = False  # not a pytest test class, despite the name
 
     @property
@@ -289,7 +405,7 @@ class TestVerdict:
         if self.unmeasured:
             return UNMEASURED
         words = [e.status for e in self.entries if e.failing] or [e.status for e in self.entries]
-        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, OK):
+        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, UNCOUNTED, OK):
             if word in words:
                 return word
         return OK
@@ -302,7 +418,7 @@ class TestVerdict:
         """
         lines = []
         if self.unmeasured:
-            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {MEASURE_HINT}")
+            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {measure_hint(self.requested)}")
         for check in self.over_budget:
             lines.append(f"over budget: {check.describe()}")
         if self.over_budget:
@@ -313,6 +429,9 @@ class TestVerdict:
             if not entry.failing:
                 continue
             who = "" if entry.label is None else f"[{entry.label}] "
+            if entry.status == UNCOUNTED:
+                lines.extend(who + line for line in entry.uncounted_lines())
+                continue
             if entry.status == NEW:
                 lines.append(f"{who}no baseline entry (--flop-strict); create it with `{self.update_command}`")
                 continue
@@ -329,6 +448,7 @@ class TestVerdict:
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
                 lines.append(f"{who}{metric} {word}: {new:,} vs baseline {old:,} "
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
+            lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
                 if entry.grown:
                     names = ", ".join(c.label() for c in entry.grown[:5])
@@ -340,6 +460,10 @@ class TestVerdict:
                     lines.append(f"  if intended, accept with `{self.update_command}` and commit the baseline")
             else:
                 lines.append(f"  tighten the baseline with `{self.update_command}`")
+        for entry in self.entries:  # what could not be counted, also where something else failed
+            if entry.status != UNCOUNTED or not entry.failing:
+                who = "" if entry.label is None else f"[{entry.label}] "
+                lines.extend(who + line for line in entry.uncounted_lines())
         return "\n".join(lines)
 
     def section(self) -> str:
@@ -360,8 +484,11 @@ class TestVerdict:
                     lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
+            if entry.status in (REGRESSED, IMPROVED):
+                lines.extend(value_read_hint(entry))
+            lines.extend("  " + line for line in entry.uncounted_lines())
         if self.unmeasured:
-            lines.append(MEASURE_HINT)
+            lines.append(measure_hint(self.requested))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -376,6 +503,7 @@ class TestVerdict:
             "test_failed": self.test_failed,
             "xfail": self.xfail,
             "update_command": self.update_command,
+            "requested": self.requested,
         }
 
     @classmethod
@@ -391,6 +519,7 @@ class TestVerdict:
             test_failed=bool(data.get("test_failed", False)),
             xfail=bool(data.get("xfail", False)),
             update_command=str(data.get("update_command", UPDATE_HINT)),
+            requested=bool(data.get("requested", True)),
         )
 
 
@@ -404,6 +533,9 @@ def _entry_to_dict(entry: EntryVerdict) -> dict[str, Any]:
         "failing": entry.failing,
         "grown": [g.to_dict() for g in entry.grown],
         "regressed": list(entry.regressed_metrics),
+        "new_uncounted": list(entry.new_uncounted),
+        "unaccepted": list(entry.unaccepted),
+        "uncounted_failing": entry.uncounted_failing,
     }
 
 
@@ -415,9 +547,12 @@ def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
         baseline=Entry.from_dict(data["baseline"]) if data["baseline"] else None,
         status=data["status"],
         failing=data["failing"],
-        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)))
+        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)), g.get("own"))
                     for g in data["grown"]),
         regressed_metrics=tuple(data["regressed"]),
+        new_uncounted=tuple(data.get("new_uncounted", ())),
+        unaccepted=tuple(data.get("unaccepted", ())),
+        uncounted_failing=bool(data.get("uncounted_failing", False)),
     )
 
 
@@ -432,14 +567,16 @@ class Measured:
 
 
 def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], baseline: Mapping[str, Entry],
-          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT) -> TestVerdict:
+          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT,
+          known_uncounted: frozenset[str] = frozenset()) -> TestVerdict:
     """The verdict of one test: the budget applies to the sum of its measurements, the baseline to each."""
     if budget is not None and budget.tolerance is not None:
         tolerance = budget.tolerance
     # a test that measured nothing fails as unmeasured, not as "0% of budget"
     checks = tuple(_check(limit, measured) for limit in (budget.limits if budget and measured else ()))
     entries = tuple(
-        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update)
+        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update,
+                    known_uncounted=known_uncounted)
         for m in measured
         for key in [entry_key(nodeid, m.label)]
     )
