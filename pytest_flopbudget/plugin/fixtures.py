@@ -160,9 +160,12 @@ def effective_device(item: pytest.Item) -> str:
 
 
 def junit_properties(record: Measured) -> list[tuple[str, object]]:
-    """The JUnit XML properties of one measurement: flops, macs and params (``flops[label]``)."""
+    """The JUnit XML properties of one measurement: flops, macs, params and the memory peaks in
+    bytes (``flops[label]``)."""
     suffix = "" if record.label is None else f"[{record.label}]"
     props: list[tuple[str, object]] = [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in METRICS]
+    props += [(f"{metric}{suffix}", getattr(record.entry, metric)) for metric in ("peak_memory", "activation_memory")
+              if getattr(record.entry, metric) is not None]
     for name in ("uncounted", "estimated"):  # never silent, also in a CI test tab
         ops = getattr(record.entry, name) or {}
         if ops:

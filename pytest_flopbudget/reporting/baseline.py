@@ -14,12 +14,16 @@ Format (version 2)::
         value_reads: {'': {aten._local_scalar_dense: 1}}  # only when the forward read values
         uncounted: {mylib.fused: 2}               # only when ops without a formula ran (0 FLOPs each)
         estimated: {torchvision.nms.default: ...} # only when a count follows a stated convention
+        peak_memory: 612368384                    # bytes live at the run's peak
+        activation_memory: 510312448              # the peak less what was live when the run began
+        memory_at_peak: {parameters: ..., activations: ...}  # the peak by kind (non-zero kinds)
         modules:                                  # inclusive costs, depth <= flop_baseline_depth
           layer1: {type: Sequential, flops: ..., macs: ..., params: ...}
+        memory_modules: {lm_head: 33554432, ...}  # bytes at the peak each module's code held (non-zero ones)
           layers.[0-31].mlp: {type: MLP, ...}     # identical repeated blocks, written once
       tests/test_models.py::test_pair#encoder:    # node id + "#" + label of a labelled one
 
-Format 2 added ``uncounted`` and ``estimated``. A format-1 file still loads: a field its entries
+Format 2 added ``uncounted``, ``estimated``, the memory fields and each module's ``memory``. A format-1 file still loads: a field its entries
 lack is "not recorded" (``None``), never judged (no op is "new" against it); the next update
 rewrites the file as format 2. Fields added later slot in the same way: optional per entry, absent
 from older files, ``None`` when not recorded.
@@ -36,7 +40,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -45,7 +49,8 @@ from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)  # format 1 lacks uncounted and estimated: not recorded
+READABLE_FORMATS = (1, 2)  # format 1 lacks uncounted, estimated and memory: not recorded
+_FORMAT_2_FIELDS = ("uncounted", "estimated", "peak_memory", "activation_memory", "memory_at_peak", "memory_modules")
 # deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
 # and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
 DEFAULT_BASELINE_DEPTH = 6
@@ -86,6 +91,11 @@ class Entry:
     uncounted: Mapping[str, int] | None = field(default_factory=dict)
     # op -> why its count follows a stated convention; None: not recorded (a format-1 entry)
     estimated: Mapping[str, str] | None = field(default_factory=dict)
+    # bytes at the memory peak, and that less what was live at entry; None: not recorded
+    peak_memory: int | None = None
+    activation_memory: int | None = None
+    # the peak by kind (parameters, gradients, activations...), non-zero kinds only
+    memory_at_peak: Mapping[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"flops": self.flops, "macs": self.macs, "params": self.params}
@@ -98,8 +108,17 @@ class Entry:
             recorded = getattr(self, name)
             if recorded is not None:
                 data[name] = dict(sorted(recorded.items()))
-        modules = compress(self.modules)
-        data["modules"] = {name: modules[name].to_dict() for name in sorted(modules, key=module_order)}
+        if self.peak_memory is not None:
+            data["peak_memory"] = self.peak_memory
+            data["activation_memory"] = self.activation_memory
+            data["memory_at_peak"] = dict(sorted((self.memory_at_peak or {}).items()))
+        # memory at the peak varies from layer to layer (the peak catches each at another point): it
+        # is kept apart, non-zero modules only, so identical layers still group into one row
+        counts = compress({name: replace(cost, memory=None) for name, cost in self.modules.items()})
+        data["modules"] = {name: counts[name].to_dict() for name in sorted(counts, key=module_order)}
+        if self.peak_memory is not None:
+            held = compress({name: cost.memory for name, cost in self.modules.items() if cost.memory})
+            data["memory_modules"] = {name: held[name] for name in sorted(held, key=module_order)}
         return data
 
     @classmethod
@@ -107,10 +126,13 @@ class Entry:
         """From the transport form (already checked: written by this plugin)."""
         modules = {name: ModuleCost.from_dict(m) for name, m in data.get("modules", {}).items()}
         return cls(
-            int(data["flops"]), int(data["macs"]), int(data["params"]), expand_all(modules),
+            int(data["flops"]), int(data["macs"]), int(data["params"]),
+            _with_memory(expand_all(modules), data.get("memory_modules"), data.get("peak_memory") is not None),
             data.get("device"),
             {str(name): {str(op): int(n) for op, n in ops.items()} for name, ops in data.get("value_reads", {}).items()},
             _recorded(data.get("uncounted"), int), _recorded(data.get("estimated"), str),
+            _optional_int(data.get("peak_memory")), _optional_int(data.get("activation_memory")),
+            _recorded(data.get("memory_at_peak"), int),
         )
 
     @classmethod
@@ -118,9 +140,12 @@ class Entry:
         """What the baseline keeps of a measurement: its totals, device and value reads, and its
         modules down to ``depth`` (the root is the entry itself)."""
         modules = {name: cost for name, cost in measurement.modules_to_depth(depth).items() if name != ""}
+        memory = measurement.memory
         return cls(measurement.flops, measurement.macs, measurement.params, modules, measurement.device,
                    {name: dict(ops) for name, ops in measurement.value_reads.items()},
-                   dict(measurement.uncounted), dict(measurement.estimated))
+                   dict(measurement.uncounted), dict(measurement.estimated),
+                   memory.peak if memory else None, memory.activation_peak if memory else None,
+                   {kind: n for kind, n in memory.categories.items() if n} if memory else None)
 
     @property
     def value_dependent(self) -> bool:
@@ -130,6 +155,19 @@ class Entry:
         """Where the forward read values, for messages: 'aten.all x2 in encoder (Encoder), ...'."""
         types = {name: module.type for name, module in self.modules.items()}
         return describe_value_reads(self.value_reads, types, limit, separator=", ")
+
+
+def _with_memory(modules: dict[str, ModuleCost], held: Mapping[str, int] | None, recorded: bool) -> dict[str, ModuleCost]:
+    """Module rows with their bytes at the peak (``memory_modules``, written for non-zero modules
+    only) put back: 0 for the others where the entry recorded memory, None where it did not."""
+    if not recorded:
+        return modules
+    bytes_at_peak = expand_all({name: int(n) for name, n in (held or {}).items()})
+    return {name: replace(cost, memory=bytes_at_peak.get(name, 0)) for name, cost in modules.items()}
+
+
+def _optional_int(raw: Any) -> int | None:
+    return None if raw is None else int(raw)
 
 
 def _recorded(raw: Any, kind: type) -> dict[str, Any] | None:
@@ -275,7 +313,7 @@ def _count(value: Any) -> bool:
 def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FORMAT_VERSION) -> Entry:
     if not isinstance(raw, dict):
         raise fail(node, f"entry {key!r} must be a mapping with flops, macs, params, modules")
-    fields = {*METRICS, "modules", "device", "value_reads"} | ({"uncounted", "estimated"} if version >= 2 else set())
+    fields = {*METRICS, "modules", "device", "value_reads"} | (set(_FORMAT_2_FIELDS) if version >= 2 else set())
     extra = sorted(set(map(str, raw)) - fields)
     if extra:
         raise fail(_child(node, extra[0]), f"entry {key!r}: unknown field {extra[0]!r}")
@@ -319,7 +357,19 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FOR
                               "op names to calls")
     estimated = _validate_ops(key, "estimated", raw.get("estimated", absent), _child(node, "estimated"), fail,
                               lambda reason: isinstance(reason, str), "op names to the reason")
-    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads, uncounted, estimated)
+    for name in ("peak_memory", "activation_memory"):
+        if name in raw and not _count(raw[name]):
+            raise fail(_child(node, name), f"entry {key!r}: {name} must be a non-negative integer (bytes), got {raw[name]!r}")
+    at_peak = _validate_ops(key, "memory_at_peak", raw.get("memory_at_peak"), _child(node, "memory_at_peak"), fail,
+                            _count, "kinds (parameters, activations...) to bytes")
+    held = _validate_ops(key, "memory_modules", raw.get("memory_modules"), _child(node, "memory_modules"), fail,
+                         _count, "module names to bytes at the peak")
+    try:
+        modules = _with_memory(modules, held, raw.get("peak_memory") is not None)
+    except RangeError as error:
+        raise fail(_child(node, "memory_modules"), f"entry {key!r}: {error}") from None
+    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads, uncounted, estimated,
+                 raw.get("peak_memory"), raw.get("activation_memory"), at_peak)
 
 
 def _validate_ops(key: str, name: str, raw: Any, node: Any, fail: Any, valid: Any, shape: str) -> dict[str, Any] | None:
@@ -371,9 +421,11 @@ def _rows(entry: dict[str, Any]) -> dict[str, Any]:
     for field_name in ("uncounted", "estimated"):
         if not entry.get(field_name, True):
             del entry[field_name]  # recorded, none: the file leaves it out
-    for field_name in ("uncounted", "estimated"):
+    for field_name in ("uncounted", "estimated", "memory_at_peak"):
         if field_name in entry:
             entry[field_name] = _Row(entry[field_name])
+    if not entry.get("memory_modules", True):
+        del entry["memory_modules"]
     for field_name in ("modules", "value_reads"):
         if field_name in entry:
             entry[field_name] = {name: _Row(value) for name, value in entry[field_name].items()}

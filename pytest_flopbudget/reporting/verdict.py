@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.counting.text import format_count
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
 from pytest_flopbudget.reporting.repeats import group_names
 
@@ -78,7 +78,9 @@ class ModuleChange:
     own: Mapping[str, int] | None = None  # the growth of its own ops, children excluded (None: not known)
 
     def deltas(self) -> dict[str, int]:
-        return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in METRICS}
+        """Growth per metric; memory (bytes at the peak) only where both sides recorded it."""
+        metrics = METRICS + (("memory",) if "memory" in self.old and "memory" in self.new else ())
+        return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in metrics}
 
     def describe(self) -> str:
         parts = []
@@ -87,12 +89,14 @@ class ModuleChange:
                 continue
             before, after = self.old.get(metric, 0), self.new.get(metric, 0)
             if before == 0:
-                parts.append(f"{metric} {after:,} (new work; none in the baseline)")
+                parts.append(f"{metric} {_amount(metric, after)} (new work; none in the baseline)"
+                             if metric != "memory" else f"memory at the peak {_amount(metric, after)} (none before)")
                 continue
-            text = f"{metric} {before:,} -> {after:,} ({percent(change(after, before))})"
+            text = (f"{'memory at the peak' if metric == 'memory' else metric} {_amount(metric, before)} -> "
+                    f"{_amount(metric, after)} ({percent(change(after, before))})")
             own = self.own.get(metric) if self.own is not None else None
             if own is not None and own != delta:  # its children grew too: the row is inclusive
-                text += f" including its children; its own ops {own:+,}"
+                text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
             parts.append(text)
         return f"{self.label()}: " + ", ".join(parts)
 
@@ -105,17 +109,32 @@ class ModuleChange:
                 "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
 
 
-def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
+def _amount(metric: str, value: int) -> str:
+    return human_bytes(value) if metric == "memory" else f"{value:,}"
+
+
+def memory_compared(old: Entry, new: Entry) -> bool:
+    """Whether both entries recorded memory (a format-1 entry did not: never judged)."""
+    return old.peak_memory is not None and new.peak_memory is not None
+
+
+def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS, *,
+                  memory: bool = False) -> tuple[ModuleChange, ...]:
     """The deepest modules that account for a growth, repeated layers grouped, largest first.
 
     A grown module is named when its own work changed (its growth is not the sum of its children's,
     e.g. a new op in its forward) or when no child below it is known (a leaf at the baseline depth);
     otherwise the children that grew are named instead. Identical changes in consecutive layers
-    (``layers.0.mlp`` ... ``layers.5.mlp``) are one line: ``layers.[0-5].mlp (MLP) x6``.
+    (``layers.0.mlp`` ... ``layers.5.mlp``) are one line: ``layers.[0-5].mlp (MLP) x6``. With
+    ``memory`` (a memory peak regressed), modules holding more bytes at the peak are named too.
     """
     names = set(old.modules) | set(new.modules)
-    counts = {name: (_counts(old.modules.get(name)), _counts(new.modules.get(name))) for name in names}
-    deltas = {name: {m: after.get(m, 0) - before.get(m, 0) for m in METRICS}
+    memory = memory and memory_compared(old, new)
+    metrics = METRICS + (("memory",) if memory else ())
+    order = tuple("memory" if m in MEMORY_METRICS else m for m in order) + tuple(m for m in metrics if m not in order)
+    order = tuple(dict.fromkeys(m for m in order if m in metrics))
+    counts = {name: (_counts(old.modules.get(name), memory), _counts(new.modules.get(name), memory)) for name in names}
+    deltas = {name: {m: after.get(m, 0) - before.get(m, 0) for m in metrics}
               for name, (before, after) in counts.items()}
     children: dict[str, list[str]] = {}
     for name in names:
@@ -129,8 +148,8 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
         if not any(d > 0 for d in delta.values()):
             continue
         below = children.get(name, [])
-        own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in METRICS}
-        if not below or any(own[m] != 0 for m in METRICS if delta[m] > 0):
+        own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in metrics}
+        if not below or any(own[m] != 0 for m in metrics if delta[m] > 0):
             named.append(name)
             weight[name] = own if below else delta
 
@@ -148,8 +167,13 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
     return tuple(change for _, _, change in grouped)
 
 
-def _counts(module: ModuleCost | None) -> dict[str, int]:
-    return module.counts() if module is not None else {}
+def _counts(module: ModuleCost | None, memory: bool = False) -> dict[str, int]:
+    if module is None:
+        return {}
+    counts = module.counts()
+    if memory:
+        counts["memory"] = module.memory or 0
+    return counts
 
 
 @dataclass(frozen=True)
@@ -178,7 +202,8 @@ class EntryVerdict:
         """The metric that moved most against the baseline, signed."""
         if self.baseline is None:
             return None
-        moves = [(m, change(getattr(self.measured, m), getattr(self.baseline, m))) for m in METRICS]
+        moves = [(m, change(getattr(self.measured, m), getattr(self.baseline, m)))
+                 for m in compared_metrics(self.measured, self.baseline)]
         moved = [(m, c) for m, c in moves if c]
         if not moved:
             return ("flops", 0.0)
@@ -239,16 +264,27 @@ def _judge_counts(key: str, label: str | None, measured: Entry, baseline: Entry 
         return EntryVerdict(key, label, measured, None, NEW, failing=strict and not update)
     if _other_path(measured, baseline):
         return EntryVerdict(key, label, measured, baseline, DEVICE_MISMATCH, failing=strict and not update)
-    regressed = tuple(m for m in METRICS if getattr(measured, m) > getattr(baseline, m) * (1 + tolerance))
+    metrics = compared_metrics(measured, baseline)
+    regressed = tuple(m for m in metrics if getattr(measured, m) > getattr(baseline, m) * (1 + tolerance))
     if regressed:
-        order = regressed + tuple(m for m in METRICS if m not in regressed)
+        order = regressed + tuple(m for m in metrics if m not in regressed)
+        # a count that grew names the modules whose work grew (the bytes follow from it); memory
+        # alone regressing (an activation kept alive, a dtype, checkpointing removed) names the
+        # modules holding more bytes at the peak
+        memory_only = all(m in MEMORY_METRICS for m in regressed)
+        grown = grown_modules(baseline, measured, order, memory=memory_only)
         return EntryVerdict(key, label, measured, baseline, REGRESSED, failing=not update,
-                            grown=grown_modules(baseline, measured, order), regressed_metrics=regressed)
-    lower = [m for m in METRICS if getattr(measured, m) < getattr(baseline, m)]
+                            grown=grown, regressed_metrics=regressed)
+    lower = [m for m in metrics if getattr(measured, m) < getattr(baseline, m)]
     if lower:
         beyond = any(getattr(measured, m) < getattr(baseline, m) * (1 - tolerance) for m in lower)
         return EntryVerdict(key, label, measured, baseline, IMPROVED, failing=strict and beyond and not update)
     return EntryVerdict(key, label, measured, baseline, OK, failing=False)
+
+
+def compared_metrics(measured: Entry, baseline: Entry) -> tuple[str, ...]:
+    """The counts, and the memory peaks where both entries recorded them."""
+    return METRICS + (MEMORY_METRICS if memory_compared(baseline, measured) else ())
 
 
 def _other_path(measured: Entry, baseline: Entry) -> bool:
@@ -348,6 +384,10 @@ class BudgetCheck:
 
     def describe(self) -> str:
         sign = ">" if self.over else "<="
+        if self.metric in MEMORY_METRICS:
+            return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
+                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used)[1:]} of budget, "
+                    f"{percent(self.used - 1)})")
         readable = format_count(self.measured, self.metric)
         readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
         return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
@@ -421,6 +461,8 @@ class TestVerdict:
             lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {measure_hint(self.requested)}")
         for check in self.over_budget:
             lines.append(f"over budget: {check.describe()}")
+            if check.metric in MEMORY_METRICS:
+                lines.extend(f"  {line}" for line in self._live_at_peak(check))
         if self.over_budget:
             names = ", ".join(dict.fromkeys(c.argument for c in self.over_budget))
             lines.append(f"  if intended, raise {names} in @pytest.mark.flop_budget(...) of this test "
@@ -446,7 +488,9 @@ class TestVerdict:
                 if new == old:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
-                lines.append(f"{who}{metric} {word}: {new:,} vs baseline {old:,} "
+                amounts = (f"{human_bytes(new)} vs baseline {human_bytes(old)}" if metric in MEMORY_METRICS
+                           else f"{new:,} vs baseline {old:,}")
+                lines.append(f"{who}{metric} {word}: {amounts} "
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
             lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
@@ -466,6 +510,22 @@ class TestVerdict:
                 lines.extend(who + line for line in entry.uncounted_lines())
         return "\n".join(lines)
 
+    def _live_at_peak(self, check: BudgetCheck) -> list[str]:
+        """What was live at the peak that broke a memory limit: kinds first, then the modules whose
+        code held the most (the deepest holders of the bytes)."""
+        entry = next((e.measured for e in self.entries if getattr(e.measured, check.metric) == check.measured), None)
+        if entry is None or entry.memory_at_peak is None:
+            return []
+        kinds = sorted(entry.memory_at_peak.items(), key=lambda kv: -kv[1])
+        lines = ["live at the peak: " + ", ".join(f"{kind} {human_bytes(n)}" for kind, n in kinds)]
+        held = {name: cost.memory for name, cost in entry.modules.items() if name and cost.memory}
+        deepest = [n for n in held if not any(c.startswith(n + ".") and held[c] == held[n] for c in held)]
+        top = sorted(deepest, key=lambda n: (-held[n], module_order(n)))[:3]
+        if top:
+            lines.append("held most by: " + ", ".join(
+                f"{n} ({entry.modules[n].type}) {human_bytes(held[n])}" for n in top))
+        return lines
+
     def section(self) -> str:
         """Details for the report section: every limit, every measurement, every grown module."""
         lines = []
@@ -475,12 +535,14 @@ class TestVerdict:
             lines.append(f"{entry.key}: {entry.status}")
             if entry.status == DEVICE_MISMATCH:
                 lines.extend("  " + line for line in describe_other_path(entry, self.update_command))
-            for metric in METRICS:
+            for metric in METRICS + MEMORY_METRICS:
                 new = getattr(entry.measured, metric)
-                if entry.baseline is None:
+                if new is None:
+                    continue
+                old = None if entry.baseline is None else getattr(entry.baseline, metric)
+                if old is None:
                     lines.append(f"  {metric:<6} {new:>20,}")
                 else:
-                    old = getattr(entry.baseline, metric)
                     lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
@@ -584,7 +646,10 @@ def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], base
 
 
 def _check(limit: Limit, measured: Sequence[Measured]) -> BudgetCheck:
-    total = sum(getattr(m.entry, limit.metric) for m in measured)
+    """Counts add up over a test's measurements; memory peaks do not (the runs came one after the
+    other): the largest peak is what must fit."""
+    values = [getattr(m.entry, limit.metric) or 0 for m in measured]
+    total = max(values) if limit.metric in MEMORY_METRICS else sum(values)
     return BudgetCheck(limit.argument, limit.metric, limit.value, total)
 
 

@@ -73,7 +73,10 @@ def test_a_rerun_starts_clean_and_the_last_attempt_counts(project: Project, work
     cases = {c.get("name"): c for c in ET.parse(project.pytester.path / "out.xml").iter("testcase")}
     props = [(p.get("name"), p.get("value")) for p in cases["test_flaky"].iter("property")]
     # macs as ptflops counts them: 8 x 5 multiply-accumulates and 5 bias adds for the one row
-    assert props == [("flops", str(linear_flops(1, 8, 5))), ("macs", str(8 * 5 + 5)), ("params", str(linear_params(8, 5)))]
+    # float32 bytes: the weights and the 1x8 input live at entry, the 1x5 output on top at the peak
+    peak = 4 * (linear_params(8, 5) + 8 + 5)
+    assert props == [("flops", str(linear_flops(1, 8, 5))), ("macs", str(8 * 5 + 5)), ("params", str(linear_params(8, 5))),
+                     ("peak_memory", str(peak)), ("activation_memory", str(4 * 5))]
 
 
 # --- 3. --ignore, --ignore-glob, collect_ignore, deselecting plugins ------------------------------
@@ -317,7 +320,8 @@ def test_reports_carry_the_exceeded_limits_and_the_grown_modules(project: Projec
     assert grown["encoder"]["type"] == "Linear"
     assert grown["encoder"]["old"]["flops"] == linear_flops(1, 8, 4)
     assert grown["encoder"]["new"]["flops"] == linear_flops(1, 8, 6)
-    assert row["regressed"] == ["flops", "macs", "params"]
+    # a wider hidden layer also holds more bytes at the peak (float32 weights and activations)
+    assert row["regressed"] == ["flops", "macs", "params", "peak_memory", "activation_memory"]
     text = (project.pytester.path / "r.md").read_text()
     assert f"max_params: {params} params > limit {params - 1}" in text
     assert f"encoder (Linear): flops {linear_flops(1, 8, 4)} -> {linear_flops(1, 8, 6)}" in text

@@ -65,7 +65,7 @@ def test_every_bad_marker_is_an_error_for_that_test_alone(project: Project) -> N
 
 def test_marker_is_registered(project: Project) -> None:
     result = project.run("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, tolerance=None, device=None): *device*overrides --flop-device*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, max_memory=None, max_activation_memory=None, tolerance=None, device=None): *'24GiB'*device*overrides --flop-device*"])
     project.write("test_strict.py", project.linear_test("test_a", 8, 4, 3, "max_params=100"))
     project.run("--strict-markers").assert_outcomes(passed=1)
 

@@ -90,7 +90,9 @@ def test_junit_properties_are_opt_in(project: Project) -> None:
     project.pytester.makeini("[pytest]\nflop_junit_properties = true\n")
     project.run("--junit-xml=out.xml")
     props = {p.get("name"): p.get("value") for p in ET.parse(project.pytester.path / "out.xml").iter("property")}
-    assert props == {"flops": str(linear_flops(3, 8, 4)), "macs": "108", "params": str(linear_params(8, 4))}
+    # float32 bytes at the peak: weights and the 3x8 input at entry, the 3x4 output on top
+    assert props == {"flops": str(linear_flops(3, 8, 4)), "macs": "108", "params": str(linear_params(8, 4)),
+                     "peak_memory": str(4 * (linear_params(8, 4) + 3 * 8 + 3 * 4)), "activation_memory": str(4 * 3 * 4)}
 
 
 def test_torch_is_not_imported_without_measuring(pytester: pytest.Pytester) -> None:

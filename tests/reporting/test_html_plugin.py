@@ -53,16 +53,22 @@ def test_head(flop_budget):
 """
 
 
-def mlp_rows(width: int) -> dict[str, list]:
-    """The MLP's modules worked by hand: [name, class, flops, macs, params, memory]."""
+def mlp_rows(width: int, memory: bool = True) -> dict[str, list]:
+    """The MLP's modules worked by hand: [name, class, flops, macs, params, memory] (memory None
+    where it was not recorded)."""
     first, second = linear_flops(2, 8, width), linear_flops(2, width, 4)
     first_macs, second_macs = 2 * width * 9, 2 * 4 * (width + 1)  # ptflops: a MAC per weight use and per bias
     relu = 2 * width  # one per element
     params = linear_params(8, width) + linear_params(width, 4)
-    return {"0": ["0", "Linear", first, first_macs, linear_params(8, width), None],
-            "1": ["1", "ReLU", relu, relu, 0, None],
-            "2": ["2", "Linear", second, second_macs, linear_params(width, 4), None],
-            "": ["", "", first + relu + second, first_macs + relu + second_macs, params, None]}
+    # float32 bytes at the peak: the first Linear's (2, width) output and the ReLU's, both live while
+    # the ReLU runs (more than the ReLU's and the last (2, 4) output); the root holds the whole peak:
+    # the weights and the (2, 8) input as well
+    held = 2 * width * 4 if memory else None
+    peak = 4 * (params + 2 * 8) + 2 * held if memory else None
+    return {"0": ["0", "Linear", first, first_macs, linear_params(8, width), held],
+            "1": ["1", "ReLU", relu, relu, 0, held],
+            "2": ["2", "Linear", second, second_macs, linear_params(width, 4), 0 if memory else None],
+            "": ["", "", first + relu + second, first_macs + relu + second_macs, params, peak]}
 
 
 @pytest.fixture
@@ -124,7 +130,7 @@ def test_the_trees_survive_the_trip_from_an_xdist_worker() -> None:
     from pytest_flopbudget.reporting.html_model import view_of_session
 
     def entry(width: int) -> Entry:
-        rows = mlp_rows(width)
+        rows = mlp_rows(width, memory=False)
         return Entry(rows[""][2], rows[""][3], rows[""][4],
                      {name: ModuleCost(row[1], row[2], row[3], row[4]) for name, row in rows.items() if name})
 
@@ -147,8 +153,8 @@ def test_the_trees_survive_the_trip_from_an_xdist_worker() -> None:
     before, after = trees(verdicts), trees(travelled)
     assert before == after
     mlp = after["t.py::test_mlp"]
-    assert {m.name: m.to_list() for m in mlp.modules} == mlp_rows(32)
-    assert {m.name: m.to_list() for m in mlp.baseline} == mlp_rows(16)
+    assert {m.name: m.to_list() for m in mlp.modules} == mlp_rows(32, memory=False)
+    assert {m.name: m.to_list() for m in mlp.baseline} == mlp_rows(16, memory=False)
     layered = after["t.py::test_layers"]
     assert [m.name for m in layered.modules] == [""] + [f"layers.{i}" for i in range(12)]
     assert layered.modules[-1].flops == 20 and [m.flops for m in layered.baseline] == [120] + [10] * 12
