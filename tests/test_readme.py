@@ -95,8 +95,8 @@ def runs(tmp_path_factory):
             ["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for command, cwd, env in (
-            # the README shows the table as a terminal 104 columns wide prints it (the table fits the width)
-            (SEE_IT_WORK, ROOT, user_env(COLUMNS="104")),
+            # the README shows the table as a terminal 120 columns wide prints it (the table fits the width)
+            (SEE_IT_WORK, ROOT, user_env(COLUMNS="120")),
             (DEMO, ROOT, user_env()),
             (CLI, ROOT, user_env()),
             # the CI step as a user's repository runs it: from the root of (a copy of) the example
