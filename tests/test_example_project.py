@@ -32,10 +32,12 @@ EXPECTED_LIMITS = {
     "tests/test_language.py::test_gpt_forward[128]": LANGUAGE_MODULE,
     "tests/test_language.py::test_gpt_forward[512]": LANGUAGE_MODULE,
     "tests/test_language.py::test_gpt_forward[1024]": LANGUAGE_MODULE,
-    "tests/test_language.py::test_gpt_training_step": {"flops": 185 * G, "params": 14.2e6},
+    "tests/test_language.py::test_gpt_training_step": {"flops": 185 * G, "params": 14.2e6,
+                                                        "activation_memory": 460 * 2**20},
+    "tests/test_language.py::test_gpt_adamw_step_fits": {"flops": 185 * G, "peak_memory": 640 * 2**20},
     "tests/test_language.py::test_gpt_full_training_step": {"flops": 185 * G, "params": 14.2e6},
     "tests/test_language.py::test_gpt_generate": {"flops": 4.4 * G, "params": 14.2e6},
-    "tests/test_language.py::test_llama_7b_forward": {"macs": 860 * G, "params": 6.75e9},
+    "tests/test_language.py::test_llama_7b_forward": {"macs": 860 * G, "params": 6.75e9, "peak_memory": 26 * 2**30},
 }
 
 
@@ -107,7 +109,7 @@ def pytest_collection_finish(session):
 RESNET_MARK = {"max_gflops": 3.7, "max_params": "11.7M"}
 VIT_MARK = {"max_gflops": 9.5, "max_params": "5.8M"}
 LANGUAGE_MARK = {"max_gflops": 38.5, "max_params": "14.2M"}
-TRAINING_MARK = {"max_gflops": 185, "max_params": "14.2M"}
+TRAINING_MARK = {"max_gflops": 185, "max_params": "14.2M", "max_activation_memory": "460MiB"}
 
 
 @pytest.fixture(scope="module")

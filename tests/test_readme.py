@@ -159,7 +159,7 @@ def test_see_it_work_passes_and_prints_the_table_shown(runs):
     shown = re.search(r"^```text\n(=+ flop budget =+\n.*?)^```", README, re.M | re.S)
     assert shown, "README shows no budget table"
     assert "\n".join(lines[start : end + 1]) + "\n" == shown.group(1)
-    assert "flopbudget: 11 ok\n" in out and "11 passed" in out
+    assert "flopbudget: 12 ok\n" in out and "12 passed" in out
 
 
 def test_demo_regression_fails_and_names_what_grew(runs):
@@ -197,7 +197,7 @@ def test_ci_step_passes_and_writes_the_step_summary(runs):
     summary = runs["summary"].read_text()
     assert summary.startswith("## pytest-flopbudget\n")
     assert "| `tests/test_vision.py::test_resnet` | 3.632 |" in summary
-    assert "flopbudget: 11 ok\n" in summary
+    assert "flopbudget: 12 ok\n" in summary
 
 
 def test_python_blocks(monkeypatch):

@@ -32,12 +32,12 @@ def test_on_run_device(flop_budget, flop_device):
 
 
 def test_the_marker_device_overrides_flop_device_and_is_recorded(project: Project) -> None:
-    project.write("test_devices.py", READS_VALUES)
+    project.write("test_per_test_device.py", READS_VALUES)
     project.run("--flop-device=meta", "--flop-update-baseline").assert_outcomes(passed=2)
     entries = project.load()["entries"]
-    on_cpu = entries["test_devices.py::test_on_cpu"]
+    on_cpu = entries["test_per_test_device.py::test_on_cpu"]
     assert on_cpu["device"] == "cpu" and on_cpu["flops"] == 4 + linear_flops(1, 4, 2)  # comparison, head only
-    assert entries["test_devices.py::test_on_run_device"]["device"] == "meta"
+    assert entries["test_per_test_device.py::test_on_run_device"]["device"] == "meta"
     project.run("--flop-device=meta", "--flop-strict").assert_outcomes(passed=2)
 
 

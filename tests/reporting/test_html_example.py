@@ -34,7 +34,7 @@ def test_the_demo_regression_shows_the_grown_mlp(demo, open_page, tmp_path):
     rows = page.execute_script("return [...document.querySelectorAll('#summary tbody tr')].map(tr => "
                                "[tr.getAttribute('data-key'), tr.classList.contains('failing')])")
     failing = sorted(key for key, fails in rows if fails)
-    assert len(rows) == 11 and failing == sorted(
+    assert len(rows) == 12 and failing == sorted(
         ["tests/test_language.py::test_gpt_forward[128]", "tests/test_language.py::test_gpt_forward[512]",
          "tests/test_language.py::test_gpt_forward[1024]", "tests/test_language.py::test_gpt_training_step",
          "tests/test_language.py::test_gpt_full_training_step", "tests/test_language.py::test_gpt_generate"])
