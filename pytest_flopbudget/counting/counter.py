@@ -140,9 +140,10 @@ class OpCounter:
         self.macs += macs
         self.op_flops[op_name] += flops
         self.op_macs[op_name] += macs
-        cost = self._by_scopes.get(self.modules.active)
+        scopes = self.modules.active  # a property that asks autograd for the running node: once
+        cost = self._by_scopes.get(scopes)
         if cost is None:
-            self._by_scopes[self.modules.active] = [flops, macs]
+            self._by_scopes[scopes] = [flops, macs]
         else:
             cost[0] += flops
             cost[1] += macs
