@@ -72,11 +72,35 @@ def floor_counter() -> Callable[[Any, Any], None]:
     return count
 
 
+def ours_without_memory() -> Callable[[Any, Any], Any]:
+    """measure() with the memory tracker unplugged from the counter (bench only: users always get
+    memory), so the difference to "ours" is what memory tracking costs."""
+    from pytest_flopbudget.counting import session
+
+    def count(model: Any, x: Any) -> Any:
+        import pytest_flopbudget as fb
+
+        original = session.CountingSession.__init__
+
+        def unplugged(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.counter.memory = None
+
+        session.CountingSession.__init__ = unplugged  # type: ignore[method-assign]
+        try:
+            return fb.measure(model, x)
+        finally:
+            session.CountingSession.__init__ = original  # type: ignore[method-assign]
+
+    return count
+
+
 def variants() -> dict[str, Callable[[Any, Any], Any]]:
     from counters import COUNTERS
 
     return {
         "ours": COUNTERS["fb-cpu"][0],
+        "ours-no-memory": ours_without_memory(),
         "ptflops-aten": COUNTERS["ptflops-aten"][0],
         "thop": COUNTERS["thop"][0],
         "floor": floor_counter(),
@@ -191,14 +215,17 @@ def run_meta(name: str, repeats: int, warmup: int) -> dict[str, Any]:
 
 def render_cpu(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| workload | forward (s) | ours | ptflops aten | thop | empty-mode floor | ours − floor |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | forward (s) | ours | ptflops aten | thop | empty-mode floor | ours − floor | "
+        "ours, memory off | memory's share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         r, q = row["ratio"], row["iqr"]
         cells = [f"{r[v]:.2f}x ({q[v][0]:.2f}–{q[v][1]:.2f})" for v in ("ours", "ptflops-aten", "thop", "floor")]
+        no_memory = r.get("ours-no-memory")
+        extra = (f" | {no_memory:.2f}x | {r['ours'] - no_memory:+.2f}x |" if no_memory is not None else " | – | – |")
         lines.append(f"| {row['title']} | {row['forward_s']:.3f} | " + " | ".join(cells)
-                     + f" | {r['ours'] - r['floor']:+.2f}x |")
+                     + f" | {r['ours'] - r['floor']:+.2f}x" + extra)
     return "\n".join(lines)
 
 
@@ -217,6 +244,35 @@ def render_meta(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_INTROS = {
+    "cpu": ("CPU time of one count over a plain no-grad forward (one torch thread), medians of {n} "
+            "paired repeats, interquartile range in brackets; ours is `measure(model, x)` as users run "
+            "it, memory tracking on. \"memory's share\" is ours minus ours with the memory tracker "
+            "unplugged (bench only)."),
+    "meta": ("Seconds (CPU) of one count of a model built on meta before both, medians of {n} paired "
+             "repeats; count / measure is the median of the per-repeat ratios (interquartile range in "
+             "brackets). FlopCounterMode counts FLOPs only; ours counts memory too."),
+}
+
+
+def write_section(path: str, kind: str, table: str, repeats: int) -> None:
+    """Replace the text between ``<!-- speed:KIND:begin -->`` and ``<!-- speed:KIND:end -->``
+    in ``path`` (appended under a heading if the markers are missing)."""
+    begin, end = f"<!-- speed:{kind}:begin -->", f"<!-- speed:{kind}:end -->"
+    body = f"{begin}\n{_INTROS[kind].format(n=repeats)}\n\n{table}\n{end}"
+    if not os.path.exists(path):
+        open(path, "w").close()
+    with open(path) as handle:
+        text = handle.read()
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
+    else:
+        title = "Speed against the peers and the empty-mode floor" if kind == "cpu" else "count() and measure() on meta"
+        text = text.rstrip("\n") + f"\n\n## {title} (bench/speed.py)\n\n{body}\n"
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default=None, help="comma-separated names (see workloads.py)")
@@ -224,6 +280,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--meta", action="store_true", help="goal 2: count() vs measure() on meta")
     parser.add_argument("--json", default=None, help="write the results here too")
+    parser.add_argument("--doc", default=None,
+                        help="put the table into this markdown file between its speed markers "
+                             "(docs/benchmarks.md)")
     args = parser.parse_args()
     if args.repeats < 7:
         print("note: DESIGN.md asks for medians of at least 7 paired repeats", file=sys.stderr)
@@ -237,7 +296,13 @@ def main() -> None:
     for name in names:
         rows.append(run(name, args.repeats, args.warmup))
         print(f"done {name}", file=sys.stderr, flush=True)
-    print((render_meta if args.meta else render_cpu)(rows))
+    table = (render_meta if args.meta else render_cpu)(rows)
+    print(table)
+    if args.doc:
+        kind = "meta" if args.meta else "cpu"
+        write_section(args.doc, kind, table, args.repeats)
+        # kept beside the bench too, so bench/report.py's re-render of docs/benchmarks.md keeps it
+        write_section(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SPEED.md"), kind, table, args.repeats)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"meta" if args.meta else "cpu": rows}, handle, indent=1)
