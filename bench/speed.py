@@ -249,7 +249,7 @@ _INTROS = {
     "cpu": ("CPU time of one count over a plain no-grad forward (one torch thread), medians of {n} "
             "paired repeats, interquartile range in brackets; ours is `measure(model, x)` as users run "
             "it, memory tracking on. \"memory's share\" is ours minus ours with the memory tracker "
-            "unplugged (bench only)."),
+            "unplugged from the dispatch mode (bench only; entry registration and the final replay still run)."),
     "meta": ("Seconds (CPU) of one count of a model built on meta before both, medians of {n} paired "
              "repeats; count / measure is the median of the per-repeat ratios (interquartile range in "
              "brackets). FlopCounterMode counts FLOPs only; ours counts memory too."),
