@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  flopbudget example_project.models:resnet --input-shape 1,3,224,224\n"
             "  flopbudget example_project.models:gpt --input-shape 1,128 --dtype long --backward\n"
+            "  flopbudget example_project.models:gpt --input-shape 1,128 --dtype long --optimizer adamw\n"
             "  flopbudget example_project.models:llama_7b --input-shape 1,128 --dtype long --depth 1 --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=_depth, default=2, help="module levels shown below the root (default 2)")
     parser.add_argument("--sort", choices=SORTS, default="name", help="row order (default: name, as a tree)")
     parser.add_argument("--backward", action="store_true", help="also count the backward pass (a training step)")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS),
+                        help="count one steady-state training step with this optimizer (forward, backward, "
+                             "optimizer step; its state in the memory): implies --backward")
     parser.add_argument("--json", action="store_true", help="print Measurement.to_dict() as JSON instead of the table")
     parser.add_argument("--html", type=_html_path, metavar="PATH",
                         help="also write the picture: a self-contained HTML page of the module tree (all depths)")
@@ -160,6 +164,7 @@ class Request:
     device: str
     backward: bool
     debug: bool = False
+    optimizer: str | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,6 +211,22 @@ def _write_html(path: str, target: str, inputs: str, measurement: Any) -> int:
     return EXIT_OK
 
 
+# --optimizer: torch.optim's class, with the defaults a training script would start from
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "sgd-momentum": "SGD", "adagrad": "Adagrad",
+              "rmsprop": "RMSprop"}
+
+
+def _optimizer(name: str) -> Any:
+    """A function of the parameters returning the named optimizer (measure()'s optimizer=)."""
+    import torch
+
+    cls = getattr(torch.optim, OPTIMIZERS[name])
+    options = {"lr": 1e-3}
+    if name == "sgd-momentum":
+        options["momentum"] = 0.9
+    return lambda params: cls(params, **options)
+
+
 def _request(args: argparse.Namespace) -> Request:
     if ":" not in args.target or args.target.startswith(":") or args.target.endswith(":"):
         raise CliError(
@@ -221,7 +242,8 @@ def _request(args: argparse.Namespace) -> Request:
             f"{len(dtypes)} --dtype values for {len(args.shapes)} --input-shape values; "
             "give one --dtype for all inputs or one per input"
         )
-    return Request(args.target, tuple(args.shapes), tuple(dtypes), args.device, args.backward, args.debug)
+    return Request(args.target, tuple(args.shapes), tuple(dtypes), args.device, args.backward or bool(args.optimizer),
+                   args.debug, args.optimizer)
 
 
 def resolve(target: str) -> Any:
@@ -312,7 +334,9 @@ def _run(request: Request) -> Any:
         _check_cpu_memory(request.target, build, float_dtype)
     with _quiet_fake_tensor_log(request.debug), _Progress(f"counting {request.target} on {request.device}"):
         try:
-            return fb.measure(build, _inputs(request.shapes, dtypes), device=request.device, backward=request.backward)
+            optimizer = _optimizer(request.optimizer) if request.optimizer else None
+            return fb.measure(build, _inputs(request.shapes, dtypes), device=request.device, backward=request.backward,
+                              optimizer=optimizer)
         except CliError:
             raise
         except fb.MeasurementError as error:

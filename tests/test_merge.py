@@ -208,8 +208,8 @@ def test_cli_merge_prints_the_table_appends_markdown_and_reports_errors(tmp_path
     report = write(tmp_path, "whole.json", record(verdict("a.py::t", 5)))
     assert main(["merge", str(report), "--markdown", "summary.md", "--update"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "a.py::t" in out and "flopbudget: 0 ok, 0 over budget, 0 regressed, 0 improved, 1 new, 0 stale" in out
-    assert "| `a.py::t` | 5e-09 | 3e-09 | 3 | - | new | new |" in (tmp_path / "summary.md").read_text()
+    assert "a.py::t" in out and "flopbudget: 1 new\n" in out
+    assert "| `a.py::t` | 0.00000000500 | 0.00000000300 | 3 | - | - | new | new |" in (tmp_path / "summary.md").read_text()
     assert load(tmp_path / "flop_baseline.yaml").entries == {"a.py::t": Entry(5, 3, 3, device="cpu")}
     (tmp_path / "bad.json").write_text('{"tests": []}')
     assert main(["merge", "bad.json"]) == 2

@@ -29,7 +29,8 @@ RUN = {SEE_IT_WORK, DEMO, CLI, CI}
 GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git"'
 PATH_INSTALL = "pip install ./pytest-flopbudget"
 SHARD_STEP = "python -m pytest --splits 3 --group ${{ matrix.group }} --flop-report=shard-${{ matrix.group }}.json"
-CI_GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git@v0.1.0"'
+CI_GIT_INSTALL = 'pip install "pytest-flopbudget @ git+https://github.com/YOUR-ORG/pytest-flopbudget.git@COMMIT"'
+TORCHVISION = "pip install torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu"
 
 # Not run by this suite, each for a reason, each checked below as far as a test can.
 KNOWN = {
@@ -39,6 +40,7 @@ KNOWN = {
     GIT_INSTALL: "installs the plugin from git (placeholder URL); checked as a requirement below",
     PATH_INSTALL: "installs the plugin from a checkout; checked below",
     CI_GIT_INSTALL: "installs the plugin in CI (placeholder URL); checked as a requirement below",
+    TORCHVISION: "installs torch with its paired torchvision from the CPU index; checked below",
     "if [ -f requirements.txt ]; then pip install -r requirements.txt; fi": "the user's own dependencies (CI snippet)",
     "python -m pytest -n auto": "this very suite under xdist; .ci/run runs it serially",
     "pytest --flop-update-baseline": "a user's repository; options checked against the plugin",
@@ -93,8 +95,8 @@ def runs(tmp_path_factory):
             ["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for command, cwd, env in (
-            # the README shows the table as a terminal 104 columns wide prints it (the table fits the width)
-            (SEE_IT_WORK, ROOT, user_env(COLUMNS="104")),
+            # the README shows the table as a terminal 120 columns wide prints it (the table fits the width)
+            (SEE_IT_WORK, ROOT, user_env(COLUMNS="120")),
             (DEMO, ROOT, user_env()),
             (CLI, ROOT, user_env()),
             # the CI step as a user's repository runs it: from the root of (a copy of) the example
@@ -157,7 +159,7 @@ def test_see_it_work_passes_and_prints_the_table_shown(runs):
     shown = re.search(r"^```text\n(=+ flop budget =+\n.*?)^```", README, re.M | re.S)
     assert shown, "README shows no budget table"
     assert "\n".join(lines[start : end + 1]) + "\n" == shown.group(1)
-    assert "11 ok, 0 over budget, 0 regressed" in out and "11 passed" in out
+    assert "flopbudget: 11 ok\n" in out and "11 passed" in out
 
 
 def test_demo_regression_fails_and_names_what_grew(runs):
@@ -195,7 +197,7 @@ def test_ci_step_passes_and_writes_the_step_summary(runs):
     summary = runs["summary"].read_text()
     assert summary.startswith("## pytest-flopbudget\n")
     assert "| `tests/test_vision.py::test_resnet` | 3.632 |" in summary
-    assert "11 ok, 0 over budget" in summary
+    assert "flopbudget: 11 ok\n" in summary
 
 
 def test_python_blocks(monkeypatch):
@@ -251,6 +253,19 @@ def test_install_commands_name_this_package():
     assert shlex.split(PATH_INSTALL)[2].rstrip("/").endswith(project)  # the checkout's folder name
     assert "YOUR-ORG" in README and "placeholder" in README
     assert "pip install pytest-flopbudget`" in README  # the name once published
+    # pinned to a commit (a labelled placeholder), never to a tag that does not exist
+    assert CI_GIT_INSTALL.endswith('.git@COMMIT"') and "COMMIT are placeholders" in README
+    assert not re.search(r"\.git@v\d", README)
+
+
+def test_torchvision_is_pinned_with_torch_from_the_same_index():
+    """Issue 19.11: an unpinned torchvision replaced the CPU torch with a CUDA build."""
+    torch_pin = re.search(r"torch==(\S+)", TORCHVISION).group(1)
+    assert torch_pin == "2.13.0" and "torch==2.13.0" in (ROOT / "requirements-dev.txt").read_text().split()
+    assert "--index-url https://download.pytorch.org/whl/cpu" in TORCHVISION and "torchvision==" in TORCHVISION
+    requirements = next(b for b in blocks("text") if "torchvision==" in b).split()
+    assert requirements == ["--extra-index-url", "https://download.pytorch.org/whl/cpu", "torch==2.13.0",
+                            "torchvision==0.28.0"]
 
 
 def test_ci_recipe_works_for_a_repository_that_is_not_a_package():

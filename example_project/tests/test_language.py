@@ -18,16 +18,25 @@ def test_gpt_forward(flop_budget, length):
     flop_budget.measure(gpt, tokens(length))
 
 
-@pytest.mark.flop_budget(max_gflops=185, max_params="14.2M")
+@pytest.mark.flop_budget(max_gflops=185, max_params="14.2M", max_activation_memory="460MiB")
 def test_gpt_training_step(flop_budget):
-    # backward=True adds the backward pass: the compute of one training step, optimizer excluded
+    # backward=True adds the backward pass: the compute of one training step, optimizer excluded;
+    # max_activation_memory limits what the step needs on top of the weights and inputs
     flop_budget.measure(gpt, tokens(256, batch=8), backward=True)
 
 
-@pytest.mark.flop_budget(max_gmacs=860, max_params=6.75e9)
+@pytest.mark.flop_budget(max_gflops=185, max_memory="640MiB")
+def test_gpt_adamw_step_fits(flop_budget):
+    # "will it fit?": one steady-state AdamW step (forward, backward, optimizer.step) holds the
+    # weights, their gradients, AdamW's two moments and the activations at its peak
+    flop_budget.measure(gpt, tokens(256, batch=8), optimizer=lambda ps: torch.optim.AdamW(ps, lr=3e-4))
+
+
+@pytest.mark.flop_budget(max_gmacs=860, max_params=6.75e9, max_memory="26GiB")
 def test_llama_7b_forward(flop_budget):
     # 27 GB of float32 weights: the factory is built on the counting device, and pytest.ini sets
-    # flop_device = meta, so nothing is allocated and this takes about a second
+    # flop_device = meta, so nothing is allocated and this takes about a second; max_memory asks
+    # whether its inference fits a 26 GiB budget (weights, inputs and activations at the peak)
     measured = flop_budget.measure(llama_7b, tokens(128))
     assert measured.params == 6_738_415_616  # LLaMA-7B's published parameter count
 

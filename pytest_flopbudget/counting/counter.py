@@ -13,6 +13,8 @@ name the running modules only inside its ``ModuleTracker`` (module_tracker.py).
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -149,9 +151,10 @@ class OpCounter:
             cost[1] += macs
 
     def read_value(self, op_name: str) -> None:
-        """Note that the code read a tensor's values on the host (its path may depend on them)."""
+        """Note that the code read a tensor's values on the host (its path may depend on them): in
+        the running module, or, outside every module (a count() block), at its call site."""
         active = self.modules.active
-        where = self.value_reads.setdefault(active[-1] if active else "", {})
+        where = self.value_reads.setdefault(active[-1] if active else read_site(), {})
         where[op_name] = where.get(op_name, 0) + 1
 
     def fresh(self) -> OpCounter:
@@ -203,6 +206,39 @@ class OpCounter:
             if reason is not None:
                 self.estimated.setdefault(op_name, reason)
         self.add(op_name, flops, macs)
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
+
+
+def read_site() -> str:
+    """Where a value read outside every module happened: "" in the measured model's own forward;
+    else as 'AdamW.step()' (the outermost public
+    torch method the user's code called: an optimizer's or scheduler's step) or 'file.py:12 (fn)'
+    (the user's own line); always with '(' so it is never taken for a module name."""
+    outer = sys._getframe(2)
+    while outer is not None:  # inside a module's call that is not tracked: measure()'s model itself
+        if outer.f_code.co_name == "_call_impl" and isinstance(outer.f_locals.get("self"), torch.nn.Module):
+            return ""
+        outer = outer.f_back
+    frame = sys._getframe(2)
+    called = None
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(_OWN_DIR) or "torch/utils/_python_dispatch" in path:
+            frame = frame.f_back
+            continue
+        if not path.startswith(_TORCH_DIR):
+            if called is not None:
+                return called
+            return f"{os.path.basename(path)}:{frame.f_lineno} ({frame.f_code.co_name})"
+        name = frame.f_code.co_name
+        owner = frame.f_locals.get("self")
+        if owner is not None and not name.startswith("_") and name != "wrapper":
+            called = f"{type(owner).__name__}.{name}()"
+        frame = frame.f_back
+    return called or "(outside any module)"
 
 
 @functools.lru_cache(maxsize=16384)

@@ -24,9 +24,15 @@ class ModuleCost:
     flops: int = 0
     macs: int = 0
     params: int = 0
+    # bytes live at the memory peak that the module's code (its descendants included) allocated;
+    # None where memory was not tracked (a format-1 baseline)
+    memory: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "flops": self.flops, "macs": self.macs, "params": self.params}
+        data: dict[str, Any] = {"type": self.type, "flops": self.flops, "macs": self.macs, "params": self.params}
+        if self.memory is not None:
+            data["memory"] = self.memory
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModuleCost:
@@ -35,6 +41,7 @@ class ModuleCost:
             flops=int(data.get("flops", 0)),
             macs=int(data.get("macs", 0)),
             params=int(data.get("params", 0)),
+            memory=int(data["memory"]) if data.get("memory") is not None else None,
         )
 
     def counts(self) -> dict[str, int]:

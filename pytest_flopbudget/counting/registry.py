@@ -267,16 +267,24 @@ class Registry:
         scoped._user = dict(self._user)
         scoped._resolved = {}
         for op, formula in formulas.items():
-            scoped.register(op, formula)
+            scoped.register(op, formula, scoped=True)
         return scoped
 
-    def register(self, op: Any, formula: Formula) -> None:
+    def register(self, op: Any, formula: Formula, *, scoped: bool = False) -> None:
         """Count ``op`` (an aten/custom op, overload or packet, or a 'ns::name[.overload]' string)
         with ``formula(*shapes, out_shape=..., **kwargs) -> (flops, macs)``. The in-place and
-        ``out=`` forms of ``op`` are counted by it too."""
+        ``out=`` forms of ``op`` are counted by it too. Replacing another user formula warns, unless
+        ``scoped`` (one measurement's ``formulas=``, which override on purpose)."""
         if not callable(formula):
             raise TypeError(f"register_formula: the formula for {op!r} must be callable, got {formula!r}")
-        self._user[functional_form(_as_op(op))] = formula
+        key = functional_form(_as_op(op))
+        previous = self._user.get(key)
+        if previous is not None and previous is not formula and not scoped:
+            import warnings
+
+            warnings.warn(f"register_formula: {key} already had a user formula ({getattr(previous, '__qualname__', previous)}); "
+                          f"it is replaced by {getattr(formula, '__qualname__', formula)}", UserWarning, stacklevel=3)
+        self._user[key] = formula
         self._resolved.clear()
 
     def unregister(self, op: Any) -> None:
@@ -525,15 +533,28 @@ def _named_op(name: str) -> Any:
 
 
 def _as_op(op: Any) -> Any:
+    """An op from what a user passes: an op, a custom_op, or its name 'ns::name[.overload]'; anything
+    else is refused here, as torch's own registry does, not at the first count."""
     if isinstance(op, str):
         namespace, _, rest = op.partition("::")
         if not rest:
             namespace, rest = "aten", op
         packet_name, _, overload = rest.partition(".")
-        packet = getattr(getattr(torch.ops, namespace), packet_name)
-        return getattr(packet, overload) if overload else packet
+        try:
+            packet = getattr(getattr(torch.ops, namespace), packet_name)
+            return getattr(packet, overload) if overload else packet
+        except (AttributeError, RuntimeError):
+            raise ValueError(
+                f"register_formula: unknown op {op!r}: torch.ops.{namespace} has no {rest!r}; name an op as "
+                "'namespace::name' or 'namespace::name.overload' (e.g. 'aten::mm', 'mylib::fused'), after the "
+                "library that defines it is imported, or pass the op itself (torch.ops.aten.mm)"
+            ) from None
     # torch.library.custom_op returns a CustomOpDef that wraps its OpOverload
-    return getattr(op, "_opoverload", op)
+    op = getattr(op, "_opoverload", op)
+    if not isinstance(op, (torch._ops.OperatorBase, torch._ops.OpOverloadPacket)):
+        raise TypeError(f"register_formula: {op!r} is not an op; pass an op (torch.ops.aten.mm, "
+                        "torch.ops.aten.mm.default, a torch.library.custom_op) or its name 'aten::mm'")
+    return op
 
 
 def _import_path(path: str) -> Any:

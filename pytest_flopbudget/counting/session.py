@@ -105,8 +105,14 @@ class CountingSession:
 
     def measurement(self, state: ModelState, target: torch.device | None, backward: bool,
                     memory: Memory | None = None) -> Measurement:
-        """What the run counted, spread over the module tree of ``state``, with its memory."""
-        return dataclasses.replace(collect(state, self.counter, target, backward), memory=memory)
+        """What the run counted, spread over the module tree of ``state``, with its memory (each
+        module's row carries the bytes live at the peak that its code allocated)."""
+        measured = collect(state, self.counter, target, backward)
+        if memory is None:
+            return measured
+        modules = {name: dataclasses.replace(cost, memory=memory.modules.get(name, 0))
+                   for name, cost in measured.modules.items()}
+        return dataclasses.replace(measured, memory=memory, modules=modules)
 
 
 def optimizer_state_tensors(optimizers: Iterable[Any]) -> list[torch.Tensor]:

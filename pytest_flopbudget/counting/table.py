@@ -6,17 +6,18 @@ import math
 from typing import TYPE_CHECKING
 
 from pytest_flopbudget.counting.names import module_depth
-from pytest_flopbudget.counting.text import human_count, layout
+from pytest_flopbudget.counting.text import human_bytes, human_count, layout
 
 if TYPE_CHECKING:
-    from pytest_flopbudget.counting.measurement import Measurement
+    from pytest_flopbudget.counting.measurement import Measurement, Memory
 
 # the orders the table can be sorted in: the module tree, or a count, largest first
-SORTS = ("name", "flops", "macs", "params")
+SORTS = ("name", "flops", "macs", "params", "memory")
 
 
 def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str = "name") -> str:
-    """Module, type, GFLOPs, GMACs, params and share of the total flops, indented by depth."""
+    """Module, type, GFLOPs, GMACs, params, share of the total flops and, where memory was tracked,
+    the bytes live at the peak that each module's code allocated; indented by depth."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     rows = [(n, c) for n, c in measurement.modules.items() if module_depth(n) <= depth]
@@ -24,10 +25,11 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
         order = {n: i for i, n in enumerate(measurement.modules)}
         rows.sort(key=lambda row: _tree_order(order, row[0]))
     else:
-        rows.sort(key=lambda row: (-getattr(row[1], sort), row[0]))
+        rows.sort(key=lambda row: (-(getattr(row[1], sort) or 0), row[0]))
     total = measurement.flops or 1
     decimals = _decimals(max(measurement.flops, measurement.macs))
-    header = ("module", "type", "GFLOPs", "GMACs", "params", "share")
+    tracked = measurement.memory is not None
+    header = ("module", "type", "GFLOPs", "GMACs", "params", "share") + (("at peak",) if tracked else ())
     lines = [header]
     for name, cost in rows:
         indent = "  " * module_depth(name) if sort == "name" else ""
@@ -40,7 +42,7 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
                 f"{cost.macs / 1e9:.{decimals}f}",
                 human_count(cost.params),
                 f"{100 * cost.flops / total:.1f}%",
-            )
+            ) + ((human_bytes(cost.memory or 0),) if tracked else ())
         )
     out = layout(lines, left={0, 1})
     footer = (
@@ -49,6 +51,8 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
         f" on {measurement.device}{', forward+backward' if measurement.backward else ''}"
     )
     out.append(footer)
+    if measurement.memory is not None:
+        out.append(memory_line(measurement.memory))
     if measurement.uncounted:
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(measurement.uncounted.items()))
         out.append(f"uncounted ops (no formula): {listed}")
@@ -59,6 +63,13 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
         out.append(f"value-dependent: the run read tensor values on the host ({measurement.value_reads_text()}); "
                    "another device or other input values may take another path")
     return "\n".join(out)
+
+
+def memory_line(memory: Memory) -> str:
+    """'memory: peak 24 GiB in backward (13 GiB at entry, 11 GiB for the run): parameters 13 GiB, ...'"""
+    parts = ", ".join(f"{kind} {human_bytes(n)}" for kind, n in memory.categories.items() if n)
+    return (f"memory: peak {human_bytes(memory.peak)} in {memory.phase} ({human_bytes(memory.at_entry)} at entry, "
+            f"{human_bytes(memory.activation_peak)} for the run)" + (f": {parts}" if parts else ""))
 
 
 def _decimals(largest: int) -> int:

@@ -27,12 +27,18 @@ def decimal(number: float | Fraction) -> str:
 
 def giga(value: float | None) -> str:
     """A count in G (billions) for a table column: three decimals from 1 G up, three significant
-    digits below (0.0533, 0.00941), "0" for nothing and "-" for no value."""
+    digits below (0.0533, 0.00941, 0.0000330), "0" for nothing and "-" for no value. Always
+    positional, never scientific, so every cell of a column reads the same way (the engine's
+    table is positional too)."""
     if value is None:
         return "-"
     if value == 0:
         return "0"
-    return f"{value:.3f}" if value >= 1 else f"{value:.3g}"
+    if value >= 1:
+        return f"{value:.3f}"
+    import math
+
+    return f"{value:.{2 - math.floor(math.log10(value))}f}"
 
 
 def human_count(value: int | Fraction | float) -> str:
@@ -44,10 +50,28 @@ def human_count(value: int | Fraction | float) -> str:
     return decimal(number)
 
 
+# the memory metrics of a baseline entry and a budget (bytes)
+MEMORY_METRICS = ("peak_memory", "activation_memory")
+_BYTE_UNITS = ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"))
+
+
+def human_bytes(value: int | Fraction | float) -> str:
+    """Bytes in binary units with three significant digits: 512 B, 518 KiB, 1.50 GiB, 24.0 GiB."""
+    number = float(value)
+    for scale, unit in _BYTE_UNITS:
+        if abs(number) >= scale:
+            scaled = number / scale
+            return f"{scaled:.3g} {unit}" if scaled < 100 else f"{scaled:.0f} {unit}"
+    return f"{int(number)} B"
+
+
 def format_count(value: int | Fraction | float, metric: str) -> str:
-    """Flops and macs in G (the unit of a budget: '8.5 GFLOPs'), params as a count with a suffix."""
+    """Flops and macs in G (the unit of a budget: '8.5 GFLOPs'), bytes in binary units, params as
+    a count with a suffix."""
     if metric in ("flops", "macs"):
         return f"{decimal(float(value) / GIGA)} G{metric.upper()[:-1]}s"
+    if metric in MEMORY_METRICS:
+        return human_bytes(value)
     return human_count(value)
 
 

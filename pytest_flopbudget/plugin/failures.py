@@ -58,6 +58,27 @@ def _in_package(path: Any) -> bool:
     return os.fspath(path).startswith(package)
 
 
+def _where_values_were_read(error: BaseException, internal: tuple[str, ...]) -> str | None:
+    """The user's line a meta block failed on (``idx = y.nonzero()``), not the ``with`` line where
+    the block reported it: the innermost user frame of the error the engine explained."""
+    from pytest_flopbudget.counting.errors import MeasurementError
+
+    cause = error.__cause__ if isinstance(error, MeasurementError) else None
+    tb = getattr(cause, "__traceback__", None)
+    found = None
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if not path.startswith(internal) and not path.startswith("<"):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return None
+    import linecache
+
+    path, lineno = found.tb_frame.f_code.co_filename, found.tb_lineno
+    return f"{os.path.basename(path)}:{lineno}: {linecache.getline(path, lineno).strip()}"
+
+
 def short_forward_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> Any | None:
     """A few lines for an exception raised through the engine or the fixture (a model's forward,
     a misuse of ``flop_budget``), or None to leave pytest's own."""
@@ -74,6 +95,9 @@ def short_forward_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseE
     excinfo.traceback = user_frames
     longrepr = excinfo.getrepr(style="short", funcargs=False, showlocals=bool(config.getoption("showlocals", False)),
                                chain=False)
+    line = _where_values_were_read(excinfo.value, internal)
+    if line is not None:
+        longrepr.addsection("flop budget", f"the code read tensor values here: {line}")
     if wants_integer_inputs(excinfo.value):
         longrepr.addsection("flop budget", "the model wants integer inputs (token ids, indices): build them with "
                             "dtype=torch.long, e.g. torch.zeros(1, 128, dtype=torch.long); -v shows the full traceback")

@@ -17,10 +17,13 @@ from typing import Any, Mapping
 
 MARKER = "flop_budget"
 MARKER_HELP = (
-    "flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, tolerance=None): fail the test "
-    "if the models it measures through the flop_budget fixture exceed these limits (numbers, or strings "
-    "with a unit suffix such as '26M', '4.1G', '900k'); tolerance overrides --flop-tolerance for the "
-    "comparison with the baseline. See docs/plugin.md."
+    "flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, max_memory=None, "
+    "max_activation_memory=None, tolerance=None, device=None): fail the "
+    "test if the models it measures through the flop_budget fixture exceed these limits (numbers, or strings "
+    "with a unit suffix such as '26M', '4.1G', '900k'; memory as bytes with a unit: '24GiB', '512MB'); "
+    "tolerance overrides --flop-tolerance for the "
+    "comparison with the baseline; device ('cpu', 'cuda', 'meta') overrides --flop-device for this test. "
+    "See docs/plugin.md."
 )
 
 # which Measurement field each limit checks, and the unit a bare number is given in
@@ -29,12 +32,21 @@ LIMITS: Mapping[str, tuple[str, int]] = {
     "max_gmacs": ("macs", 10**9),
     "max_params": ("params", 1),
 }
-KEYWORDS = (*LIMITS, "tolerance")
+# memory limits: which entry field each checks (bytes, always written with a unit)
+MEMORY_LIMITS: Mapping[str, str] = {
+    "max_memory": "peak_memory",
+    "max_activation_memory": "activation_memory",
+}
+KEYWORDS = (*LIMITS, *MEMORY_LIMITS, "tolerance", "device")
+# kB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024 (as DESIGN.md and the IEC say)
+_BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 _SUFFIXES = {"": None, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
 _NUMBER = r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE](?P<exponent>[+-]?\d+))?)"
 # ASCII digits and spaces only; re.ASCII keeps \d from matching other scripts' digits
 _QUANTITY = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<suffix>[kKmMgGbBtT]?)\s*$", re.ASCII)
+_BYTES = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<unit>[kKmMgGtT]?i?[bB])\s*$", re.ASCII)
 _FRACTION = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<percent>%?)\s*$", re.ASCII)
 # a string longer than this, or an exponent beyond this, is no limit anyone writes; refusing them
 # keeps Fraction from building numbers of millions of digits ("1e999999999" would hang the run)
@@ -92,6 +104,7 @@ class Budget:
 
     limits: tuple[Limit, ...]
     tolerance: Fraction | None = None
+    device: str | None = None  # overrides --flop-device for this test
 
 
 def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
@@ -123,6 +136,48 @@ def parse_quantity(argument: str, value: Any, unit: int) -> Fraction:
     if scaled == 0:
         raise MarkerError(argument, value, "a limit of zero fails every model; give a positive limit")
     return scaled
+
+
+def parse_bytes(argument: str, value: Any) -> Fraction:
+    """A positive memory limit in bytes, from a string with a unit: '24GiB', '512MB', '1.5GB', '300B'.
+    A bare number is refused, since it could mean bytes or gigabytes: the message shows the string."""
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+        raise MarkerError(argument, value, f"a {type(value).__name__} is not a size; give a string such as '24GiB'")
+    if isinstance(value, numbers.Real):
+        raise MarkerError(
+            argument, value,
+            f"a memory limit needs its unit: write it as a string such as {_bytes_hint(value)!r} "
+            "(B; kB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024)",
+        )
+    match = _BYTES.match(value) if len(value) <= MAX_TEXT else None
+    if match is None and _FRACTION.match(value) and len(value) <= MAX_TEXT and "%" not in value:
+        raise MarkerError(argument, value, f"a memory limit needs its unit, such as {value.strip()!r} + 'GiB' "
+                                           f"({value.strip() + 'GiB'!r}) or 'MB'")
+    if match is None or match["unit"].lower() not in _BYTE_UNITS:
+        raise MarkerError(
+            argument, value,
+            "not a size; write a number and a unit: B, kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB "
+            "(powers of 1024), as in '24GiB' or '512MB'",
+        )
+    size = _in_range(argument, value, _exact_decimal(argument, value, match) * _BYTE_UNITS[match["unit"].lower()])
+    if size < 0:
+        raise MarkerError(argument, value, "a limit cannot be negative")
+    if size == 0:
+        raise MarkerError(argument, value, "a limit of zero fails every model; give a positive limit")
+    return size
+
+
+def _bytes_hint(value: Any) -> str:
+    """How a bare number would be written as a size: 24 -> '24GiB' (small numbers mean GiB), 512e6 -> '512000000B'."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return "24GiB"
+    if not math.isfinite(number) or number <= 0:
+        return "24GiB"
+    if number < 10**4:
+        return f"{number:g}GiB"
+    return f"{int(number)}B"
 
 
 class _NotReal(ValueError):
@@ -259,11 +314,31 @@ def parse_budget(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Budget:
         value = kwargs.get(argument)
         if value is not None:
             limits.append(Limit(argument, metric, parse_quantity(argument, value, unit)))
+    for argument, metric in MEMORY_LIMITS.items():
+        value = kwargs.get(argument)
+        if value is not None:
+            limits.append(Limit(argument, metric, parse_bytes(argument, value)))
     tolerance = kwargs.get("tolerance")
     parsed_tolerance = parse_tolerance(tolerance) if tolerance is not None else None
+    device = parse_device(kwargs["device"]) if kwargs.get("device") is not None else None
+    if not limits and device is not None:
+        return Budget((), parsed_tolerance, device)  # a device alone: measured there, no limit
     if not limits:
         raise MarkerError(
             "limits", dict(kwargs),
-            f"no limit given; set at least one of {', '.join(LIMITS)} (e.g. max_gflops=8.5, max_params='26M')",
+            f"no limit given; set at least one of {', '.join((*LIMITS, *MEMORY_LIMITS))} "
+            "(e.g. max_gflops=8.5, max_params='26M', max_memory='24GiB')",
         )
-    return Budget(tuple(limits), parsed_tolerance)
+    return Budget(tuple(limits), parsed_tolerance, device)
+
+
+def parse_device(value: Any) -> str:
+    """The marker's ``device=``: 'cpu', 'cuda', 'cuda:N' or 'meta' (a torch.device too)."""
+    from pytest_flopbudget.counting.devices import parse_device_name
+
+    if not isinstance(value, str) and type(value).__name__ != "device":
+        raise MarkerError("device", value, "give a device name: 'cpu', 'cuda' or 'meta'")
+    try:
+        return parse_device_name(str(value))
+    except ValueError as error:
+        raise MarkerError("device", value, str(error)) from None

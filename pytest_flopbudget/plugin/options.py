@@ -98,12 +98,18 @@ OPTIONS = (
             "bool"),
     _Option("flop_tolerance", "allowed growth over the baseline, as a fraction (0.05 or 5%%; default 0)",
             "value", tolerance_type, "FRACTION"),  # argparse: %% is a percent sign
-    _Option("flop_strict", "also fail on missing baseline entries, stale entries and improvements "
-            "beyond the tolerance (keeps baselines exact in CI)", "bool"),
+    _Option("flop_strict", "also fail on missing baseline entries, stale entries, improvements "
+            "beyond the tolerance and uncounted ops not listed in flop_known_uncounted (keeps baselines exact "
+            "in CI)", "bool"),
     _Option("flop_report", "write the measurements as JSON, as Markdown (appended) if PATH ends in .md, as a "
             "self-contained HTML page with each test's module tree if it ends in .html; give it once per format",
             "paths", path_type, "PATH"),
 )
+
+
+# every ini key the plugin reads (the options' keys, and the ini-only ones)
+INI_KEYS = (*(option.name for option in OPTIONS), "flop_baseline_depth", "flop_formulas", "flop_known_uncounted",
+            "flop_junit_properties")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -131,6 +137,9 @@ def add_options(parser: pytest.Parser) -> None:
                     "are written once)", default=str(DEFAULT_BASELINE_DEPTH))
     parser.addini("flop_formulas", "modules with custom formulas (register_formula calls or a FLOP_FORMULAS "
                   "dict), imported once per session in every process that runs tests", type="linelist", default=[])
+    parser.addini("flop_known_uncounted", "ops with no formula this repository accepts, one per line, as "
+                  "Measurement.uncounted names them (e.g. torchvision.nms.default): still listed, never failing "
+                  "under --flop-strict", type="linelist", default=[])
     parser.addini("flop_junit_properties", "add flops, macs and params of each measurement as JUnit XML "
                   "properties (record_property)", type="bool", default=False)
 
@@ -181,6 +190,7 @@ class Settings:
     report_paths: tuple[Path, ...]
     junit_properties: bool
     baseline_depth: int = DEFAULT_BASELINE_DEPTH
+    known_uncounted: frozenset[str] = frozenset()  # ini flop_known_uncounted: accepted, still shown
     # what a hint tells the user to run to accept the counts: the command-line options that decide
     # what is written (which file, which device) are repeated; ini values apply by themselves
     update_command: str = "pytest --flop-update-baseline"
@@ -217,8 +227,17 @@ class Settings:
             report_paths=tuple(resolve("flop_report", raw) for raw in values["flop_report"] or ()),
             junit_properties=bool(config.getini("flop_junit_properties")),
             baseline_depth=baseline_depth(config.getini("flop_baseline_depth")),
+            known_uncounted=frozenset(op.strip() for op in config.getini("flop_known_uncounted") if op.strip()),
             update_command=" ".join(["pytest --flop-update-baseline", *repeated]),
         )
+
+
+def flop_options_given(config: pytest.Config) -> bool:
+    """Whether this run or its ini file sets any of the plugin's options or keys."""
+    if any(config.getoption(option.name, None) is not None for option in OPTIONS):
+        return True
+    unset = ("", None, False, [], str(DEFAULT_BASELINE_DEPTH), DEFAULT_BASELINE_DEPTH)  # the keys' defaults
+    return any(config.getini(name) not in unset for name in INI_KEYS)
 
 
 def _quoted(text: str) -> str:

@@ -1,9 +1,9 @@
 """The baseline file: load and validate, merge, and write atomically.
 
-Format (version 1)::
+Format (version 2)::
 
     # pytest-flopbudget baseline ...
-    format: 1
+    format: 2
     torch: 2.13.0
     entries:
       tests/test_models.py::test_resnet:          # node id of an unlabelled measurement
@@ -12,10 +12,21 @@ Format (version 1)::
         params: 25557032
         device: cpu                               # where it was measured
         value_reads: {'': {aten._local_scalar_dense: 1}}  # only when the forward read values
+        uncounted: {mylib.fused: 2}               # only when ops without a formula ran (0 FLOPs each)
+        estimated: {torchvision.nms.default: ...} # only when a count follows a stated convention
+        peak_memory: 612368384                    # bytes live at the run's peak
+        activation_memory: 510312448              # the peak less what was live when the run began
+        memory_at_peak: {parameters: ..., activations: ...}  # the peak by kind (non-zero kinds)
         modules:                                  # inclusive costs, depth <= flop_baseline_depth
           layer1: {type: Sequential, flops: ..., macs: ..., params: ...}
+        memory_modules: {lm_head: 33554432, ...}  # bytes at the peak each module's code held (non-zero ones)
           layers.[0-31].mlp: {type: MLP, ...}     # identical repeated blocks, written once
       tests/test_models.py::test_pair#encoder:    # node id + "#" + label of a labelled one
+
+Format 2 added ``uncounted``, ``estimated``, the memory fields and each module's ``memory``. A format-1 file still loads: a field its entries
+lack is "not recorded" (``None``), never judged (no op is "new" against it); the next update
+rewrites the file as format 2. Fields added later slot in the same way: optional per entry, absent
+from older files, ``None`` when not recorded.
 
 Keys are sorted and nothing varies between machines (no timestamps, no hostnames), so the same
 measurements always give the same bytes, whatever the order the tests ran in (xdist included).
@@ -29,7 +40,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -37,7 +48,9 @@ from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleC
 from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1 lacks uncounted, estimated and memory: not recorded
+_FORMAT_2_FIELDS = ("uncounted", "estimated", "peak_memory", "activation_memory", "memory_at_peak", "memory_modules")
 # deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
 # and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
 DEFAULT_BASELINE_DEPTH = 6
@@ -74,6 +87,15 @@ class Entry:
     modules: Mapping[str, ModuleCost] = field(default_factory=dict)
     device: str | None = None
     value_reads: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # op -> calls with no formula (counted as 0); None: not recorded (a format-1 entry)
+    uncounted: Mapping[str, int] | None = field(default_factory=dict)
+    # op -> why its count follows a stated convention; None: not recorded (a format-1 entry)
+    estimated: Mapping[str, str] | None = field(default_factory=dict)
+    # bytes at the memory peak, and that less what was live at entry; None: not recorded
+    peak_memory: int | None = None
+    activation_memory: int | None = None
+    # the peak by kind (parameters, gradients, activations...), non-zero kinds only
+    memory_at_peak: Mapping[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"flops": self.flops, "macs": self.macs, "params": self.params}
@@ -82,8 +104,21 @@ class Entry:
         if self.value_reads:
             data["value_reads"] = {name: dict(sorted(self.value_reads[name].items()))
                                    for name in sorted(self.value_reads)}
-        modules = compress(self.modules)
-        data["modules"] = {name: modules[name].to_dict() for name in sorted(modules, key=module_order)}
+        for name in ("uncounted", "estimated"):  # {} (recorded: none) travels; the file omits it
+            recorded = getattr(self, name)
+            if recorded is not None:
+                data[name] = dict(sorted(recorded.items()))
+        if self.peak_memory is not None:
+            data["peak_memory"] = self.peak_memory
+            data["activation_memory"] = self.activation_memory
+            data["memory_at_peak"] = dict(sorted((self.memory_at_peak or {}).items()))
+        # memory at the peak varies from layer to layer (the peak catches each at another point): it
+        # is kept apart, non-zero modules only, so identical layers still group into one row
+        counts = compress({name: replace(cost, memory=None) for name, cost in self.modules.items()})
+        data["modules"] = {name: counts[name].to_dict() for name in sorted(counts, key=module_order)}
+        if self.peak_memory is not None:
+            held = compress({name: cost.memory for name, cost in self.modules.items() if cost.memory})
+            data["memory_modules"] = {name: held[name] for name in sorted(held, key=module_order)}
         return data
 
     @classmethod
@@ -91,9 +126,13 @@ class Entry:
         """From the transport form (already checked: written by this plugin)."""
         modules = {name: ModuleCost.from_dict(m) for name, m in data.get("modules", {}).items()}
         return cls(
-            int(data["flops"]), int(data["macs"]), int(data["params"]), expand_all(modules),
+            int(data["flops"]), int(data["macs"]), int(data["params"]),
+            _with_memory(expand_all(modules), data.get("memory_modules"), data.get("peak_memory") is not None),
             data.get("device"),
             {str(name): {str(op): int(n) for op, n in ops.items()} for name, ops in data.get("value_reads", {}).items()},
+            _recorded(data.get("uncounted"), int), _recorded(data.get("estimated"), str),
+            _optional_int(data.get("peak_memory")), _optional_int(data.get("activation_memory")),
+            _recorded(data.get("memory_at_peak"), int),
         )
 
     @classmethod
@@ -101,8 +140,12 @@ class Entry:
         """What the baseline keeps of a measurement: its totals, device and value reads, and its
         modules down to ``depth`` (the root is the entry itself)."""
         modules = {name: cost for name, cost in measurement.modules_to_depth(depth).items() if name != ""}
+        memory = measurement.memory
         return cls(measurement.flops, measurement.macs, measurement.params, modules, measurement.device,
-                   {name: dict(ops) for name, ops in measurement.value_reads.items()})
+                   {name: dict(ops) for name, ops in measurement.value_reads.items()},
+                   dict(measurement.uncounted), dict(measurement.estimated),
+                   memory.peak if memory else None, memory.activation_peak if memory else None,
+                   {kind: n for kind, n in memory.categories.items() if n} if memory else None)
 
     @property
     def value_dependent(self) -> bool:
@@ -112,6 +155,23 @@ class Entry:
         """Where the forward read values, for messages: 'aten.all x2 in encoder (Encoder), ...'."""
         types = {name: module.type for name, module in self.modules.items()}
         return describe_value_reads(self.value_reads, types, limit, separator=", ")
+
+
+def _with_memory(modules: dict[str, ModuleCost], held: Mapping[str, int] | None, recorded: bool) -> dict[str, ModuleCost]:
+    """Module rows with their bytes at the peak (``memory_modules``, written for non-zero modules
+    only) put back: 0 for the others where the entry recorded memory, None where it did not."""
+    if not recorded:
+        return modules
+    bytes_at_peak = expand_all({name: int(n) for name, n in (held or {}).items()})
+    return {name: replace(cost, memory=bytes_at_peak.get(name, 0)) for name, cost in modules.items()}
+
+
+def _optional_int(raw: Any) -> int | None:
+    return None if raw is None else int(raw)
+
+
+def _recorded(raw: Any, kind: type) -> dict[str, Any] | None:
+    return None if raw is None else {str(op): kind(value) for op, value in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -225,8 +285,8 @@ def _validate(data: Any, root: Any, path: Path) -> Baseline:
     if unknown:
         raise fail(_child(root, unknown[0]), f"unknown top-level key {unknown[0]!r}")
     version = data.get("format")
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        raise fail(_child(root, "format"), f"format must be {FORMAT_VERSION}, got {version!r}")
+    if version not in READABLE_FORMATS or isinstance(version, bool):
+        raise fail(_child(root, "format"), f"format must be {FORMAT_VERSION} (or the older 1), got {version!r}")
     torch_version = data.get("torch")
     if torch_version is not None and not isinstance(torch_version, str):
         raise fail(_child(root, "torch"), f"torch must be a version string, got {torch_version!r}")
@@ -242,7 +302,7 @@ def _validate(data: Any, root: Any, path: Path) -> Baseline:
         node = nodes.get(key, entries_node) if isinstance(key, str) else entries_node
         if not isinstance(key, str) or not key:
             raise fail(node, f"entry key {key!r} must be a test node id")
-        entries[key] = _validate_entry(key, raw, node, fail)
+        entries[key] = _validate_entry(key, raw, node, fail, version)
     return Baseline(path, entries, torch_version, exists=True)
 
 
@@ -250,10 +310,11 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
+def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FORMAT_VERSION) -> Entry:
     if not isinstance(raw, dict):
         raise fail(node, f"entry {key!r} must be a mapping with flops, macs, params, modules")
-    extra = sorted(set(map(str, raw)) - {*METRICS, "modules", "device", "value_reads"})
+    fields = {*METRICS, "modules", "device", "value_reads"} | (set(_FORMAT_2_FIELDS) if version >= 2 else set())
+    extra = sorted(set(map(str, raw)) - fields)
     if extra:
         raise fail(_child(node, extra[0]), f"entry {key!r}: unknown field {extra[0]!r}")
     for metric in METRICS:
@@ -290,7 +351,33 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any) -> Entry:
             if expanded in modules:
                 raise fail(module_node, f"entry {key!r}: module {expanded!r} is given twice (module key {name!r})")
             modules[expanded] = ModuleCost(module["type"], module["flops"], module["macs"], module["params"])
-    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads)
+    # format 2 omits an empty field (recorded: none); format 1 never recorded it (None)
+    absent = {} if version >= 2 else None
+    uncounted = _validate_ops(key, "uncounted", raw.get("uncounted", absent), _child(node, "uncounted"), fail, _count,
+                              "op names to calls")
+    estimated = _validate_ops(key, "estimated", raw.get("estimated", absent), _child(node, "estimated"), fail,
+                              lambda reason: isinstance(reason, str), "op names to the reason")
+    for name in ("peak_memory", "activation_memory"):
+        if name in raw and not _count(raw[name]):
+            raise fail(_child(node, name), f"entry {key!r}: {name} must be a non-negative integer (bytes), got {raw[name]!r}")
+    at_peak = _validate_ops(key, "memory_at_peak", raw.get("memory_at_peak"), _child(node, "memory_at_peak"), fail,
+                            _count, "kinds (parameters, activations...) to bytes")
+    held = _validate_ops(key, "memory_modules", raw.get("memory_modules"), _child(node, "memory_modules"), fail,
+                         _count, "module names to bytes at the peak")
+    try:
+        modules = _with_memory(modules, held, raw.get("peak_memory") is not None)
+    except RangeError as error:
+        raise fail(_child(node, "memory_modules"), f"entry {key!r}: {error}") from None
+    return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads, uncounted, estimated,
+                 raw.get("peak_memory"), raw.get("activation_memory"), at_peak)
+
+
+def _validate_ops(key: str, name: str, raw: Any, node: Any, fail: Any, valid: Any, shape: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(op, str) and valid(value) for op, value in raw.items()):
+        raise fail(node, f"entry {key!r}: {name} must map {shape}, got {raw!r}")
+    return dict(raw)
 
 
 def _validate_value_reads(key: str, raw: Any, node: Any, fail: Any) -> dict[str, dict[str, int]]:
@@ -331,6 +418,14 @@ class _Row(dict):  # type: ignore[type-arg]
 
 def _rows(entry: dict[str, Any]) -> dict[str, Any]:
     """An entry's dict with its module counts and value reads marked to be written one per line."""
+    for field_name in ("uncounted", "estimated"):
+        if not entry.get(field_name, True):
+            del entry[field_name]  # recorded, none: the file leaves it out
+    for field_name in ("uncounted", "estimated", "memory_at_peak"):
+        if field_name in entry:
+            entry[field_name] = _Row(entry[field_name])
+    if not entry.get("memory_modules", True):
+        del entry["memory_modules"]
     for field_name in ("modules", "value_reads"):
         if field_name in entry:
             entry[field_name] = {name: _Row(value) for name, value in entry[field_name].items()}
@@ -403,8 +498,10 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
     The read-merge-write runs under an exclusive lock (``flock`` on the baseline's directory), and
     the file is re-read under that lock: two pytest processes updating one baseline at the same time
     (two CI jobs on one checkout) each keep the other's entries. Temporary files left by a writer that
-    was killed are removed first (no writer holds the lock, so none is in use).
+    was killed are removed first (no writer holds the lock, so none is in use). A symlinked
+    baseline is written through to its target (lock and temporary file beside the target).
     """
+    path = written_path(path)
     with _locked(path.parent) as _:
         _remove_stale_temp_files(path)
         current = load(path)
@@ -412,8 +509,15 @@ def update(path: Path, measured: Mapping[str, Entry], remove: Iterable[str] = ()
         return save(current, entries, torch), len(entries)
 
 
+def written_path(path: Path) -> Path:
+    """The file an update replaces: a symlink's target (``os.replace`` on the link would turn it into
+    a plain file and leave the real baseline as it was)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def clean_stale_temp_files(path: Path) -> None:
     """Remove temporary files of killed writers, if no writer is running now (never waits)."""
+    path = written_path(path)
     if not path.parent.is_dir() or not any(_temp_files(path)):
         return
     with _locked(path.parent, blocking=False) as acquired:

@@ -151,11 +151,12 @@ def tree_of_measurement(measurement: Measurement) -> tuple[ModuleView, ...]:
 
 
 def _tree_of_entry(entry: Any) -> tuple[ModuleView, ...]:
-    """A baseline entry (plugin's Entry: totals and modules to the baseline depth; memory once
-    entries record it)."""
-    memory = getattr(entry, "memory", None)
+    """A baseline entry (Entry: totals and modules to the baseline depth, each module's bytes at the
+    peak where memory was recorded)."""
     totals = ModuleCost("", entry.flops, entry.macs, entry.params)
-    return tree_of(entry.modules, totals, getattr(memory, "modules", None), getattr(memory, "peak", None))
+    peak = getattr(entry, "peak_memory", None)
+    memory = None if peak is None else {name: cost.memory or 0 for name, cost in entry.modules.items()}
+    return tree_of(entry.modules, totals, memory, peak)
 
 
 def view_of_measurement(title: str, measurement: Measurement, about: tuple[str, ...] = ()) -> ReportView:

@@ -1,11 +1,13 @@
 """Repeated blocks written once: ``layers.[0-31].mlp.up_proj`` stands for 32 module names.
 
 A 32-layer decoder has a few hundred leaf modules, most of them the same layer again; written one
-per line, a baseline that reaches the leaves would be thousands of lines that nobody reviews. Runs
-of consecutive integer-named siblings (ModuleList, Sequential children) whose whole subtrees hold
-identical counts are collapsed into one index range; when one layer changes, its range splits and
-the diff shows exactly which layer moved. Loading expands the ranges back, so comparisons always
-work on real module names. The same grouping names repeated layers in failure messages.
+per line, a baseline that reaches the leaves would be thousands of lines that nobody reviews. Each
+module name is grouped with the same name in the consecutive integer-named siblings (ModuleList,
+Sequential children) where it holds identical counts: ``layers.[0-31].mlp.up_proj``. Grouping is per
+name, not per whole subtree, so the diff is proportional to the change: when one layer of one stage
+widens, only the lines of the modules whose counts changed split their range (that layer, its
+ancestors), and every other line keeps its key. Loading expands the ranges back, so comparisons
+always work on real module names. The same grouping names repeated layers in failure messages.
 """
 
 from __future__ import annotations
@@ -58,58 +60,32 @@ def expand_all(modules: Mapping[str, V]) -> dict[str, V]:
 
 
 def compress(modules: Mapping[str, V]) -> dict[str, V]:
-    """Collapse runs of identical sibling subtrees into index ranges (inverse of ``expand_all``)."""
-    tree = _Tree.build(modules)
-    out: dict[str, V] = {}
-    tree.emit("", out)
-    return out
+    """Collapse each name's runs of identical values across consecutive siblings into index ranges
+    (inverse of ``expand_all``); integer parts are grouped left to right, so a name with several
+    (``layers.3.experts.5.w1``) can become ``layers.[0-31].experts.[0-7].w1``."""
+    current: dict[str, V] = dict(modules)
+    depth = max((name.count(".") + 1 for name in current), default=0)
+    for position in range(depth):
+        buckets: dict[tuple, dict[int, str]] = {}
+        kept: dict[str, V] = {}
+        for name, value in current.items():
+            parts = name.split(".")
+            part = parts[position] if position < len(parts) else ""
+            if not (part.isdigit() and str(int(part)) == part):
+                kept[name] = value
+                continue
+            key = (len(parts), tuple(parts[:position]), tuple(parts[position + 1:]), _hashable(value))
+            buckets.setdefault(key, {})[int(part)] = name
+        for (_, before, after, _), members in buckets.items():
+            for run in _runs(sorted(members), lambda index: True):
+                label = str(run[0]) if len(run) == 1 else f"[{run[0]}-{run[-1]}]"
+                kept[".".join((*before, label, *after))] = current[members[run[0]]]
+        current = kept
+    return current
 
 
-class _Tree:
-    """A module-name trie holding the value of each module that has one."""
-
-    def __init__(self) -> None:
-        self.value: object = _NONE
-        self.children: dict[str, _Tree] = {}
-        self._signature: tuple | None = None
-
-    @classmethod
-    def build(cls, modules: Mapping[str, V]) -> _Tree:
-        root = cls()
-        for name, value in modules.items():
-            node = root
-            for part in name.split("."):
-                node = node.children.setdefault(part, cls())
-            node.value = value
-        return root
-
-    def signature(self) -> tuple:
-        """Everything in this subtree, relative to it: equal signatures mean identical subtrees."""
-        if self._signature is None:
-            value = self.value if isinstance(self.value, Hashable) else repr(self.value)
-            self._signature = (value, tuple((k, c.signature()) for k, c in sorted(self.children.items())))
-        return self._signature
-
-    def emit(self, prefix: str, out: dict) -> None:
-        for label, child in self._grouped_children():
-            name = f"{prefix}.{label}" if prefix else label
-            if child.value is not _NONE:
-                out[name] = child.value
-            child.emit(name, out)
-
-    def _grouped_children(self) -> list[tuple[str, _Tree]]:
-        """Children in name order, integer-named ones as runs of identical consecutive subtrees."""
-        numbered = sorted((int(k), k) for k in self.children if k.isdigit() and str(int(k)) == k)
-        others = [(k, self.children[k]) for k in sorted(self.children) if not (k.isdigit() and str(int(k)) == k)]
-        grouped: list[tuple[str, _Tree]] = []
-        for run in _runs([n for n, _ in numbered], lambda n: self.children[str(n)].signature()):
-            first, last = run[0], run[-1]
-            label = str(first) if first == last else f"[{first}-{last}]"
-            grouped.append((label, self.children[str(first)]))
-        return grouped + others
-
-
-_NONE = object()
+def _hashable(value: object) -> object:
+    return value if isinstance(value, Hashable) else repr(value)
 
 
 def _runs(indices: Sequence[int], key: Callable[[int], object]) -> list[list[int]]:

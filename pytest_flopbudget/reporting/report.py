@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from pytest_flopbudget.counting.text import giga, human_count, layout
+from pytest_flopbudget.counting.text import giga, human_bytes, human_count, layout
 from pytest_flopbudget.reporting.summary import Row, SessionSummary, count_line
 from pytest_flopbudget.reporting.verdict import OK, TestVerdict
 
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 ROWS_BEFORE_HIDING = 20
 # columns dropped, in this order, when the table is wider than the terminal (the change against
 # the baseline goes last: it is what a reviewer reads the table for)
-OPTIONAL_COLUMNS = ("GMACs", "params", "change")
+OPTIONAL_COLUMNS = ("GMACs", "peak mem", "params", "change")
 MIN_TEST_WIDTH = 16
-HEADER = ("test", "GFLOPs", "GMACs", "params", "budget", "change", "verdict")
+HEADER = ("test", "GFLOPs", "GMACs", "params", "peak mem", "budget", "change", "verdict")
 
 
 def _used(value: float | None) -> str:
@@ -33,6 +33,7 @@ def _used(value: float | None) -> str:
 def _cells(row: Row, verdict: str) -> tuple[str, ...]:
     """A row's cells in HEADER order (the verdict cell as the caller words it)."""
     return (row.key, giga(row.gflops), giga(row.gmacs), "-" if row.params is None else human_count(row.params),
+            "-" if row.peak_memory is None else human_bytes(row.peak_memory),
             _used(row.budget_used), row.change, verdict)
 
 
@@ -82,6 +83,9 @@ def write_terminal(terminal: pytest.TerminalReporter, summary: SessionSummary, v
             terminal.write_line(line)
         if len(shown) < len(rows):
             terminal.write_line(f"({len(rows) - len(shown)} ok rows hidden; -v shows every row)")
+    for row in summary.rows:  # what was not counted is never left unsaid
+        for note in row.notes:
+            terminal.write_line(note if note.startswith(" ") else f"{row.key}: {note}")
     if summary.stale:
         terminal.write_line("stale baseline entries (tests that no longer exist or no longer measure):")
         for key in summary.stale:
@@ -111,7 +115,7 @@ def markdown(summary: SessionSummary) -> str:
     rows = summary.rows
     lines = ["## pytest-flopbudget", ""]
     if rows:
-        lines += ["| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
+        lines += ["| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             cells = list(_cells(r, f"**{r.words}**" if r.failing else r.words))
             cells[0] = f"`{cells[0]}`"
@@ -124,6 +128,13 @@ def markdown(summary: SessionSummary) -> str:
         for r in why:
             lines.append(f"- `{r.key}`")
             lines += [f"  - {reason}" for reason in r.reasons]
+        lines.append("")
+    noted = [r for r in rows if r.notes and not (r.failing or r.xfail)]
+    if noted:
+        lines += ["Not counted by shapes alone:", ""]
+        for r in noted:
+            lines.append(f"- `{r.key}`")
+            lines += [f"  - {note}" for note in r.notes]
         lines.append("")
     if summary.stale:
         lines += ["Stale baseline entries:", ""] + [f"- `{key}`" for key in summary.stale] + [""]

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
-from pytest_flopbudget.counting.text import format_count
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
-    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNMEASURED, UPDATE_HINT, BudgetCheck, TestVerdict,
-    change, describe_other_path, percent,
+    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, UPDATE_HINT, BudgetCheck,
+    TestVerdict, change, describe_other_path, percent,
 )
 
 COUNTED = (OK, OVER_BUDGET, REGRESSED, IMPROVED, NEW)
@@ -43,6 +43,12 @@ class Row:
     grown: tuple[dict[str, Any], ...] = ()  # modules that grew against the baseline, largest first
     regressed: tuple[str, ...] = ()  # metrics above baseline x (1 + tolerance)
     reasons: tuple[str, ...] = field(default=(), compare=False)  # the same, as readable lines
+    uncounted: dict[str, int] = field(default_factory=dict)  # op -> calls with no formula (0 FLOPs)
+    new_uncounted: tuple[str, ...] = ()  # of those, the ops the baseline entry did not have
+    estimated: dict[str, str] = field(default_factory=dict)  # op -> the convention its count follows
+    notes: tuple[str, ...] = field(default=(), compare=False)  # uncounted and estimated, as readable lines
+    peak_memory: int | None = None  # bytes at the memory peak (None: not tracked)
+    activation_memory: int | None = None  # the peak less what was live at entry
 
     @property
     def gflops(self) -> float | None:
@@ -54,7 +60,10 @@ class Row:
 
     @property
     def words(self) -> str:
-        return ", ".join((self.verdict, *self.also)) + (" (xfail)" if self.xfail else "")
+        extra = [f"{len(self.uncounted)} uncounted"] if self.uncounted and self.verdict != UNCOUNTED else []
+        extra += [f"{len(self.estimated)} estimated"] if self.estimated else []
+        return (", ".join((self.verdict, *self.also)) + (" (xfail)" if self.xfail else "")
+                + (f" ({', '.join(extra)})" if extra else ""))
 
     @property
     def verdict_text(self) -> str:
@@ -70,7 +79,9 @@ def _exceeded(check: BudgetCheck) -> dict[str, Any]:
 
 
 def _exceeded_text(check: BudgetCheck) -> str:
-    return (f"{check.argument}: {check.measured:,} {check.metric} > limit {format_count(check.limit, check.metric)} "
+    measured = (f"{human_bytes(check.measured)} {check.metric}" if check.metric in MEMORY_METRICS
+                else f"{check.measured:,} {check.metric}")
+    return (f"{check.argument}: {measured} > limit {format_count(check.limit, check.metric)} "
             f"({percent(check.used)[1:]} of the budget)")
 
 
@@ -90,7 +101,7 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
             also = (REGRESSED,) if word == OVER_BUDGET and entry.status == REGRESSED else ()
             grown = tuple(g.to_dict() for g in entry.grown)
             regressions = tuple(
-                f"{m} regressed: {getattr(entry.measured, m):,} vs baseline {getattr(base, m):,} "
+                f"{m} regressed: {_amount(m, getattr(entry.measured, m))} vs baseline {_amount(m, getattr(base, m))} "
                 f"({percent(change(getattr(entry.measured, m), getattr(base, m)))})"
                 for m in entry.regressed_metrics if base is not None
             )
@@ -99,11 +110,26 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
                 entry.key, verdict.nodeid, entry.label, entry.measured.flops, entry.measured.macs,
                 entry.measured.params, verdict.budget_used, entry.change_text(), word,
                 failing and (entry.failing or bool(verdict.over_budget)),
-                None if base is None else {"flops": base.flops, "macs": base.macs, "params": base.params},
+                None if base is None else _baseline_numbers(base),
                 also=also, xfail=verdict.xfail, exceeded=exceeded, grown=grown,
-                regressed=entry.regressed_metrics, reasons=reasons,
+                regressed=entry.regressed_metrics, reasons=reasons + tuple(entry.uncounted_lines()),
+                uncounted=dict(entry.measured.uncounted or {}), new_uncounted=entry.new_uncounted,
+                estimated=dict(entry.measured.estimated or {}), notes=tuple(entry.uncounted_lines()),
+                peak_memory=entry.measured.peak_memory, activation_memory=entry.measured.activation_memory,
             ))
     return sorted(rows, key=lambda r: natural_key(r.key))
+
+
+def _amount(metric: str, value: int) -> str:
+    return human_bytes(value) if metric in MEMORY_METRICS else f"{value:,}"
+
+
+def _baseline_numbers(base: Any) -> dict[str, int]:
+    """The baseline's totals for a row: counts, and memory peaks where the entry recorded them."""
+    numbers = {"flops": base.flops, "macs": base.macs, "params": base.params}
+    if base.peak_memory is not None:
+        numbers.update(peak_memory=base.peak_memory, activation_memory=base.activation_memory)
+    return numbers
 
 
 def counts_of(rows: Iterable[Row], stale: Iterable[str]) -> dict[str, int]:
@@ -116,11 +142,10 @@ def counts_of(rows: Iterable[Row], stale: Iterable[str]) -> dict[str, int]:
 
 
 def count_line(counts: Mapping[str, int]) -> str:
-    parts = [f"{counts[w]} {w}" for w in (*COUNTED, "stale")]
-    for word in (UNMEASURED, DEVICE_MISMATCH, TEST_FAILED):
-        if counts.get(word):
-            parts.append(f"{counts[word]} {word}")
-    return "flopbudget: " + ", ".join(parts)
+    """'flopbudget: 3 ok, 1 regressed': the non-zero counts only, in a fixed order."""
+    words = (*COUNTED, "stale", UNMEASURED, DEVICE_MISMATCH, UNCOUNTED, TEST_FAILED)
+    parts = [f"{counts[word]} {word}" for word in words if counts.get(word)]
+    return "flopbudget: " + (", ".join(parts) or "nothing measured")
 
 
 @dataclass(frozen=True)

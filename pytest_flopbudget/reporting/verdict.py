@@ -7,13 +7,13 @@ how to describe itself: a short ``long_repr`` for the failure line and a ``secti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.counting.text import format_count
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
 from pytest_flopbudget.reporting.repeats import group_names
 
@@ -22,14 +22,21 @@ if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
 
 UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
-    "request the `flop_budget` fixture and call `flop_budget.measure(model, inputs)` "
-    "(model: an nn.Module or a factory; inputs: a tensor, tuple, dict or factory)"
+    "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
+    "tuple, dict or factory) or count any code with `with flop_budget.count():`"
 )
+FIXTURE_HINT = "request the `flop_budget` fixture (add it to the test's arguments), then "
+
+
+def measure_hint(requested: bool) -> str:
+    """How to measure; asks for the fixture only when the test did not request it."""
+    return MEASURE_HINT if requested else FIXTURE_HINT + MEASURE_HINT
 
 # row verdicts, worst first; the summary counts rows by these words
 OVER_BUDGET, REGRESSED, UNMEASURED, DEVICE_MISMATCH, NEW, IMPROVED, OK = (
     "over budget", "regressed", "unmeasured", "device mismatch", "new", "improved", "ok",
 )
+UNCOUNTED = "uncounted"  # --flop-strict and an op with no formula that flop_known_uncounted does not list
 # what pytest's status line says of a test the plugin fails, by its verdict
 FAILURE_WORDS = {
     OVER_BUDGET: "OVER BUDGET",
@@ -38,7 +45,9 @@ FAILURE_WORDS = {
     NEW: "NO BASELINE",
     IMPROVED: "FLOPS IMPROVED",
     DEVICE_MISMATCH: "DEVICE MISMATCH",
+    UNCOUNTED: "UNCOUNTED OPS",
 }
+KNOWN_UNCOUNTED_INI = "flop_known_uncounted"
 
 
 def change(new: int, old: int) -> float | None:
@@ -66,16 +75,29 @@ class ModuleChange:
     old: Mapping[str, int]
     new: Mapping[str, int]
     repeat: int = 1
+    own: Mapping[str, int] | None = None  # the growth of its own ops, children excluded (None: not known)
 
     def deltas(self) -> dict[str, int]:
-        return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in METRICS}
+        """Growth per metric; memory (bytes at the peak) only where both sides recorded it."""
+        metrics = METRICS + (("memory",) if "memory" in self.old and "memory" in self.new else ())
+        return {m: self.new.get(m, 0) - self.old.get(m, 0) for m in metrics}
 
     def describe(self) -> str:
         parts = []
         for metric, delta in self.deltas().items():
-            if delta > 0:
-                parts.append(f"{metric} {self.old.get(metric, 0):,} -> {self.new.get(metric, 0):,} "
-                             f"({percent(change(self.new.get(metric, 0), self.old.get(metric, 0)))})")
+            if delta <= 0:
+                continue
+            before, after = self.old.get(metric, 0), self.new.get(metric, 0)
+            if before == 0:
+                parts.append(f"{metric} {_amount(metric, after)} (new work; none in the baseline)"
+                             if metric != "memory" else f"memory at the peak {_amount(metric, after)} (none before)")
+                continue
+            text = (f"{'memory at the peak' if metric == 'memory' else metric} {_amount(metric, before)} -> "
+                    f"{_amount(metric, after)} ({percent(change(after, before))})")
+            own = self.own.get(metric) if self.own is not None else None
+            if own is not None and own != delta:  # its children grew too: the row is inclusive
+                text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
+            parts.append(text)
         return f"{self.label()}: " + ", ".join(parts)
 
     def label(self) -> str:
@@ -84,20 +106,35 @@ class ModuleChange:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "old": dict(self.old), "new": dict(self.new),
-                "repeat": self.repeat}
+                "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
 
 
-def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tuple[ModuleChange, ...]:
+def _amount(metric: str, value: int) -> str:
+    return human_bytes(value) if metric == "memory" else f"{value:,}"
+
+
+def memory_compared(old: Entry, new: Entry) -> bool:
+    """Whether both entries recorded memory (a format-1 entry did not: never judged)."""
+    return old.peak_memory is not None and new.peak_memory is not None
+
+
+def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS, *,
+                  memory: bool = False) -> tuple[ModuleChange, ...]:
     """The deepest modules that account for a growth, repeated layers grouped, largest first.
 
     A grown module is named when its own work changed (its growth is not the sum of its children's,
     e.g. a new op in its forward) or when no child below it is known (a leaf at the baseline depth);
     otherwise the children that grew are named instead. Identical changes in consecutive layers
-    (``layers.0.mlp`` ... ``layers.5.mlp``) are one line: ``layers.[0-5].mlp (MLP) x6``.
+    (``layers.0.mlp`` ... ``layers.5.mlp``) are one line: ``layers.[0-5].mlp (MLP) x6``. With
+    ``memory`` (a memory peak regressed), modules holding more bytes at the peak are named too.
     """
     names = set(old.modules) | set(new.modules)
-    counts = {name: (_counts(old.modules.get(name)), _counts(new.modules.get(name))) for name in names}
-    deltas = {name: {m: after.get(m, 0) - before.get(m, 0) for m in METRICS}
+    memory = memory and memory_compared(old, new)
+    metrics = METRICS + (("memory",) if memory else ())
+    order = tuple("memory" if m in MEMORY_METRICS else m for m in order) + tuple(m for m in metrics if m not in order)
+    order = tuple(dict.fromkeys(m for m in order if m in metrics))
+    counts = {name: (_counts(old.modules.get(name), memory), _counts(new.modules.get(name), memory)) for name in names}
+    deltas = {name: {m: after.get(m, 0) - before.get(m, 0) for m in metrics}
               for name, (before, after) in counts.items()}
     children: dict[str, list[str]] = {}
     for name in names:
@@ -111,8 +148,8 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
         if not any(d > 0 for d in delta.values()):
             continue
         below = children.get(name, [])
-        own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in METRICS}
-        if not below or any(own[m] != 0 for m in METRICS if delta[m] > 0):
+        own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in metrics}
+        if not below or any(own[m] != 0 for m in metrics if delta[m] > 0):
             named.append(name)
             weight[name] = own if below else delta
 
@@ -124,13 +161,19 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS) -> tup
     for label, members in group_names(sorted(named, key=module_order), key=lambda n: (kind(n), counts[n])):
         before, after = counts[members[0]]
         size = tuple(-weight[members[0]][m] * len(members) for m in order)
-        grouped.append((size, module_order(label), ModuleChange(label, kind(members[0]), before, after, len(members))))
+        grouped.append((size, module_order(label),
+                        ModuleChange(label, kind(members[0]), before, after, len(members), weight[members[0]])))
     grouped.sort(key=lambda item: item[:2])
     return tuple(change for _, _, change in grouped)
 
 
-def _counts(module: ModuleCost | None) -> dict[str, int]:
-    return module.counts() if module is not None else {}
+def _counts(module: ModuleCost | None, memory: bool = False) -> dict[str, int]:
+    if module is None:
+        return {}
+    counts = module.counts()
+    if memory:
+        counts["memory"] = module.memory or 0
+    return counts
 
 
 @dataclass(frozen=True)
@@ -145,12 +188,22 @@ class EntryVerdict:
     failing: bool
     grown: tuple[ModuleChange, ...] = ()
     regressed_metrics: tuple[str, ...] = ()
+    # uncounted ops the baseline entry did not have (only when the entry recorded its uncounted ops)
+    new_uncounted: tuple[str, ...] = ()
+    # uncounted ops that flop_known_uncounted does not accept, and whether they fail (--flop-strict)
+    unaccepted: tuple[str, ...] = ()
+    uncounted_failing: bool = False
+
+    def uncounted_lines(self) -> list[str]:
+        """The ops this measurement could not count, and the estimated ones: never left unsaid."""
+        return uncounted_lines(self.measured, self.new_uncounted, self.unaccepted, self.uncounted_failing)
 
     def largest_change(self) -> tuple[str, float] | None:
         """The metric that moved most against the baseline, signed."""
         if self.baseline is None:
             return None
-        moves = [(m, change(getattr(self.measured, m), getattr(self.baseline, m))) for m in METRICS]
+        moves = [(m, change(getattr(self.measured, m), getattr(self.baseline, m)))
+                 for m in compared_metrics(self.measured, self.baseline)]
         moved = [(m, c) for m, c in moves if c]
         if not moved:
             return ("flops", 0.0)
@@ -164,41 +217,138 @@ class EntryVerdict:
         return "=" if value == 0 else f"{percent(value)} {metric}"
 
 
+def uncounted_lines(measured: Entry, new: Sequence[str] = (), unaccepted: Sequence[str] = (),
+                    failing: bool = False) -> list[str]:
+    """'uncounted (no formula, counted as 0 FLOPs): mylib.fused x2 (new since the baseline)', and
+    what to do; 'estimated: ...' with each reason."""
+    lines = []
+    uncounted = measured.uncounted or {}
+    if uncounted:
+        ops = ", ".join(f"{op} x{calls}" + (" (new since the baseline)" if op in new else "")
+                        + ("" if op in unaccepted else " (accepted: flop_known_uncounted)")
+                        for op, calls in sorted(uncounted.items()))
+        lines.append(f"uncounted (no formula, counted as 0 FLOPs): {ops}")
+        if unaccepted:
+            lines.append("  count it with pytest_flopbudget.register_formula(op, formula), or accept it by listing "
+                         f"it under the ini option {KNOWN_UNCOUNTED_INI}"
+                         + (" (--flop-strict fails unaccepted uncounted ops)" if failing else ""))
+    for op, reason in sorted((measured.estimated or {}).items()):
+        lines.append(f"estimated: {op}: {reason}")
+    return lines
+
+
 def judge_entry(key: str, label: str | None, measured: Entry, baseline: Entry | None,
-                tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
+                tolerance: Fraction, *, strict: bool, update: bool,
+                known_uncounted: frozenset[str] = frozenset()) -> EntryVerdict:
     """Above baseline x (1 + tolerance) regresses; below it improves; no entry is new.
 
-    Regressions fail unless the run updates the baseline; under --flop-strict, new entries and
-    improvements beyond the tolerance fail too (outside an update run).
+    Regressions fail unless the run updates the baseline; under --flop-strict, new entries,
+    improvements beyond the tolerance and uncounted ops not in ``known_uncounted`` fail too
+    (outside an update run). Uncounted ops are always named; those the baseline entry did not
+    have are new (an entry that never recorded them, format 1, has nothing to compare with).
     """
+    verdict = _judge_counts(key, label, measured, baseline, tolerance, strict=strict, update=update)
+    uncounted = measured.uncounted or {}
+    unaccepted = tuple(sorted(op for op in uncounted if op not in known_uncounted))
+    before = None if baseline is None else baseline.uncounted
+    new = tuple(sorted(op for op in uncounted if before is not None and op not in before))
+    failing = strict and not update and bool(unaccepted)
+    if failing and not verdict.failing:
+        verdict = replace(verdict, status=UNCOUNTED, failing=True)
+    return replace(verdict, new_uncounted=new, unaccepted=unaccepted, uncounted_failing=failing)
+
+
+def _judge_counts(key: str, label: str | None, measured: Entry, baseline: Entry | None,
+                  tolerance: Fraction, *, strict: bool, update: bool) -> EntryVerdict:
     if baseline is None:
         return EntryVerdict(key, label, measured, None, NEW, failing=strict and not update)
     if _other_path(measured, baseline):
         return EntryVerdict(key, label, measured, baseline, DEVICE_MISMATCH, failing=strict and not update)
-    regressed = tuple(m for m in METRICS if getattr(measured, m) > getattr(baseline, m) * (1 + tolerance))
+    metrics = compared_metrics(measured, baseline)
+    regressed = tuple(m for m in metrics if getattr(measured, m) > getattr(baseline, m) * (1 + tolerance))
     if regressed:
-        order = regressed + tuple(m for m in METRICS if m not in regressed)
+        order = regressed + tuple(m for m in metrics if m not in regressed)
+        # a count that grew names the modules whose work grew (the bytes follow from it); memory
+        # alone regressing (an activation kept alive, a dtype, checkpointing removed) names the
+        # modules holding more bytes at the peak
+        memory_only = all(m in MEMORY_METRICS for m in regressed)
+        grown = grown_modules(baseline, measured, order, memory=memory_only)
         return EntryVerdict(key, label, measured, baseline, REGRESSED, failing=not update,
-                            grown=grown_modules(baseline, measured, order), regressed_metrics=regressed)
-    lower = [m for m in METRICS if getattr(measured, m) < getattr(baseline, m)]
+                            grown=grown, regressed_metrics=regressed)
+    lower = [m for m in metrics if getattr(measured, m) < getattr(baseline, m)]
     if lower:
         beyond = any(getattr(measured, m) < getattr(baseline, m) * (1 - tolerance) for m in lower)
         return EntryVerdict(key, label, measured, baseline, IMPROVED, failing=strict and beyond and not update)
     return EntryVerdict(key, label, measured, baseline, OK, failing=False)
 
 
-def _other_path(measured: Entry, baseline: Entry) -> bool:
-    """Whether the counts differ only because a value-dependent forward ran on another device.
+def compared_metrics(measured: Entry, baseline: Entry) -> tuple[str, ...]:
+    """The counts, and the memory peaks where both entries recorded them."""
+    return METRICS + (MEMORY_METRICS if memory_compared(baseline, measured) else ())
 
-    The same model and inputs count the same on every device when the forward never reads tensor
-    values; when it does (transformers skipping an all-ones attention mask on cpu, which meta
-    cannot look at), each device may take another path, and the difference is not a regression.
-    Parameters never depend on the path, so a change there is always judged as one."""
+
+def _other_path(measured: Entry, baseline: Entry) -> bool:
+    """Whether the counts differ only because code that read values took another path on another device.
+
+    The same model and inputs count the same on every device when nothing reads tensor values;
+    when something does (transformers skipping an all-ones attention mask on cpu, which meta cannot
+    look at), each device may take another path. Only the counts of the code that read may differ:
+    a module that read (its subtree), the measured model's own forward ("" reads: everything), or,
+    for reads outside every module (``AdamW.step()``), the work outside every module. Any other
+    difference, and any change of parameters, is judged as usual (a regression on any pairing of
+    devices)."""
     if measured.device is None or baseline.device is None or measured.device == baseline.device:
         return False
     if not (measured.value_dependent or baseline.value_dependent):
         return False
-    return measured.params == baseline.params and (measured.flops, measured.macs) != (baseline.flops, baseline.macs)
+    if measured.params != baseline.params or (measured.flops, measured.macs) == (baseline.flops, baseline.macs):
+        return False
+    return not unexplained_by_reads(measured, baseline)
+
+
+def unexplained_by_reads(measured: Entry, baseline: Entry) -> list[str]:
+    """Places whose own flops or macs changed without having read values (``""``: outside every module)."""
+    reads = set(measured.value_reads) | set(baseline.value_reads)
+    if "" in reads:
+        return []  # the measured model's own forward decides every path below it
+    sites = any("(" in place for place in reads)  # outside every module: an optimizer's step, a user's line
+    names = set(measured.modules) | set(baseline.modules)
+    children: dict[str, list[str]] = {}
+    for name in names:
+        children.setdefault(name.rpartition(".")[0] if "." in name else "", []).append(name)
+
+    def delta(name: str) -> tuple[int, int]:
+        new, old = _counts(measured.modules.get(name)), _counts(baseline.modules.get(name))
+        return (new.get("flops", 0) - old.get("flops", 0), new.get("macs", 0) - old.get("macs", 0))
+
+    def explained(name: str) -> bool:
+        if any(name == r or name.startswith(r + ".") for r in reads):
+            return True  # a module that read, or below one
+        return not children.get(name) and any(r.startswith(name + ".") for r in reads)  # read below the depth kept
+
+    unexplained = []
+    for name in sorted(names, key=module_order):
+        if explained(name):
+            continue
+        own = [d - sum(delta(c)[i] for c in children.get(name, [])) for i, d in enumerate(delta(name))]
+        if any(own):
+            unexplained.append(name)
+    outside = [(measured.flops - baseline.flops) - sum(delta(c)[0] for c in children.get("", [])),
+               (measured.macs - baseline.macs) - sum(delta(c)[1] for c in children.get("", []))]
+    if any(outside) and not sites:
+        unexplained.insert(0, "")
+    return unexplained
+
+
+def value_read_hint(entry: EntryVerdict) -> list[str]:
+    """When either side read values, a changed count may come from the values, not the code."""
+    reads = [f"{e.value_reads_text()} (on {e.device})" if e.device else e.value_reads_text()
+             for e in (entry.measured, entry.baseline) if e is not None and e.value_dependent]
+    if not reads:
+        return []
+    return [f"  the code read tensor values on the host: {'; '.join(dict.fromkeys(reads))}; its path, and so this "
+            "count, can change with the input values: make them deterministic (torch.ones, torch.arange, a fixed "
+            "tensor) or draw them from a seeded generator (torch.randn(..., generator=torch.Generator().manual_seed(0)))"]
 
 
 def describe_other_path(entry: EntryVerdict, update_command: str = UPDATE_HINT) -> list[str]:
@@ -234,6 +384,10 @@ class BudgetCheck:
 
     def describe(self) -> str:
         sign = ">" if self.over else "<="
+        if self.metric in MEMORY_METRICS:
+            return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
+                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used)[1:]} of budget, "
+                    f"{percent(self.used - 1)})")
         readable = format_count(self.measured, self.metric)
         readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
         return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
@@ -257,6 +411,8 @@ class TestVerdict:
     xfail: bool = False
     # the command that accepts the counts, with the options of this run that decide what is written
     update_command: str = UPDATE_HINT
+    # the test requested the flop_budget fixture (a hint never asks for it again)
+    requested: bool = True
     __test__ = False  # not a pytest test class, despite the name
 
     @property
@@ -289,7 +445,7 @@ class TestVerdict:
         if self.unmeasured:
             return UNMEASURED
         words = [e.status for e in self.entries if e.failing] or [e.status for e in self.entries]
-        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, OK):
+        for word in (REGRESSED, DEVICE_MISMATCH, NEW, IMPROVED, UNCOUNTED, OK):
             if word in words:
                 return word
         return OK
@@ -302,9 +458,11 @@ class TestVerdict:
         """
         lines = []
         if self.unmeasured:
-            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {MEASURE_HINT}")
+            lines.append(f"marked @pytest.mark.flop_budget but measured nothing: {measure_hint(self.requested)}")
         for check in self.over_budget:
             lines.append(f"over budget: {check.describe()}")
+            if check.metric in MEMORY_METRICS:
+                lines.extend(f"  {line}" for line in self._live_at_peak(check))
         if self.over_budget:
             names = ", ".join(dict.fromkeys(c.argument for c in self.over_budget))
             lines.append(f"  if intended, raise {names} in @pytest.mark.flop_budget(...) of this test "
@@ -313,6 +471,9 @@ class TestVerdict:
             if not entry.failing:
                 continue
             who = "" if entry.label is None else f"[{entry.label}] "
+            if entry.status == UNCOUNTED:
+                lines.extend(who + line for line in entry.uncounted_lines())
+                continue
             if entry.status == NEW:
                 lines.append(f"{who}no baseline entry (--flop-strict); create it with `{self.update_command}`")
                 continue
@@ -327,8 +488,11 @@ class TestVerdict:
                 if new == old:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
-                lines.append(f"{who}{metric} {word}: {new:,} vs baseline {old:,} "
+                amounts = (f"{human_bytes(new)} vs baseline {human_bytes(old)}" if metric in MEMORY_METRICS
+                           else f"{new:,} vs baseline {old:,}")
+                lines.append(f"{who}{metric} {word}: {amounts} "
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
+            lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
                 if entry.grown:
                     names = ", ".join(c.label() for c in entry.grown[:5])
@@ -340,7 +504,27 @@ class TestVerdict:
                     lines.append(f"  if intended, accept with `{self.update_command}` and commit the baseline")
             else:
                 lines.append(f"  tighten the baseline with `{self.update_command}`")
+        for entry in self.entries:  # what could not be counted, also where something else failed
+            if entry.status != UNCOUNTED or not entry.failing:
+                who = "" if entry.label is None else f"[{entry.label}] "
+                lines.extend(who + line for line in entry.uncounted_lines())
         return "\n".join(lines)
+
+    def _live_at_peak(self, check: BudgetCheck) -> list[str]:
+        """What was live at the peak that broke a memory limit: kinds first, then the modules whose
+        code held the most (the deepest holders of the bytes)."""
+        entry = next((e.measured for e in self.entries if getattr(e.measured, check.metric) == check.measured), None)
+        if entry is None or entry.memory_at_peak is None:
+            return []
+        kinds = sorted(entry.memory_at_peak.items(), key=lambda kv: -kv[1])
+        lines = ["live at the peak: " + ", ".join(f"{kind} {human_bytes(n)}" for kind, n in kinds)]
+        held = {name: cost.memory for name, cost in entry.modules.items() if name and cost.memory}
+        deepest = [n for n in held if not any(c.startswith(n + ".") and held[c] == held[n] for c in held)]
+        top = sorted(deepest, key=lambda n: (-held[n], module_order(n)))[:3]
+        if top:
+            lines.append("held most by: " + ", ".join(
+                f"{n} ({entry.modules[n].type}) {human_bytes(held[n])}" for n in top))
+        return lines
 
     def section(self) -> str:
         """Details for the report section: every limit, every measurement, every grown module."""
@@ -351,17 +535,22 @@ class TestVerdict:
             lines.append(f"{entry.key}: {entry.status}")
             if entry.status == DEVICE_MISMATCH:
                 lines.extend("  " + line for line in describe_other_path(entry, self.update_command))
-            for metric in METRICS:
+            for metric in METRICS + MEMORY_METRICS:
                 new = getattr(entry.measured, metric)
-                if entry.baseline is None:
+                if new is None:
+                    continue
+                old = None if entry.baseline is None else getattr(entry.baseline, metric)
+                if old is None:
                     lines.append(f"  {metric:<6} {new:>20,}")
                 else:
-                    old = getattr(entry.baseline, metric)
                     lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
+            if entry.status in (REGRESSED, IMPROVED):
+                lines.extend(value_read_hint(entry))
+            lines.extend("  " + line for line in entry.uncounted_lines())
         if self.unmeasured:
-            lines.append(MEASURE_HINT)
+            lines.append(measure_hint(self.requested))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -376,6 +565,7 @@ class TestVerdict:
             "test_failed": self.test_failed,
             "xfail": self.xfail,
             "update_command": self.update_command,
+            "requested": self.requested,
         }
 
     @classmethod
@@ -391,6 +581,7 @@ class TestVerdict:
             test_failed=bool(data.get("test_failed", False)),
             xfail=bool(data.get("xfail", False)),
             update_command=str(data.get("update_command", UPDATE_HINT)),
+            requested=bool(data.get("requested", True)),
         )
 
 
@@ -404,6 +595,9 @@ def _entry_to_dict(entry: EntryVerdict) -> dict[str, Any]:
         "failing": entry.failing,
         "grown": [g.to_dict() for g in entry.grown],
         "regressed": list(entry.regressed_metrics),
+        "new_uncounted": list(entry.new_uncounted),
+        "unaccepted": list(entry.unaccepted),
+        "uncounted_failing": entry.uncounted_failing,
     }
 
 
@@ -415,9 +609,12 @@ def _entry_from_dict(data: Mapping[str, Any]) -> EntryVerdict:
         baseline=Entry.from_dict(data["baseline"]) if data["baseline"] else None,
         status=data["status"],
         failing=data["failing"],
-        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)))
+        grown=tuple(ModuleChange(g["name"], g["type"], g["old"], g["new"], int(g.get("repeat", 1)), g.get("own"))
                     for g in data["grown"]),
         regressed_metrics=tuple(data["regressed"]),
+        new_uncounted=tuple(data.get("new_uncounted", ())),
+        unaccepted=tuple(data.get("unaccepted", ())),
+        uncounted_failing=bool(data.get("uncounted_failing", False)),
     )
 
 
@@ -432,14 +629,16 @@ class Measured:
 
 
 def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], baseline: Mapping[str, Entry],
-          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT) -> TestVerdict:
+          *, tolerance: Fraction, strict: bool, update: bool, update_command: str = UPDATE_HINT,
+          known_uncounted: frozenset[str] = frozenset()) -> TestVerdict:
     """The verdict of one test: the budget applies to the sum of its measurements, the baseline to each."""
     if budget is not None and budget.tolerance is not None:
         tolerance = budget.tolerance
     # a test that measured nothing fails as unmeasured, not as "0% of budget"
     checks = tuple(_check(limit, measured) for limit in (budget.limits if budget and measured else ()))
     entries = tuple(
-        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update)
+        judge_entry(key, m.label, m.entry, baseline.get(key), tolerance, strict=strict, update=update,
+                    known_uncounted=known_uncounted)
         for m in measured
         for key in [entry_key(nodeid, m.label)]
     )
@@ -447,7 +646,10 @@ def judge(nodeid: str, budget: Budget | None, measured: Sequence[Measured], base
 
 
 def _check(limit: Limit, measured: Sequence[Measured]) -> BudgetCheck:
-    total = sum(getattr(m.entry, limit.metric) for m in measured)
+    """Counts add up over a test's measurements; memory peaks do not (the runs came one after the
+    other): the largest peak is what must fit."""
+    values = [getattr(m.entry, limit.metric) or 0 for m in measured]
+    total = max(values) if limit.metric in MEMORY_METRICS else sum(values)
     return BudgetCheck(limit.argument, limit.metric, limit.value, total)
 
 

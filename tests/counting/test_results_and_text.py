@@ -69,6 +69,8 @@ def test_small_counts_keep_three_significant_digits_in_tables_and_messages():
     assert giga(flops / 1e9) == "0.0118" and format_count(flops, "flops") == "0.0118 GFLOPs"
     assert giga(53_265_920 / 1e9) == "0.0533" and giga(9_413_000 / 1e9) == "0.00941"
     assert giga(3_632_100_000 / 1e9) == "3.632" and giga(0) == "0" and giga(None) == "-"
+    # never scientific (issue 19.8: '3.3e-05' beside '0.000296' in one table)
+    assert giga(33_000 / 1e9) == "0.0000330" and giga(296_000 / 1e9) == "0.000296" and giga(64 / 1e9) == "0.0000000640"
 
 
 def test_module_names():

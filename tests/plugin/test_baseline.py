@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from plugin_project import Project, linear_flops, linear_params
@@ -36,7 +37,7 @@ def test_create_regress_and_name_the_modules_that_grew(project: Project) -> None
     assert not project.baseline.exists()  # only --flop-update-baseline writes
     project.run("--flop-update-baseline").assert_outcomes(passed=1)
     data = project.load()
-    assert data["format"] == 1 and data["torch"] == torch_version()
+    assert data["format"] == 2 and data["torch"] == torch_version()
     entry = data["entries"]["test_net.py::test_net"]
     assert entry["flops"] == net_flops(4)
     assert entry["params"] == linear_params(8, 4) + linear_params(4, 2)
@@ -120,7 +121,7 @@ def test_stale_entries_are_listed_and_pruned_on_full_runs_only(project: Project)
     result.stdout.fnmatch_lines([
         "stale baseline entries (tests that no longer exist or no longer measure):",
         "  test_a.py::test_gone", "  test_b.py::test_file_gone",
-        "flopbudget: 1 ok, 0 over budget, 0 regressed, 0 improved, 0 new, 2 stale",
+        "flopbudget: 1 ok, 2 stale",
         "remove stale entries: pytest --flop-prune-baseline",
     ])
     # a partial run does not call anything stale, and refuses to prune
@@ -196,3 +197,20 @@ def test_hostile_yaml_does_not_run(project: Project) -> None:
     result.stderr.fnmatch_lines([f"*{project.baseline}:2: the baseline is not valid YAML*"])
     assert not flag.exists()
     assert project.baseline.read_text() == text
+
+
+def test_a_symlinked_baseline_is_written_through_to_its_target(project: Project) -> None:
+    """Issue 19.6: os.replace on the link replaced the link with a plain file, the target never updated."""
+    project.write("test_net.py", net_test(4))
+    shared = project.pytester.path / "shared"
+    shared.mkdir()
+    target = shared / "baseline.yaml"
+    target.write_text("format: 2\nentries: {}\n")
+    project.baseline.symlink_to(Path("shared") / "baseline.yaml")
+    project.run("--flop-update-baseline").assert_outcomes(passed=1)
+    assert project.baseline.is_symlink() and project.baseline.resolve() == target.resolve()
+    import yaml
+
+    entry = yaml.safe_load(target.read_text())["entries"]["test_net.py::test_net"]
+    assert entry["flops"] == net_flops(4)
+    assert not [p.name for p in project.pytester.path.iterdir() if p.name.endswith(".tmp")]  # nothing beside the link

@@ -165,7 +165,10 @@ def test_a_deep_baseline_reaches_the_leaves_and_stays_small(project: Project) ->
     # 32 identical layers are written once: the ModuleList, the range and its 4 leaves, the head
     assert set(modules) == {"layer", "layer.[0-31]", "layer.[0-31].norm", "layer.[0-31].ffn",
                             "layer.[0-31].ffn.lin1", "layer.[0-31].ffn.lin2", "head"}
-    assert len(text.splitlines()) < 25
+    # bytes at the peak are kept apart, non-zero holders only: the few layers whose output is live then
+    held = project.load()["entries"]["test_decoder.py::test_decoder"].get("memory_modules", {})
+    assert len(held) <= 6, held
+    assert len(text.splitlines()) < 25 + 1 + len(held)
     layer = linear_flops(1, 8, 16) + 16 + linear_flops(1, 16, 8) + 8 + 8  # lin1, relu, lin2, norm, residual
     assert modules["layer"]["flops"] == 32 * layer  # the container sums its layers
     assert modules["layer.[0-31].ffn.lin1"]["params"] == linear_params(8, 16)

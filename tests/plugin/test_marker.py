@@ -65,7 +65,7 @@ def test_every_bad_marker_is_an_error_for_that_test_alone(project: Project) -> N
 
 def test_marker_is_registered(project: Project) -> None:
     result = project.run("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, tolerance=None): *"])
+    result.stdout.fnmatch_lines(["@pytest.mark.flop_budget(*, max_gflops=None, max_gmacs=None, max_params=None, max_memory=None, max_activation_memory=None, tolerance=None, device=None): *'24GiB'*device*overrides --flop-device*"])
     project.write("test_strict.py", project.linear_test("test_a", 8, 4, 3, "max_params=100"))
     project.run("--strict-markers").assert_outcomes(passed=1)
 
@@ -96,7 +96,17 @@ def test_marked_test_that_never_measures_fails_with_how_to(project: Project) -> 
     result = project.run("-v")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*::test_forgot NOT MEASURED*",
-                                 "*measured nothing: request the `flop_budget` fixture and call `flop_budget.measure(model, inputs)`*"])
+                                 "*measured nothing: request the `flop_budget` fixture (add it to the test's arguments), "
+                                 "then call `flop_budget.measure(model, inputs)`*`with flop_budget.count():`*"])
+
+
+def test_a_test_that_requested_the_fixture_is_not_asked_for_it_again(project: Project) -> None:
+    project.write("test_none.py", "@pytest.mark.flop_budget(max_params=10)\ndef test_forgot(flop_budget):\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*measured nothing: call `flop_budget.measure(model, inputs)`*"
+                                 "or count any code with `with flop_budget.count():`*"])
+    assert "request the `flop_budget` fixture" not in result.stdout.str()
 
 
 def test_several_measurements_need_labels_and_the_budget_applies_to_the_sum(project: Project) -> None:

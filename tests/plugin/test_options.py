@@ -97,3 +97,19 @@ def test_the_accept_hint_repeats_the_options_that_decide_what_is_written(project
     project.pytester.makeini("[pytest]\nflop_baseline = budgets/other.yaml\n")
     project.write("test_b.py", project.linear_test("test_b", 8, 2))
     project.run().stdout.fnmatch_lines(["accept these changes: pytest --flop-update-baseline (then commit other.yaml)"])
+
+
+def test_the_header_is_shown_only_where_the_plugin_is_used(project: Project) -> None:
+    """Issue 19.10: like the cacheprovider's line, not in every run of every repository."""
+    project.write("test_plain.py", "def test_plain():\n    assert True\n")
+    header = "flopbudget: baseline flop_baseline.yaml (*"
+    unused = project.run()
+    unused.assert_outcomes(passed=1)
+    assert "flopbudget:" not in unused.stdout.str()  # nor a count line: nothing was measured
+    project.run("-v").stdout.fnmatch_lines([header])
+    project.run("--flop-strict").stdout.fnmatch_lines([header])
+    project.pytester.makeini("[pytest]\nflop_known_uncounted = mylib.op\n")
+    project.run().stdout.fnmatch_lines([header])
+    project.pytester.makeini("[pytest]\n")
+    project.baseline.write_text("format: 2\nentries: {}\n")
+    project.run().stdout.fnmatch_lines(["flopbudget: baseline flop_baseline.yaml (0 entries), device cpu, tolerance 0"])

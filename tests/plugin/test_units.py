@@ -120,7 +120,7 @@ def test_merge_upserts_and_keeps_the_rest(tmp_path: Path) -> None:
     ("format: 1\nentries:\n  t:\n    flops: 1.5\n    macs: 1\n    params: 1\n", 4, "non-negative integer"),
     ("format: 1\nentries:\n  t:\n    flops: true\n    macs: 1\n    params: 1\n", 4, "non-negative integer"),
     ("format: 1\nentries:\n  t:\n    flops: 1\n    macs: 1\n", 4, "missing params"),
-    ("format: 2\nentries: {}\n", 1, "format must be 1"),
+    ("format: 3\nentries: {}\n", 1, "format must be 2 (or the older 1)"),
     ("format: 1\nentries:\n  t: {flops: 1, macs: 1, params: 1}\n  t: {flops: 2, macs: 1, params: 1}\n", 4, "duplicate key"),
     ("format: 1\nentries: [1, 2]\n", 2, "mapping"),
     ("format: 1\nentries:\n  t: {flops: 1, macs: 1, params: 1, extra: 2}\n", 3, "unknown field"),

@@ -46,20 +46,20 @@ def cells(key: str, gflops: str, verdict: str, change: str = "=") -> tuple[str, 
 
 def sample_view() -> ReportView:
     tests = (
-        TestView("tests/test_a.py::test_grew", cells("tests/test_a.py::test_grew", "1e-06", "REGRESSED", "+25.0% flops"),
+        TestView("tests/test_a.py::test_grew", cells("tests/test_a.py::test_grew", "0.00000100", "REGRESSED", "+25.0% flops"),
                  ("regressed",), failing=True, open=True, flops=1000, macs=500, params=100, budget_used=0.5,
                  reasons=("flops regressed: 1,000 vs baseline 800 (+25.0%)",), tree=GREW),
-        TestView("tests/test_a.py::test_ok", cells("tests/test_a.py::test_ok", "9e-08", "ok"), ("ok",), failing=False,
+        TestView("tests/test_a.py::test_ok", cells("tests/test_a.py::test_ok", "0.0000000900", "ok"), ("ok",), failing=False,
                  open=False, flops=90, macs=45, params=100, budget_used=0.9, tree=SHARED),
-        TestView("tests/test_b.py::test_deeper", cells("tests/test_b.py::test_deeper", "1e-07", "improved", "+11.1% flops"),
+        TestView("tests/test_b.py::test_deeper", cells("tests/test_b.py::test_deeper", "0.000000100", "improved", "+11.1% flops"),
                  ("improved",), failing=False, open=False, flops=100, macs=50, params=10, budget_used=0.2, tree=DEEPER),
-        TestView(XSS_KEY, cells(XSS_KEY, "1e-08", "OVER BUDGET", "new"), ("over budget",), failing=True, open=True,
+        TestView(XSS_KEY, cells(XSS_KEY, "0.0000000100", "OVER BUDGET", "new"), ("over budget",), failing=True, open=True,
                  flops=10, macs=5, params=2, budget_used=2.0, reasons=(XSS_REASON,), tree=XSS),
         TestView("tests/test_c.py::test_unmeasured", ("tests/test_c.py::test_unmeasured", "-", "-", "-", "-", "-", "-",
                                                       "UNMEASURED"), ("unmeasured",), failing=True, open=False),
     )
     return ReportView("flop report <script>window.__xss=5</script>", tests, ("device meta",),
-                      "flopbudget: 1 ok, 1 over budget, 1 regressed, 1 improved, 0 new, 0 stale",
+                      "flopbudget: 1 ok, 1 over budget, 1 regressed, 1 improved",
                       ("accept these changes: pytest --flop-update-baseline",), ("tests/test_gone.py::test_old",), HEADER)
 
 

@@ -217,7 +217,7 @@ def test_memory_is_a_metric_when_tracked(open_page, tmp_path):
     # the root holds the whole peak (weights and inputs too); its modules what their code allocated
     tree = TreeView((ModuleView("", "Net", 100, 50, 10, 4096), ModuleView("a", "Linear", 60, 30, 6, 1024),
                      ModuleView("b", "Linear", 40, 20, 4, 3072)))
-    test = TestView("t.py::test_m", ("t.py::test_m", "1e-07", "5e-08", "10", bytes_text(4096), "-", "new", "new"),
+    test = TestView("t.py::test_m", ("t.py::test_m", "0.000000100", "0.0000000500", "10", bytes_text(4096), "-", "new", "new"),
                     ("new",), failing=False, open=True, flops=100, macs=50, params=10, peak_memory=4096, tree=tree)
     path = tmp_path / "memory.html"
     from pytest_flopbudget.reporting import html as html_report

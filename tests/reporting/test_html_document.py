@@ -140,7 +140,7 @@ def test_a_measurement_becomes_a_tree_in_module_order_with_its_own_numbers():
     assert (rows[0].type, rows[0].flops, rows[0].params) == ("Sequential", 3 * 4 * 16 + 3 * 4 + 3 * 2 * 8, 46)
     view = view_of_measurement("pkg:model", measured)
     assert view.tests[0].open and view.tests[0].tree is not None and view.tests[0].tree.baseline is None
-    assert view.tests[0].cells[:2] == ("pkg:model", "2.52e-07") and view.tests[0].cells[3] == "46"
+    assert view.tests[0].cells[:2] == ("pkg:model", "0.000000252") and view.tests[0].cells[3] == "46"
 
 
 def test_write_replaces_the_file_and_makes_its_folder(tmp_path):
