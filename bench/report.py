@@ -312,6 +312,9 @@ def write_report(path: Path, meta: dict, results: list[dict], plugin: dict | Non
     else:
         lines.append("Nothing failed.")
     lines += ["", *_plugin_section(plugin), ""]
+    speed = HERE / "SPEED.md"  # written by bench/speed.py --doc: its tables survive a re-render
+    if speed.exists():
+        lines += [speed.read_text().strip(), ""]
     profile = HERE / "PROFILE.md"
     if profile.exists():
         lines += [profile.read_text().strip(), ""]

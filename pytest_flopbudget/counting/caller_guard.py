@@ -80,7 +80,11 @@ class FakeTwins:
         else:
             fake = converter.from_meta_and_device(mode, shell, _FAKE_DEVICE)
         if isinstance(real, nn.Parameter):
-            fake = nn.Parameter(fake, requires_grad=real.requires_grad)
+            # what nn.Parameter(fake) does for a tensor subclass, without its detach(): the fake is
+            # new and ours alone, so marking it in place is the same and costs no fake dispatch
+            # (twins are made for every parameter alive at a block's entry)
+            fake.requires_grad_(real.requires_grad)
+            fake._is_param = True
         elif real.requires_grad and fake.is_floating_point():
             fake.requires_grad_(True)
         self._twins[id(real)] = (real, fake)

@@ -12,6 +12,7 @@ name the running modules only inside its ``ModuleTracker`` (module_tracker.py).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections import defaultdict
@@ -141,9 +142,10 @@ class OpCounter:
         self.macs += macs
         self.op_flops[op_name] += flops
         self.op_macs[op_name] += macs
-        cost = self._by_scopes.get(self.modules.active)
+        scopes = self.modules.active  # a property that asks autograd for the running node: once
+        cost = self._by_scopes.get(scopes)
         if cost is None:
-            self._by_scopes[self.modules.active] = [flops, macs]
+            self._by_scopes[scopes] = [flops, macs]
         else:
             cost[0] += flops
             cost[1] += macs
@@ -181,14 +183,28 @@ class OpCounter:
         kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
         self._apply(op_name, formula, shapes, kw_shapes, _out_shape(out))
 
+    def count_aten_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
+        """``count_call`` for the aten mode's hot path: jagged nested tensors never reach it (their
+        subclass runs its own ops), and a strided nested tensor has no shape (``.shape`` raises), so
+        the shapes are taken first and the nested check runs only when that fails."""
+        try:
+            shapes = [_shape_of(a) for a in args]
+            kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+            out_shape = _out_shape(out)
+        except RuntimeError:
+            self.count_call(op_name, formula, args, kwargs, out)
+            return
+        self._apply(op_name, formula, shapes, kw_shapes, out_shape)
+
     def _apply(self, op_name: str, formula: Any, shapes: Any, kw_shapes: Any, out_shape: Any) -> None:
         try:
             flops, macs = formula(*shapes, out_shape=out_shape, **kw_shapes)
         except Exception as error:
             raise FormulaError.wrap(op_name, formula, shapes, kw_shapes, error) from error
-        reason = is_estimated(formula, *shapes, out_shape=out_shape, **kw_shapes)
-        if reason is not None:
-            self.estimated.setdefault(op_name, reason)
+        if getattr(formula, "estimated", None) is not None:  # marked formulas are rare: no call otherwise
+            reason = is_estimated(formula, *shapes, out_shape=out_shape, **kw_shapes)
+            if reason is not None:
+                self.estimated.setdefault(op_name, reason)
         self.add(op_name, flops, macs)
 
 
@@ -225,14 +241,16 @@ def read_site() -> str:
     return called or "(outside any module)"
 
 
-def _with_ancestors(names: tuple[str, ...]) -> dict[str, None]:
+@functools.lru_cache(maxsize=16384)
+def _with_ancestors(names: tuple[str, ...]) -> tuple[str, ...]:
     """The running modules and every module above them by qualified name ("a.b.c" -> "a", "a.b",
-    "a.b.c"), each once, so one op is added once to every module whose subtree ran it."""
+    "a.b.c"), each once, so one op is added once to every module whose subtree ran it. Cached: the
+    same stacks recur in every measurement of a model."""
     found: dict[str, None] = {}
     for name in names:
         if name not in found:
             found.update(dict.fromkeys(ancestors(name)[1:]))  # [1:]: the root's cost is the total
-    return found
+    return tuple(found)
 
 
 def _eager_flex_attention() -> Any:
@@ -348,7 +366,7 @@ class _AtenCounter(TorchDispatchMode):
         if rule is None:
             self.counter.uncounted[name] += 1
         elif not floats_only or _touches_floats(args, out):
-            self.counter.count_call(name, rule, args, kwargs, out)
+            self.counter.count_aten_call(name, rule, args, kwargs, out)
 
 
 def _never_traced_by_dynamo(fn: Any) -> Any:

@@ -306,11 +306,16 @@ class MemoryTracker:
 
         categories = dict.fromkeys(MEMORY_CATEGORIES, 0)
         modules: dict[str, int] = {"": 0}
+        lineage: dict[str, list[str]] = {}  # module -> its ancestors, computed once per module
         for index in at_peak:
             nbytes = self._bytes[index]
             categories[self._category(index, kinds)] += nbytes
             if self._entry[index] is None:
-                for name in ancestors(self._module[index]):
+                module = self._module[index]
+                names = lineage.get(module)
+                if names is None:
+                    names = lineage[module] = ancestors(module)
+                for name in names:
                     modules[name] = modules.get(name, 0) + nbytes
         retained = sum(self._bytes[i] for i in at_end if self._entry[i] is None)
         return Memory(
@@ -364,6 +369,11 @@ def _is_wrapper(tensor: _Tensor) -> bool:
 def _storages(tensor: _Tensor) -> list[Any]:
     """The untyped storages behind a tensor: its own, or, for a wrapper subclass (nested jagged
     tensors, DTensor), those of the plain tensors inside it."""
+    if _WRAPPERS.get(type(tensor)) is False:  # a plain tensor (its type seen before): the common case
+        try:
+            return [tensor.untyped_storage()]
+        except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
+            return []
     pending, found = [tensor], []
     while pending:
         value = pending.pop()

@@ -43,8 +43,17 @@ def device_scope(target: torch.device | None, *, default_device: bool = False) -
         if is_meta(target):
             fake_mode = stack.enter_context(fake_mode_for_meta())
         if default_device and target is not None:
-            stack.enter_context(torch.device("cpu" if fake_mode is not None else target))
+            wanted = torch.device("cpu" if fake_mode is not None else target)
+            if not _already_default(wanted):
+                stack.enter_context(wanted)
         yield fake_mode
+
+
+def _already_default(device: torch.device) -> bool:
+    """Whether new tensors land on ``device`` already: torch's default-device mode sees every torch
+    call in the block (a Python function each), so it is entered only when it changes something."""
+    current = getattr(torch, "get_default_device", None)  # torch >= 2.3
+    return current is not None and current() == device
 
 
 class CountingSession:

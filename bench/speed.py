@@ -1,0 +1,313 @@
+"""Counting speed side by side in one process: this project, ptflops' aten backend, thop and the
+empty-mode floor, each timed against a plain no-grad forward moments before it (issue 24).
+
+    python bench/speed.py                      # 4 workloads, 9 paired repeats, prints a table
+    python bench/speed.py --repeats 7 --workloads resnet50,bert_base_sdpa --json out.json
+    python bench/speed.py --meta               # goal 2: count() on meta against measure() on meta
+
+CPU time (``time.process_time``), one torch thread: the machine is shared and CPU time does not
+count the time other jobs hold the cores. Each repeat runs every variant once, in an order rotated
+per repeat, each right after a forward of its own; a variant's ratio is the median over repeats of
+count / paired forward (DESIGN.md, "Time": medians of at least 7 paired repeats). The spread
+printed beside each median is the interquartile range of those ratios: how noisy the run was.
+
+The floor is what torch's machinery alone costs: a TorchDispatchMode and a TorchFunctionMode that
+only call the op, and global module forward pre/post hooks that return at once, i.e. the modes and
+hooks this project installs, doing nothing. Ours runs ``measure(model, x)`` as users do, memory
+tracking on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+DEFAULT_WORKLOADS = ("resnet50", "mobilenet_v2", "bert_base_sdpa", "vit_b16")
+META_WORKLOADS = ("gpt2_small", "llama_7b", "resnet50")
+
+
+def floor_counter() -> Callable[[Any, Any], None]:
+    """The empty-mode floor: this project's modes and hooks, doing nothing."""
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class EmptyDispatch(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:  # as the project's mode: no dynamo import
+            return False
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            return func(*args, **(kwargs or {}))
+
+    class EmptyFunction(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            return func(*args, **(kwargs or {}))
+
+    def pre(module: Any, inputs: Any) -> None:
+        return None
+
+    def post(module: Any, inputs: Any, output: Any) -> None:
+        return None
+
+    def count(model: Any, x: Any) -> None:
+        handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post, always_call=True)]
+        try:
+            with torch.no_grad(), EmptyFunction(), EmptyDispatch():
+                model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    return count
+
+
+def ours_without_memory() -> Callable[[Any, Any], Any]:
+    """measure() with the memory tracker unplugged from the counter's dispatch mode (bench only:
+    users always get memory), so the difference to "ours" is what tracking per op costs; the
+    entry registration and the final replay, a few milliseconds per call, still run."""
+    from pytest_flopbudget.counting import session
+
+    def count(model: Any, x: Any) -> Any:
+        import pytest_flopbudget as fb
+
+        original = session.CountingSession.__init__
+
+        def unplugged(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.counter.memory = None
+
+        session.CountingSession.__init__ = unplugged  # type: ignore[method-assign]
+        try:
+            return fb.measure(model, x)
+        finally:
+            session.CountingSession.__init__ = original  # type: ignore[method-assign]
+
+    return count
+
+
+def variants() -> dict[str, Callable[[Any, Any], Any]]:
+    from counters import COUNTERS
+
+    return {
+        "ours": COUNTERS["fb-cpu"][0],
+        "ours-no-memory": ours_without_memory(),
+        "ptflops-aten": COUNTERS["ptflops-aten"][0],
+        "thop": COUNTERS["thop"][0],
+        "floor": floor_counter(),
+    }
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def run_cpu(name: str, repeats: int, warmup: int) -> dict[str, Any]:
+    import torch
+
+    from workloads import WORKLOADS
+
+    workload = WORKLOADS[name]
+    model = workload.build().eval()
+    x = workload.make_input()
+    fns = variants()
+    order = list(fns)
+    ratios: dict[str, list[float]] = {v: [] for v in fns}
+    seconds: dict[str, list[float]] = {v: [] for v in fns}
+    forwards: list[float] = []
+    for i in range(warmup + repeats):
+        rotated = order[i % len(order):] + order[:i % len(order)]
+        for variant in rotated:
+            t = time.process_time()
+            with torch.no_grad():
+                model(x)
+            forward = time.process_time() - t
+            t = time.process_time()
+            fns[variant](model, x)
+            elapsed = time.process_time() - t
+            if i >= warmup:
+                ratios[variant].append(elapsed / forward)
+                seconds[variant].append(elapsed)
+                forwards.append(forward)
+    return {
+        "workload": name,
+        "title": workload.title,
+        "repeats": repeats,
+        "forward_s": statistics.median(forwards),
+        "ratio": {v: statistics.median(r) for v, r in ratios.items()},
+        "iqr": {v: _quartiles(r) for v, r in ratios.items()},
+        "count_s": {v: statistics.median(s) for v, s in seconds.items()},
+    }
+
+
+def run_meta(name: str, repeats: int, warmup: int) -> dict[str, Any]:
+    """count() on meta against measure() on meta, on a model built on meta before both; for the 7B
+    decoder also torch's FlopCounterMode under FakeTensorMode (the model built there)."""
+    import torch
+
+    import pytest_flopbudget as fb
+    from workloads import WORKLOADS
+
+    workload = WORKLOADS[name]
+    with torch.device("meta"):
+        model = workload.build().eval()
+        x = workload.make_input()
+
+    def with_measure() -> None:
+        fb.measure(model, x, device="meta")
+
+    def with_count() -> None:
+        with fb.count(device="meta"):
+            model(x)
+
+    fns: dict[str, Callable[[], None]] = {"measure": with_measure, "count": with_count}
+    if workload.meta_only:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            fake_model = workload.build().eval()
+            fake_x = workload.make_input()
+
+        def with_fcm() -> None:
+            with FakeTensorMode(allow_non_fake_inputs=True), FlopCounterMode(display=False):
+                fake_model(fake_x)
+
+        fns["fcm-fake"] = with_fcm
+    order = list(fns)
+    seconds: dict[str, list[float]] = {v: [] for v in fns}
+    for i in range(warmup + repeats):
+        rotated = order[i % len(order):] + order[:i % len(order)]
+        for variant in rotated:
+            t = time.process_time()
+            fns[variant]()
+            elapsed = time.process_time() - t
+            if i >= warmup:
+                seconds[variant].append(elapsed)
+    paired = [c / m for c, m in zip(seconds["count"], seconds["measure"])]
+    result = {
+        "workload": name,
+        "title": workload.title,
+        "repeats": repeats,
+        "seconds": {v: statistics.median(s) for v, s in seconds.items()},
+        "count_over_measure": statistics.median(paired),
+        "iqr": _quartiles(paired),
+    }
+    if "fcm-fake" in seconds:
+        result["measure_over_fcm"] = statistics.median(
+            m / f for m, f in zip(seconds["measure"], seconds["fcm-fake"]))
+        result["count_over_fcm"] = statistics.median(
+            c / f for c, f in zip(seconds["count"], seconds["fcm-fake"]))
+    return result
+
+
+def render_cpu(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| workload | forward (s) | ours | ptflops aten | thop | empty-mode floor | ours − floor | "
+        "ours, memory off | memory's share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        r, q = row["ratio"], row["iqr"]
+        cells = [f"{r[v]:.2f}x ({q[v][0]:.2f}–{q[v][1]:.2f})" for v in ("ours", "ptflops-aten", "thop", "floor")]
+        no_memory = r.get("ours-no-memory")
+        extra = (f" | {no_memory:.2f}x | {r['ours'] - no_memory:+.2f}x |" if no_memory is not None else " | – | – |")
+        lines.append(f"| {row['title']} | {row['forward_s']:.3f} | " + " | ".join(cells)
+                     + f" | {r['ours'] - r['floor']:+.2f}x" + extra)
+    return "\n".join(lines)
+
+
+def render_meta(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| workload (built on meta) | measure() on meta (s) | count() on meta (s) | count / measure | "
+        "FlopCounterMode under FakeTensorMode (s) | measure / FCM |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        s = row["seconds"]
+        fcm = f"{s['fcm-fake']:.3f}" if "fcm-fake" in s else "–"
+        over = f"{row['measure_over_fcm']:.2f}x" if "measure_over_fcm" in row else "–"
+        lines.append(f"| {row['title']} | {s['measure']:.3f} | {s['count']:.3f} | "
+                     f"{row['count_over_measure']:.2f}x ({row['iqr'][0]:.2f}–{row['iqr'][1]:.2f}) | {fcm} | {over} |")
+    return "\n".join(lines)
+
+
+_INTROS = {
+    "cpu": ("CPU time of one count over a plain no-grad forward (one torch thread), medians of {n} "
+            "paired repeats, interquartile range in brackets; ours is `measure(model, x)` as users run "
+            "it, memory tracking on. \"memory's share\" is ours minus ours with the memory tracker "
+            "unplugged from the dispatch mode (bench only; entry registration and the final replay still run)."),
+    "meta": ("Seconds (CPU) of one count of a model built on meta before both, medians of {n} paired "
+             "repeats; count / measure is the median of the per-repeat ratios (interquartile range in "
+             "brackets). FlopCounterMode counts FLOPs only; ours counts memory too."),
+}
+
+
+def write_section(path: str, kind: str, table: str, repeats: int) -> None:
+    """Replace the text between ``<!-- speed:KIND:begin -->`` and ``<!-- speed:KIND:end -->``
+    in ``path`` (appended under a heading if the markers are missing)."""
+    begin, end = f"<!-- speed:{kind}:begin -->", f"<!-- speed:{kind}:end -->"
+    body = f"{begin}\n{_INTROS[kind].format(n=repeats)}\n\n{table}\n{end}"
+    if not os.path.exists(path):
+        open(path, "w").close()
+    with open(path) as handle:
+        text = handle.read()
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
+    else:
+        title = "Speed against the peers and the empty-mode floor" if kind == "cpu" else "count() and measure() on meta"
+        text = text.rstrip("\n") + f"\n\n## {title} (bench/speed.py)\n\n{body}\n"
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workloads", default=None, help="comma-separated names (see workloads.py)")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--meta", action="store_true", help="goal 2: count() vs measure() on meta")
+    parser.add_argument("--json", default=None, help="write the results here too")
+    parser.add_argument("--doc", default=None,
+                        help="put the table into this markdown file between its speed markers "
+                             "(docs/benchmarks.md)")
+    args = parser.parse_args()
+    if args.repeats < 7:
+        print("note: DESIGN.md asks for medians of at least 7 paired repeats", file=sys.stderr)
+    import torch
+
+    torch.set_num_threads(1)
+    default = META_WORKLOADS if args.meta else DEFAULT_WORKLOADS
+    names = args.workloads.split(",") if args.workloads else list(default)
+    run = run_meta if args.meta else run_cpu
+    rows = []
+    for name in names:
+        rows.append(run(name, args.repeats, args.warmup))
+        print(f"done {name}", file=sys.stderr, flush=True)
+    table = (render_meta if args.meta else render_cpu)(rows)
+    print(table)
+    if args.doc:
+        kind = "meta" if args.meta else "cpu"
+        write_section(args.doc, kind, table, args.repeats)
+        # kept beside the bench too, so bench/report.py's re-render of docs/benchmarks.md keeps it
+        write_section(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SPEED.md"), kind, table, args.repeats)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"meta" if args.meta else "cpu": rows}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
