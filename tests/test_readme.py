@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def test_ci_script_installs_and_runs_what_the_readme_says():
     assert commands.index("python -m pip install -q torch==2.13.0") < \
         commands.index("python -m pip install -q -r requirements-dev.txt") < test_step
     assert "torch==2.13.0" in (ROOT / "requirements-dev.txt").read_text().split()
+    # the tests that command deselects (pyproject.toml's addopts) run in the step after it
+    assert commands[test_step + 1].endswith(" python -m pytest -m slow")
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    assert shlex.split(addopts)[-2:] == ["-m", "not slow"]
+    assert "python -m pytest -m slow" in README
 
 
 @pytest.mark.parametrize("command", sorted(c for c in KNOWN if c.startswith("pytest ")))
