@@ -593,6 +593,7 @@ def register_formula(op: Any, fn: Formula) -> None:
     default_registry().register(op, fn)
 
 
-def unregister_formula(op: Any) -> None:
-    """Remove a formula added with ``register_formula``."""
+def _unregister_formula(op: Any) -> None:
+    """Remove a formula added with ``register_formula`` (for tests: a suite scopes its formulas
+    where it registers them, and ``formulas=`` scopes them to one count)."""
     default_registry().unregister(op)
