@@ -185,6 +185,24 @@ def test_private_kernel_arguments_are_where_the_formulas_read_them(name: str) ->
                 f"aten.{aten_name}.{overload} argument {position}: the formula reads {wanted}, torch has {actual}"
 
 
+# Formulas whose parameters carry the schema's names, so a private kernel's arguments bind by name:
+# the formula's positional parameters must be the schema's, in order.
+BOUND_BY_NAME = ["mkldnn_rnn_layer", "mkldnn_rnn_layer_backward"]
+
+
+@pytest.mark.parametrize("name", BOUND_BY_NAME)
+def test_formulas_bound_by_name_take_the_schema_names(name: str) -> None:
+    import inspect
+
+    from pytest_flopbudget.counting.formulas import recurrent
+
+    formula = recurrent.RULES[name]
+    ours = [p.name for p in inspect.signature(formula).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    schema = [a.name for a in getattr(torch.ops.aten, name).default._schema.arguments]
+    assert ours == schema[:len(ours)], f"aten.{name}: the formula binds {ours}, torch has {schema}"
+
+
 def test_multi_head_attention_forward_takes_the_arguments_the_formula_names() -> None:
     import inspect
 
