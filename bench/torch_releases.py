@@ -4,11 +4,12 @@ newest, compared with the pinned torch's, one release at a time.
     python bench/torch_releases.py 2.10 2.11      # the minors to check (default: 2.7 to 2.14)
 
 For each minor it makes a temporary virtual environment, installs ``torch==<minor>.*`` from the
-registry (on Linux a CUDA build: about 3 GB downloaded and about 6 GB installed, a few minutes on a
-fast link), pyyaml and this checkout (no dependencies), runs ``counts.py compare`` against the
+registry (on Linux a CUDA build: about 3 GB downloaded, about 5 GB installed; 90 s for 2.10 on the
+machine that recorded docs/torch-releases.md), pyyaml, numpy and the reference's transformers
+(counts.py imports it), with this checkout on PYTHONPATH, runs ``counts.py compare`` against the
 reference the current interpreter writes (run it with the pinned torch, 2.13), prints one row, and
 deletes the environment before the next: the disk needed at any time is one environment (about
-7 GB with pip's cache off). ``PIP_CONSTRAINT`` is cleared so a constraints file set for the pinned
+5 GB, pip's cache off). ``PIP_CONSTRAINT`` is cleared so a constraints file set for the pinned
 environment does not pin torch. The table at the end is what docs/torch-releases.md records.
 """
 
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,14 +41,16 @@ def check_release(minor: str, reference: Path, work: Path) -> tuple[str, str, fl
     try:
         run([sys.executable, "-m", "venv", str(venv)], check=True)
         python = str(venv / "bin" / "python")
-        install = run([python, "-m", "pip", "install", "-q", f"torch=={minor}.*", "pyyaml", "numpy"], env=env)
+        # counts.py imports transformers: the reference's release, so its architectures compare too
+        packages = [f"torch=={minor}.*", "pyyaml", "numpy", f"transformers=={version('transformers')}"]
+        install = run([python, "-m", "pip", "install", "-q", *packages], env=env)
         if install.returncode != 0:
             return "-", "not installable", time.monotonic() - start, install.stderr.strip().splitlines()[-1:][0]
-        version = run([python, "-c", "import torch; print(torch.__version__)"], env=env).stdout.strip()
+        installed = run([python, "-c", "import torch; print(torch.__version__)"], env=env).stdout.strip()
         compare = run([python, str(COUNTS), "compare", str(reference)], env=env, cwd=ROOT)
         lines = (compare.stdout + compare.stderr).strip().splitlines()
         verdict = "equal" if compare.returncode == 0 else "DIFFERS"
-        return version, verdict, time.monotonic() - start, lines[-1] if lines else ""
+        return installed, verdict, time.monotonic() - start, lines[-1] if lines else ""
     finally:
         shutil.rmtree(venv, ignore_errors=True)
 
