@@ -66,8 +66,9 @@ def main(argv: list[str]) -> int:
         rows = [(f"reference: torch {torch.__version__}", "", "", "")]
         for minor in minors:
             print(f"torch {minor}: installing and comparing...", flush=True)
-            version, verdict, seconds, detail = check_release(minor, reference, work)
-            rows.append((f"torch {version} ({minor})", verdict, f"{seconds:.0f} s", detail))
+            installed, verdict, seconds, detail = check_release(minor, reference, work)
+            rows.append((f"torch {installed} ({minor})", verdict, f"{seconds:.0f} s", detail))
+            print("| " + " | ".join(rows[-1]) + " |", flush=True)  # each row as soon as it is known
     print("| release | counts vs the reference | time (install + compare) | counts.py's last line |")
     print("|---|---|---|---|")
     for row in rows:
