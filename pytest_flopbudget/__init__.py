@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> the engine module that defines it
 _EXPORTS = {
@@ -20,7 +20,6 @@ _EXPORTS = {
     "Measurement": "pytest_flopbudget.counting.measurement",
     "ModuleCost": "pytest_flopbudget.counting.measurement",
     "register_formula": "pytest_flopbudget.counting.registry",
-    "unregister_formula": "pytest_flopbudget.counting.registry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def test_ci_script_installs_and_runs_what_the_readme_says():
     assert commands.index("python -m pip install -q torch==2.13.0") < \
         commands.index("python -m pip install -q -r requirements-dev.txt") < test_step
     assert "torch==2.13.0" in (ROOT / "requirements-dev.txt").read_text().split()
+    # the tests that command deselects (pyproject.toml's addopts) run in the step after it
+    assert commands[test_step + 1].endswith(" python -m pytest -m slow")
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    assert shlex.split(addopts)[-2:] == ["-m", "not slow"]
+    assert "python -m pytest -m slow" in README
 
 
 @pytest.mark.parametrize("command", sorted(c for c in KNOWN if c.startswith("pytest ")))
@@ -276,10 +282,12 @@ def test_ci_recipe_works_for_a_repository_that_is_not_a_package():
     assert torch_step < runs.index(CI_GIT_INSTALL) < runs.index(CI)
 
 
-def test_quickstart_says_what_torch_costs_and_how_long_the_suite_takes():
+def test_quickstart_says_what_torch_costs_and_which_tests_run():
     quickstart = README.split("## Quickstart")[1].split("\n## ")[0]
     assert "CUDA" in quickstart and "several GB" in quickstart
     assert "--index-url https://download.pytorch.org/whl/cpu" in quickstart
     assert ".ci/run" in quickstart and "HF_HUB_OFFLINE=1" in quickstart
-    assert re.search(r"takes about \d+ minutes on a 2-core machine", quickstart)
+    # no test count or duration that no test keeps true; the slow tests and how to run them
+    assert not re.search(r"\d+ tests|about \d+ minutes", quickstart)
+    assert "`python -m pytest -m slow`" in quickstart and "tests/zoo" in quickstart
     assert "python -m pytest -n auto" in quickstart

@@ -193,10 +193,18 @@ def uncounted_reason(op: Any) -> str | None:
 def _is_dispatched(op: Any) -> bool:
     """Whether the dispatcher knows ``op`` (TorchScript-only overloads have a schema but no operator)."""
     try:
-        torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CompositeImplicitAutograd")
+        _is_composite(op)
     except RuntimeError:
         return False
     return True
+
+
+def _is_composite(op: Any) -> bool:
+    """Whether ``op`` has a CompositeImplicitAutograd kernel (it decomposes into other ops), through
+    torch's public ``OpOverload.has_kernel_for_dispatch_key``. Called only while an overload is
+    resolved, and resolutions are cached per overload, so it stays off the counting hot path.
+    Raises RuntimeError for an overload the dispatcher does not know."""
+    return op.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
 
 
 @dataclass(frozen=True)
@@ -356,8 +364,7 @@ class Registry:
             return FREE
         if torch.Tag.pointwise in canonical.tags or torch.Tag.pointwise in func.tags:
             return elementwise.elementwise
-        if _is_dispatched(func) and torch._C._dispatch_has_kernel_for_dispatch_key(
-                func.name(), "CompositeImplicitAutograd"):
+        if _is_dispatched(func) and _is_composite(func):
             return DECOMPOSE
         return None
 
@@ -593,6 +600,7 @@ def register_formula(op: Any, fn: Formula) -> None:
     default_registry().register(op, fn)
 
 
-def unregister_formula(op: Any) -> None:
-    """Remove a formula added with ``register_formula``."""
+def _unregister_formula(op: Any) -> None:
+    """Remove a formula added with ``register_formula`` (for tests: a suite scopes its formulas
+    where it registers them, and ``formulas=`` scopes them to one count)."""
     default_registry().unregister(op)

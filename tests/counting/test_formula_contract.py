@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import pytest_flopbudget as fb
+from pytest_flopbudget.counting.registry import _unregister_formula
 from pytest_flopbudget.counting.counter import FormulaError
 
 
@@ -37,7 +38,7 @@ def test_a_user_formula_receives_the_output_shape_as_out_shape():
     try:
         m = fb.measure(nn.Linear(4, 6, bias=False), torch.randn(5, 4))
     finally:
-        fb.unregister_formula("aten::mm")
+        _unregister_formula("aten::mm")
     assert seen["out_shape"] == (5, 6)
     assert "out" not in seen["kwargs"]
     assert (m.flops, m.macs) == (7, 3)
@@ -52,7 +53,7 @@ def test_a_raising_formula_is_named_with_its_op_not_blamed_on_the_model():
         with pytest.raises(FormulaError) as caught:
             fb.measure(nn.ReLU(), torch.randn(3, 4))
     finally:
-        fb.unregister_formula("aten::relu")
+        _unregister_formula("aten::relu")
     text = str(caught.value)
     assert "aten.relu" in text and "broken" in text and "ZeroDivisionError: boom" in text
     assert "torch.Size([3, 4])" in text

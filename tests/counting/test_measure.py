@@ -125,7 +125,15 @@ def test_buffers_are_not_params_and_frozen_params_are_not_trainable():
 def test_measuring_twice_gives_the_same_numbers():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
     x = torch.randn(1, 3, 9, 9)
-    assert fb.measure(model, x).to_dict() == fb.measure(model, x).to_dict()
+    first, second = fb.measure(model, x), fb.measure(model, x)
+    assert first.to_dict() == second.to_dict()
+    # and the numbers are the right ones: a 3x3 conv, 3 -> 8 channels, 9x9 -> 7x7 outputs
+    outputs = 8 * 7 * 7
+    conv_flops = (2 * 3 * 3 * 3 - 1) * outputs + outputs  # the seed's rule, +1 per output for the bias
+    conv_macs = 3 * 3 * 3 * outputs + outputs
+    # ReLU: one per output element; adaptive pooling: one per input element (the conv's outputs)
+    assert (first.flops, first.macs) == (conv_flops + outputs + outputs, conv_macs + outputs + outputs)
+    assert first.params == 3 * 3 * 3 * 8 + 8
 
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import pytest_flopbudget as fb
+from pytest_flopbudget.counting.registry import _unregister_formula
 
 
 def test_a_target_that_is_not_an_op_is_refused() -> None:
@@ -35,4 +36,4 @@ def test_replacing_a_user_formula_warns_and_the_new_one_counts() -> None:
         counted = fb.measure(lambda: torch.nn.Linear(3, 3, bias=False), torch.zeros(2, 3))
         assert counted.flops == 2 and counted.macs == 2
     finally:
-        fb.unregister_formula("aten::mm")
+        _unregister_formula("aten::mm")

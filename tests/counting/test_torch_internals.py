@@ -185,6 +185,24 @@ def test_private_kernel_arguments_are_where_the_formulas_read_them(name: str) ->
                 f"aten.{aten_name}.{overload} argument {position}: the formula reads {wanted}, torch has {actual}"
 
 
+# Formulas whose parameters carry the schema's names, so a private kernel's arguments bind by name:
+# the formula's positional parameters must be the schema's, in order.
+BOUND_BY_NAME = ["mkldnn_rnn_layer", "mkldnn_rnn_layer_backward"]
+
+
+@pytest.mark.parametrize("name", BOUND_BY_NAME)
+def test_formulas_bound_by_name_take_the_schema_names(name: str) -> None:
+    import inspect
+
+    from pytest_flopbudget.counting.formulas import recurrent
+
+    formula = recurrent.RULES[name]
+    ours = [p.name for p in inspect.signature(formula).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    schema = [a.name for a in getattr(torch.ops.aten, name).default._schema.arguments]
+    assert ours == schema[:len(ours)], f"aten.{name}: the formula binds {ours}, torch has {schema}"
+
+
 def test_multi_head_attention_forward_takes_the_arguments_the_formula_names() -> None:
     import inspect
 
@@ -241,8 +259,10 @@ def test_aten_tags_and_dispatch_queries_the_registry_uses() -> None:
     # an op with no formula is counted by aten's pointwise tag, or decomposed if it is composite
     assert torch.Tag.pointwise in torch.ops.aten.sigmoid.default.tags
     assert torch.Tag.pointwise in torch.ops.aten.hypot.default.tags
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("aten::linear", "CompositeImplicitAutograd")
-    assert not torch._C._dispatch_has_kernel_for_dispatch_key("aten::mm", "CompositeImplicitAutograd")
+    # the public query registry._is_composite asks; a TorchScript-only overload is not a dispatcher op
+    assert registry._is_composite(torch.ops.aten.linear.default)
+    assert not registry._is_composite(torch.ops.aten.mm.default)
+    assert not registry._is_dispatched(torch.ops.aten.add.t) and registry._is_dispatched(torch.ops.aten.mm.default)
     assert torch.ops.aten.view.default.is_view and not torch.ops.aten.mm.default.is_view
     assert callable(torch.ops.aten.linear.default.decompose)
 
@@ -269,3 +289,90 @@ def test_the_counting_mode_is_not_wrapped_in_dynamo() -> None:
 
     fb.measure(torch.nn.Linear(2, 2), torch.zeros(1, 2))
     assert not hasattr(_AtenCounter.__dict__["__torch_dispatch__"], "__wrapped__")
+
+
+# Below 2.13 (the floor, 2.6) neither surface exists: the counter leaves both alone there, and
+# higher-order ops do not reach a dispatch mode (tests/counting/test_higher_order.py skips).
+needs_hop_surfaces = pytest.mark.skipif(TORCH < (2, 13), reason="absent below the releases tested from 2.13 on")
+
+
+@needs_hop_surfaces
+def test_the_code_execution_strategy_the_counter_sets_at_import() -> None:
+    # counter.py's _never_traced_by_dynamo: dynamo's per-code frame action, set without importing dynamo
+    from pytest_flopbudget.counting import counter
+
+    eval_frame = torch._C._dynamo.eval_frame
+    skip = eval_frame._FrameAction.SKIP
+    strategy = eval_frame._FrameExecStrategy(skip, skip)
+    assert (strategy.cur_action, strategy.recursive_action) == (skip, skip)
+
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        return x * 3
+
+    assert counter._never_traced_by_dynamo(scaled) is scaled
+    compiled = torch.compile(lambda x: scaled(x) + 1, backend="eager")
+    assert compiled(torch.ones(2)).tolist() == [4.0, 4.0]  # a skipped frame still runs, eagerly
+
+
+@needs_hop_surfaces
+def test_the_flex_attention_debug_flag_the_counter_flips() -> None:
+    import torch.nn.attention.flex_attention as flex
+
+    from pytest_flopbudget.counting import counter
+
+    before = flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
+    assert isinstance(before, bool)
+    manager = counter._eager_flex_attention()  # entered: the flag is set while counting
+    assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG is True
+    manager.__exit__(None, None, None)
+    assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG == before
+
+
+def test_the_autograd_engine_surfaces_the_module_tracker_uses() -> None:
+    # module_tracker.py: the node running now, its graph task, the sequence counter, and a callback
+    # queued on the engine that runs once the backward pass has ended
+    seen: dict[str, Any] = {}
+    x = torch.ones(3, requires_grad=True)
+    y = x * 2
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        seen["node"] = torch._C._current_autograd_node()
+        seen["task"] = torch._C._current_graph_task_id()
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: seen.setdefault("ended", len(seen)))
+        return grad
+
+    y.register_hook(hook)
+    before = torch._C._autograd._get_sequence_nr()
+    z = y.sum()
+    assert torch._C._autograd._get_sequence_nr() == before + 1  # one node made: SumBackward0
+    assert z.grad_fn._sequence_nr() == before
+    z.backward()
+    assert type(seen["node"]).__name__ == "MulBackward0" and seen["task"] >= 0
+    assert seen["ended"] == 2  # ran after the hook, once
+    assert torch._C._current_graph_task_id() == -1  # outside any backward
+    assert torch._C._current_autograd_node() is None
+
+
+def test_the_fake_tensor_converter_calls_the_caller_guard_makes() -> None:
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    mode = FakeTensorMode()
+    converter = mode.fake_tensor_converter
+    constant = converter.from_real_tensor(mode, torch.ones(2, 3), make_constant=True)
+    assert isinstance(constant, FakeTensor) and constant.shape == (2, 3) and constant.device.type == "cpu"
+    shell = converter.from_meta_and_device(mode, torch.empty(4, 5, device="meta"), torch.device("cpu"))
+    assert isinstance(shell, FakeTensor) and shell.shape == (4, 5) and shell.device.type == "cpu"
+
+
+def test_untyped_storages_are_weakly_referenced_as_the_memory_tracker_does() -> None:
+    import gc
+    import weakref
+
+    tensor = torch.ones(4)
+    storage = tensor.untyped_storage()
+    ref = weakref.ref(storage)
+    assert tensor.untyped_storage() is storage  # one Python object per storage while it lives
+    assert tensor[1:].untyped_storage() is storage  # views share it
+    del storage, tensor
+    gc.collect()
+    assert ref() is None  # the tracker's callback fires when the storage dies

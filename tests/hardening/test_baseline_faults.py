@@ -7,12 +7,10 @@ is locked, and the file re-read under the lock)."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -146,28 +144,84 @@ def test_k(flop_budget, i):
     flop_budget.measure(torch.nn.Linear(4, {width} + i % 5), torch.zeros(1, 4))
 """
 
+# In the user's project: with FLOPBUDGET_PAUSE set, the run stops at each moment of its baseline
+# write, says which on stdout (-s: nothing captured), and goes on only when the parent answers.
+PAUSING_CONFTEST = """
+import os, stat, sys
+
+if os.environ.get("FLOPBUDGET_PAUSE"):
+    def pause(event):
+        print("@@" + event, flush=True)
+        if sys.stdin.readline().strip() != "go":
+            sys.exit(3)
+
+    real_fsync, real_replace = os.fsync, os.replace
+    def fsync(fd):
+        real_fsync(fd)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            pause("temp synced")
+    def replace(src, dst):
+        real_replace(src, dst)
+        pause("replaced")
+    os.fsync, os.replace = fsync, replace
+"""
+
+
+def run_update_until(project: Path, event: str | None) -> list[str]:
+    """Run ``pytest --flop-update-baseline`` in ``project`` and SIGKILL it at ``event``'s first
+    occurrence (None: let it finish). Returns the events it reached."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "--flop-update-baseline"]
+    child = subprocess.Popen(command, cwd=project, env={**os.environ, "FLOPBUDGET_PAUSE": "1"},
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in child.stdout:
+            _, mark, reached = line.partition("@@")  # after the progress dots, on their line
+            if not mark:
+                continue
+            seen.append(reached.strip())
+            if seen[-1] == event:
+                os.kill(child.pid, signal.SIGKILL)
+                break
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        assert child.wait() == (-signal.SIGKILL if event else 0), seen
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+    return seen
+
 
 @pytest.mark.slow
 def test_sigkill_of_a_real_update_run(user_project: pytest.Pytester) -> None:
     path = user_project.path / "flop_baseline.yaml"
+    user_project.makeconftest(PAUSING_CONFTEST)
     user_project.makepyfile(test_k=KILLED_RUN.format(width=1))
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--flop-update-baseline"]
-    assert subprocess.run(command, cwd=user_project.path, capture_output=True).returncode == 0
+    assert run_update_until(user_project.path, None) == ["temp synced", "replaced"]
     old = path.read_bytes()
     user_project.makepyfile(test_k=KILLED_RUN.format(width=2))
-    rng = random.Random(7)
-    outcomes = set()
-    for _ in range(3):
-        child = subprocess.Popen(command, cwd=user_project.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.8, 3.0))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        data = path.read_bytes()
-        # Linear(4, w) on one row: w dot products of 4 terms (7 flops, 4 macs each) plus w bias adds
-        assert data == old or bl.load(path).entries == {
-            f"test_k.py::test_k[{i}]": bl.Entry(7 * w + w, 4 * w + w, 4 * w + w)
-            for i in range(120) for w in [2 + i % 5]}
-        outcomes.add(data == old)
+    killed = {}
+    # new entries in the temp file, not renamed (the temp file stays); renamed (and the previous
+    # kill's temp file removed by this run's start-up)
+    for event, temps in (("temp synced", 1), ("replaced", 0)):
+        path.write_bytes(old)
+        run_update_until(user_project.path, event)
+        killed[event] = path.read_bytes()
+        assert bl.load(path).exists  # whole, and it parses
+        assert len(temp_files(user_project.path)) == temps, event
+    path.write_bytes(old)
+    run_update_until(user_project.path, None)
+    new = path.read_bytes()
+    assert killed == {"temp synced": old, "replaced": new}
+    # what the finished run wrote: Linear(4, w) on one row on cpu: w dot products of 4 terms
+    # (7 flops, 4 macs each) plus w bias adds; 4w + w parameters
+    entries = bl.load(path).entries
+    assert {key: (e.flops, e.macs, e.params, e.device) for key, e in entries.items()} == {
+        f"test_k.py::test_k[{i}]": (7 * w + w, 4 * w + w, 4 * w + w, "cpu")
+        for i in range(120) for w in [2 + i % 5]}
     # the next run, even a plain one, leaves no temporary file behind
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=user_project.path,
                             capture_output=True, text=True)

@@ -34,9 +34,11 @@ def optional(name: str) -> tuple[ModuleType | None, str]:
 
 
 def require(name: str) -> ModuleType:
+    """The library, or the calling test skipped; called at a module's top level, the whole module
+    is skipped (a skip there needs allow_module_level, or collection stops with an error)."""
     module, reason = optional(name)
     if module is None:
-        pytest.skip(reason)
+        pytest.skip(reason, allow_module_level=True)
     return module
 
 

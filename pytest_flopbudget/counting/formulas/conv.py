@@ -87,12 +87,12 @@ def convolution_backward(
 COUNTS_INTEGER_WORK = True  # integer convolutions (quantized inference) are compute, not bookkeeping
 
 
-def im2col(x: Shape, *args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+def im2col(x: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """Patches copied into columns: data movement, no arithmetic."""
     return (0, 0)
 
 
-def col2im(columns: Shape, *args: object, out: object = None, out_shape: object = None,
+def col2im(columns: Shape, *args: object, out_shape: object = None,
            **kwargs: object) -> Cost:
     """Columns summed into the image they came from: every column element is added once."""
     n = numel(columns)

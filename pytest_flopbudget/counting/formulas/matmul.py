@@ -75,7 +75,7 @@ COUNTS_INTEGER_WORK = True  # int8 matmuls (quantized inference) are compute, no
 
 
 def grouped_mm(a: Shape, b: Shape, offs: Shape | None = None, bias: Shape | None = None,
-               *args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+               *args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """``_grouped_mm(mat_a, mat_b, offs, bias)``, counted from the operands' shapes alone (see the
     module docstring for why the per-group sizes are not needed)."""
     k = a[-1]

@@ -48,7 +48,7 @@ def group_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
     return normalise(numel(x), weight is not None or bias is not None)
 
 
-def weight_norm(v: Shape, g: Shape, *args: object, out: object = None, out_shape: object = None,
+def weight_norm(v: Shape, g: Shape, *args: object, out_shape: object = None,
                 **kwargs: object) -> Cost:
     n = 3 * numel(v) + numel(g)
     return (n, n)

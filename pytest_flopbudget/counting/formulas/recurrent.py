@@ -110,29 +110,37 @@ def _cell(kind: str):  # type: ignore[no-untyped-def]
     return formula
 
 
-def mkldnn_rnn_layer(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None, b_hh: Shape | None,
-                     *args: object, out_shape: object = None, **kwargs: object) -> Cost:
-    """``mkldnn_rnn_layer(input, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, batch_sizes, mode,
-    hidden_size, num_layers, has_biases, bidirectional, batch_first, train)``: one LSTM layer in
-    one direction (CPU's fused kernel); seen only when the LSTM is not counted as one unit."""
+def mkldnn_rnn_layer(input: Shape, weight0: Shape, weight1: Shape, weight2: Shape | None,
+                     weight3: Shape | None, hx_: object = None, cx_: object = None, reverse: object = None,
+                     batch_sizes: object = None, mode: object = None, hidden_size: object = None,
+                     num_layers: object = None, has_biases: object = True, *args: object,
+                     out_shape: object = None, **kwargs: object) -> Cost:
+    """``mkldnn_rnn_layer``: one LSTM layer in one direction (CPU's fused kernel); seen only when
+    the LSTM is not counted as one unit. Parameters carry the schema's names up to ``has_biases``,
+    so the arguments bind by name (tests/counting/test_torch_internals.py compares them)."""
+    w_ih, w_hh = weight0, weight1
     hidden = w_ih[0] // GATES["lstm"]
-    cost = cell_per_token("lstm", w_ih[1], hidden, w_hh[1], bias=bool(args[7]) if len(args) > 7 else True)
-    tokens = numel(x[:-1])
+    cost = cell_per_token("lstm", w_ih[1], hidden, w_hh[1], bias=bool(has_biases))
+    tokens = numel(input[:-1])
     return (tokens * cost[0], tokens * cost[1])
 
 
-def mkldnn_rnn_layer_backward(x: Shape, w_ih: Shape, w_hh: Shape, b_ih: Shape | None,
-                              b_hh: Shape | None, *args: object, out_shape: object = None,
-                              **kwargs: object) -> Cost:
+def mkldnn_rnn_layer_backward(input: Shape, weight1: Shape, weight2: Shape, weight3: Shape | None,
+                              weight4: Shape | None, hx_: object = None, cx_tmp: object = None,
+                              output: object = None, hy_: object = None, cy_: object = None,
+                              grad_output: object = None, grad_hy: object = None, grad_cy: object = None,
+                              reverse: object = None, mode: object = None, hidden_size: object = None,
+                              num_layers: object = None, has_biases: object = True, *args: object,
+                              out_shape: object = None, **kwargs: object) -> Cost:
     """The fused LSTM layer's backward, per token: each projection's two gradient products (input
     and weight, each as large as the forward product), the bias gradients (one add per gate
     output and bias) and the gate derivatives (the forward's 13·H again)."""
+    w_ih, w_hh = weight1, weight2
     hidden = w_ih[0] // GATES["lstm"]
     gates = GATES["lstm"] * hidden
-    has_biases = bool(args[12]) if len(args) > 12 else True
     products = _add(dot_products(gates, w_ih[1]), dot_products(gates, w_hh[1]))
-    work = GATE_WORK["lstm"] * hidden + (2 * gates if has_biases else 0)
-    tokens = numel(x[:-1])
+    work = GATE_WORK["lstm"] * hidden + (2 * gates if bool(has_biases) else 0)
+    tokens = numel(input[:-1])
     return (tokens * (2 * products[0] + work), tokens * (2 * products[1] + work))
 
 

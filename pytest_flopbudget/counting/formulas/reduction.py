@@ -56,7 +56,7 @@ def index_put(x: Shape, indices: object, values: Shape, accumulate: bool = False
     return (0, 0)
 
 
-def bookkeeping(*args: object, out: object = None, out_shape: object = None, **kwargs: object) -> Cost:
+def bookkeeping(*args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """Counting occurrences (a histogram of ids) is bookkeeping, not arithmetic on the model's data."""
     return (0, 0)
 
