@@ -36,14 +36,14 @@ TORCHVISION = "pip install torch==2.13.0 torchvision==0.28.0 --index-url https:/
 # Not run by this suite, each for a reason, each checked below as far as a test can.
 KNOWN = {
     "pip install -r requirements-dev.txt": "installs; .ci/run runs it on a fresh machine",
-    "python -m pytest": "this very suite; .ci/run runs it",
+    "python -m pytest": "this very suite in one process; .ci/run runs it under xdist",
     "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu": "installs (CI snippet)",
     GIT_INSTALL: "installs the plugin from git (placeholder URL); checked as a requirement below",
     PATH_INSTALL: "installs the plugin from a checkout; checked below",
     CI_GIT_INSTALL: "installs the plugin in CI (placeholder URL); checked as a requirement below",
     TORCHVISION: "installs torch with its paired torchvision from the CPU index; checked below",
     "if [ -f requirements.txt ]; then pip install -r requirements.txt; fi": "the user's own dependencies (CI snippet)",
-    "python -m pytest -n auto": "this very suite under xdist; .ci/run runs it serially",
+    "python -m pytest -n auto": "this very suite; .ci/run runs it",
     "pytest --flop-update-baseline": "a user's repository; options checked against the plugin",
     "git diff flop_baseline.yaml": "a user's repository",
     "pytest --flop-prune-baseline": "a user's repository; options checked against the plugin",
@@ -130,15 +130,15 @@ def test_ci_script_installs_and_runs_what_the_readme_says():
     script = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     commands = [line for line in script if line and not line.startswith("#")]
     # the README's test command, as a timed step of .ci/run, after torch and requirements-dev.txt
-    test_step = next(i for i, line in enumerate(commands) if line.endswith(" python -m pytest"))
+    test_step = next(i for i, line in enumerate(commands) if line.endswith(" python -m pytest -n auto"))
     assert commands.index("python -m pip install -q torch==2.13.0") < \
         commands.index("python -m pip install -q -r requirements-dev.txt") < test_step
     assert "torch==2.13.0" in (ROOT / "requirements-dev.txt").read_text().split()
     # the tests that command deselects (pyproject.toml's addopts) run in the step after it
-    assert commands[test_step + 1].endswith(" python -m pytest -m slow")
+    assert commands[test_step + 1].endswith(" python -m pytest -n auto -m slow")
     addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
     assert shlex.split(addopts)[-2:] == ["-m", "not slow"]
-    assert "python -m pytest -m slow" in README
+    assert "python -m pytest -n auto -m slow" in README
 
 
 @pytest.mark.parametrize("command", sorted(c for c in KNOWN if c.startswith("pytest ")))
@@ -289,5 +289,5 @@ def test_quickstart_says_what_torch_costs_and_which_tests_run():
     assert ".ci/run" in quickstart and "HF_HUB_OFFLINE=1" in quickstart
     # no test count or duration that no test keeps true; the slow tests and how to run them
     assert not re.search(r"\d+ tests|about \d+ minutes", quickstart)
-    assert "`python -m pytest -m slow`" in quickstart and "tests/zoo" in quickstart
+    assert "`python -m pytest -n auto -m slow`" in quickstart and "tests/zoo" in quickstart
     assert "python -m pytest -n auto" in quickstart
