@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="meta",
         help="where to count: meta (default; no weights or activations allocated), cpu or cuda",
     )
+    parser.add_argument("--as-list", action="store_true",
+                        help="pass the inputs as one list argument, forward([x1, x2, ...]) (a detector's images), "
+                             "instead of one positional argument each")
     parser.add_argument("--depth", type=_depth, default=2, help="module levels shown below the root (default 2)")
     parser.add_argument("--sort", choices=SORTS, default="name", help="row order (default: name, as a tree)")
     parser.add_argument("--backward", action="store_true", help="also count the backward pass (a training step)")
@@ -165,6 +168,7 @@ class Request:
     backward: bool
     debug: bool = False
     optimizer: str | None = None
+    as_list: bool = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,7 +247,7 @@ def _request(args: argparse.Namespace) -> Request:
             "give one --dtype for all inputs or one per input"
         )
     return Request(args.target, tuple(args.shapes), tuple(dtypes), args.device, args.backward or bool(args.optimizer),
-                   args.debug, args.optimizer)
+                   args.debug, args.optimizer, args.as_list)
 
 
 def resolve(target: str) -> Any:
@@ -335,7 +339,11 @@ def _run(request: Request) -> Any:
     with _quiet_fake_tensor_log(request.debug), _Progress(f"counting {request.target} on {request.device}"):
         try:
             optimizer = _optimizer(request.optimizer) if request.optimizer else None
-            return fb.measure(build, _inputs(request.shapes, dtypes), device=request.device, backward=request.backward,
+            inputs = _inputs(request.shapes, dtypes)
+            if request.as_list:
+                separate = inputs
+                inputs = lambda: (list(separate()),)  # noqa: E731 - one positional argument: the list
+            return fb.measure(build, inputs, device=request.device, backward=request.backward,
                               optimizer=optimizer)
         except CliError:
             raise

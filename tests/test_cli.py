@@ -95,6 +95,15 @@ def zoo(tmp_path, monkeypatch):
                 def forward(self, ids, mask):
                     return self.out(self.embed(ids) * mask.unsqueeze(-1))
 
+            class Detector(nn.Module):
+                # takes one list of images of any size, as torchvision's detectors do
+                def __init__(self):
+                    super().__init__()
+                    self.head = nn.Linear(4, 2)
+
+                def forward(self, images):
+                    return [self.head(image) for image in images]
+
             class Gate(nn.Module):
                 def forward(self, x):
                     return x.nonzero()
@@ -139,6 +148,12 @@ def test_module_instance_and_per_input_dtypes(zoo, capsys):
     assert cli.main(["zoo:Masked", "-s", "2,10", "-s", "2,10", "--dtype", "long", "--dtype", "float32", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["modules"]["out"]["macs"] == 20 * 3 * 16 + 20 * 3
+
+
+def test_as_list_passes_the_inputs_as_one_list_argument(zoo, capsys):
+    assert cli.main(["zoo:Detector", "-s", "3,4", "-s", "5,4", "--as-list", "--json"]) == 0
+    # one Linear(4, 2) over 3 + 5 rows: 16 dot products of 4 terms and a bias each
+    assert json.loads(capsys.readouterr().out)["flops"] == (3 + 5) * 2 * (2 * 4 - 1 + 1)
 
 
 def test_sort_by_flops_orders_rows(zoo, capsys):
