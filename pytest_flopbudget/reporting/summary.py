@@ -17,7 +17,7 @@ from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
     DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, UPDATE_HINT, BudgetCheck,
-    TestVerdict, change, describe_other_path, percent,
+    TestVerdict, amount, change, describe_other_path, percent,
 )
 
 COUNTED = (OK, OVER_BUDGET, REGRESSED, IMPROVED, NEW)
@@ -101,7 +101,7 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
             also = (REGRESSED,) if word == OVER_BUDGET and entry.status == REGRESSED else ()
             grown = tuple(g.to_dict() for g in entry.grown)
             regressions = tuple(
-                f"{m} regressed: {_amount(m, getattr(entry.measured, m))} vs baseline {_amount(m, getattr(base, m))} "
+                f"{m} regressed: {amount(m, getattr(entry.measured, m))} vs baseline {amount(m, getattr(base, m))} "
                 f"({percent(change(getattr(entry.measured, m), getattr(base, m)))})"
                 for m in entry.regressed_metrics if base is not None
             )
@@ -118,10 +118,6 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
                 peak_memory=entry.measured.peak_memory, activation_memory=entry.measured.activation_memory,
             ))
     return sorted(rows, key=lambda r: natural_key(r.key))
-
-
-def _amount(metric: str, value: int) -> str:
-    return human_bytes(value) if metric in MEMORY_METRICS else f"{value:,}"
 
 
 def _baseline_numbers(base: Any) -> dict[str, int]:

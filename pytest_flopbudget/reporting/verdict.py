@@ -89,11 +89,11 @@ class ModuleChange:
                 continue
             before, after = self.old.get(metric, 0), self.new.get(metric, 0)
             if before == 0:
-                parts.append(f"{metric} {_amount(metric, after)} (new work; none in the baseline)"
-                             if metric != "memory" else f"memory at the peak {_amount(metric, after)} (none before)")
+                parts.append(f"{metric} {amount(metric, after)} (new work; none in the baseline)"
+                             if metric != "memory" else f"memory at the peak {amount(metric, after)} (none before)")
                 continue
-            text = (f"{'memory at the peak' if metric == 'memory' else metric} {_amount(metric, before)} -> "
-                    f"{_amount(metric, after)} ({percent(change(after, before))})")
+            text = (f"{'memory at the peak' if metric == 'memory' else metric} {amount(metric, before)} -> "
+                    f"{amount(metric, after)} ({percent(change(after, before))})")
             own = self.own.get(metric) if self.own is not None else None
             if own is not None and own != delta:  # its children grew too: the row is inclusive
                 text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
@@ -109,8 +109,10 @@ class ModuleChange:
                 "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
 
 
-def _amount(metric: str, value: int) -> str:
-    return human_bytes(value) if metric == "memory" else f"{value:,}"
+def amount(metric: str, value: int) -> str:
+    """A number as messages show it: bytes in binary units (an entry's memory peaks, a module's
+    bytes at the peak), counts with thousands separators."""
+    return human_bytes(value) if metric == "memory" or metric in MEMORY_METRICS else f"{value:,}"
 
 
 def memory_compared(old: Entry, new: Entry) -> bool:
@@ -488,9 +490,7 @@ class TestVerdict:
                 if new == old:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
-                amounts = (f"{human_bytes(new)} vs baseline {human_bytes(old)}" if metric in MEMORY_METRICS
-                           else f"{new:,} vs baseline {old:,}")
-                lines.append(f"{who}{metric} {word}: {amounts} "
+                lines.append(f"{who}{metric} {word}: {amount(metric, new)} vs baseline {amount(metric, old)} "
                              f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
             lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
