@@ -48,6 +48,7 @@ from pytest_flopbudget.counting.devices import DeviceLike, device_of, resolve_de
 from pytest_flopbudget.counting.errors import MeasurementError
 from pytest_flopbudget.counting.measurement import Measurement, Memory, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
+from pytest_flopbudget.counting.reachable import reachable_from_caller
 from pytest_flopbudget.counting.registry import Registry, default_registry
 from pytest_flopbudget.counting.module_tracker import ModuleTracker
 from pytest_flopbudget.counting.session import (
@@ -141,7 +142,7 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
             fake_mode = stack.enter_context(device_scope(self.target, default_device=True))
             twins = FakeTwins(fake_mode) if fake_mode is not None else None
             if twins is not None:
-                stack.enter_context(CallerObjectsKept(twins))
+                stack.enter_context(CallerObjectsKept(twins, reachable_from_caller()))
             self._scopes = _DiscoveringTracker()
             self._stepped: dict[int, Any] = {}
             stack.callback(register_optimizer_step_pre_hook(self._note_optimizer).remove)

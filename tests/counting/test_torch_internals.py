@@ -364,6 +364,45 @@ def test_the_fake_tensor_converter_calls_the_caller_guard_makes() -> None:
     assert isinstance(shell, FakeTensor) and shell.shape == (4, 5) and shell.device.type == "cpu"
 
 
+def test_functional_call_runs_the_module_under_the_frame_the_caller_guard_looks_for() -> None:
+    import sys
+
+    from pytest_flopbudget.counting.caller_guard import _REPARAMETRIZING
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            frame, codes = sys._getframe(), set()
+            while frame is not None:
+                codes.add(frame.f_code)
+                frame = frame.f_back
+            seen.append(bool(codes & _REPARAMETRIZING))
+            return x
+
+    torch.func.functional_call(Probe(), {}, (torch.zeros(1),))
+    Probe()(torch.zeros(1))
+    assert seen == [True, False]
+
+
+def test_modes_are_popped_while_the_caller_guard_makes_twins() -> None:
+    from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+    calls = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            calls.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Spy():
+        torch.ones(1)
+        with _disable_current_modes():
+            torch.empty_strided((2,), (1,), device="meta")
+        assert len(calls) == 1
+    assert calls[0] is torch.ops.aten.ones.default
+
+
 def test_untyped_storages_are_weakly_referenced_as_the_memory_tracker_does() -> None:
     import gc
     import weakref
