@@ -173,7 +173,14 @@ def run_meta(name: str, repeats: int, warmup: int) -> dict[str, Any]:
         with fb.count(device="meta"):
             model(x)
 
-    fns: dict[str, Callable[[], None]] = {"measure": with_measure, "count": with_count}
+    def with_count_no_grad() -> None:
+        # the grad mode measure() runs a forward in: what the block itself costs, without autograd's
+        # recording on fake tensors (a block leaves the caller's grad mode as it is)
+        with torch.no_grad(), fb.count(device="meta"):
+            model(x)
+
+    fns: dict[str, Callable[[], None]] = {"measure": with_measure, "count": with_count,
+                                          "count-no-grad": with_count_no_grad}
     if workload.meta_only:
         from torch._subclasses.fake_tensor import FakeTensorMode
         from torch.utils.flop_counter import FlopCounterMode
@@ -198,6 +205,7 @@ def run_meta(name: str, repeats: int, warmup: int) -> dict[str, Any]:
             if i >= warmup:
                 seconds[variant].append(elapsed)
     paired = [c / m for c, m in zip(seconds["count"], seconds["measure"])]
+    paired_no_grad = [c / m for c, m in zip(seconds["count-no-grad"], seconds["measure"])]
     result = {
         "workload": name,
         "title": workload.title,
@@ -205,6 +213,8 @@ def run_meta(name: str, repeats: int, warmup: int) -> dict[str, Any]:
         "seconds": {v: statistics.median(s) for v, s in seconds.items()},
         "count_over_measure": statistics.median(paired),
         "iqr": _quartiles(paired),
+        "count_no_grad_over_measure": statistics.median(paired_no_grad),
+        "iqr_no_grad": _quartiles(paired_no_grad),
     }
     if "fcm-fake" in seconds:
         result["measure_over_fcm"] = statistics.median(
@@ -233,15 +243,20 @@ def render_cpu(rows: list[dict[str, Any]]) -> str:
 def render_meta(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| workload (built on meta) | measure() on meta (s) | count() on meta (s) | count / measure | "
-        "FlopCounterMode under FakeTensorMode (s) | measure / FCM |",
-        "|---|---:|---:|---:|---:|---:|",
+        "count() under no_grad / measure | FlopCounterMode under FakeTensorMode (s) | measure / FCM | count / FCM |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         s = row["seconds"]
         fcm = f"{s['fcm-fake']:.3f}" if "fcm-fake" in s else "–"
         over = f"{row['measure_over_fcm']:.2f}x" if "measure_over_fcm" in row else "–"
+        count_over = f"{row['count_over_fcm']:.2f}x" if "count_over_fcm" in row else "–"
+        no_grad = row.get("count_no_grad_over_measure")
+        no_grad_cell = (f"{no_grad:.2f}x ({row['iqr_no_grad'][0]:.2f}–{row['iqr_no_grad'][1]:.2f})"
+                        if no_grad is not None else "–")
         lines.append(f"| {row['title']} | {s['measure']:.3f} | {s['count']:.3f} | "
-                     f"{row['count_over_measure']:.2f}x ({row['iqr'][0]:.2f}–{row['iqr'][1]:.2f}) | {fcm} | {over} |")
+                     f"{row['count_over_measure']:.2f}x ({row['iqr'][0]:.2f}–{row['iqr'][1]:.2f}) | {no_grad_cell} | "
+                     f"{fcm} | {over} | {count_over} |")
     return "\n".join(lines)
 
 
@@ -252,7 +267,10 @@ _INTROS = {
             "unplugged from the dispatch mode (bench only; entry registration and the final replay still run)."),
     "meta": ("Seconds (CPU) of one count of a model built on meta before both, medians of {n} paired "
              "repeats; count / measure is the median of the per-repeat ratios (interquartile range in "
-             "brackets). FlopCounterMode counts FLOPs only; ours counts memory too."),
+             "brackets). The block runs `model(x)` in the caller's grad mode (autograd on, as written), "
+             "measure() a forward-only count under no_grad; the no_grad column runs the block under "
+             "`torch.no_grad()`, the same grad mode as measure(). FlopCounterMode counts FLOPs only; "
+             "ours counts memory too."),
 }
 
 
