@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
+from pytest_flopbudget.counting.measurement import METRICS, PHASE_FIELDS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
@@ -97,7 +97,7 @@ class ModuleChange:
             own = self.own.get(metric) if self.own is not None else None
             if own is not None and own != delta:  # its children grew too: the row is inclusive
                 text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
-            parts.append(text)
+            parts.append(text + phase_growth(metric, self.old, self.new))
         return f"{self.label()}: " + ", ".join(parts)
 
     def label(self) -> str:
@@ -107,6 +107,21 @@ class ModuleChange:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "old": dict(self.old), "new": dict(self.new),
                 "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
+
+
+def phase_growth(metric: str, old: Mapping[str, int], new: Mapping[str, int]) -> str:
+    """' [forward +1,024, backward +2,048]': where a growth of flops or macs happened, for rows
+    that ran a backward on both sides (a side without one either measured the forward only or
+    predates the split: nothing to say)."""
+    if metric not in ("flops", "macs") or not old.get(f"backward_{metric}") or not new.get(f"backward_{metric}"):
+        return ""
+    deltas = {}
+    for phase in ("backward", "optimizer"):
+        deltas[phase] = new.get(f"{phase}_{metric}", 0) - old.get(f"{phase}_{metric}", 0)
+    forward = new.get(metric, 0) - old.get(metric, 0) - deltas["backward"] - deltas["optimizer"]
+    parts = [f"{phase} {delta:+,}" for phase, delta in
+             (("forward", forward), ("backward", deltas["backward"]), ("optimizer step", deltas["optimizer"])) if delta]
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 def amount(metric: str, value: int) -> str:
@@ -173,6 +188,7 @@ def _counts(module: ModuleCost | None, memory: bool = False) -> dict[str, int]:
     if module is None:
         return {}
     counts = module.counts()
+    counts.update((name, getattr(module, name)) for name in PHASE_FIELDS if getattr(module, name))
     if memory:
         counts["memory"] = module.memory or 0
     return counts
@@ -491,7 +507,8 @@ class TestVerdict:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
                 lines.append(f"{who}{metric} {word}: {amount(metric, new)} vs baseline {amount(metric, old)} "
-                             f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
+                             f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})"
+                             + phase_growth(metric, entry.baseline.counts(), entry.measured.counts()))
             lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
                 if entry.grown:
@@ -543,7 +560,9 @@ class TestVerdict:
                 if old is None:
                     lines.append(f"  {metric:<6} {new:>20,}")
                 else:
-                    lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
+                    assert entry.baseline is not None
+                    lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}"
+                                 + phase_growth(metric, entry.baseline.counts(), entry.measured.counts()))
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
             if entry.status in (REGRESSED, IMPROVED):
