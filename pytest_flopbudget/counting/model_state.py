@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import operator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -109,18 +109,25 @@ def attributes_kept(objects: Iterable[object]) -> Iterator[None]:
     contents back (by identity: values are never compared, so tensors inside are fine).
 
     Runs around every measure(): a module holds about fifteen containers (hooks, parameters,
-    submodules), most of them empty, so empty ones are only checked for emptiness afterwards and
-    unchanged ones are recognised in C (``map(operator.is_, ...)``) rather than key by key."""
+    submodules), most of them empty. Which attributes are containers is looked up once per layout
+    of ``__dict__`` (its keys and the types of its values) and read with one ``itemgetter``; empty
+    ones are only checked for emptiness afterwards (all together, in C), and unchanged attribute
+    dicts are recognised in C (``map(operator.is_, ...)``) rather than key by key."""
     saved = []
+    empty: list[dict | list | set] = []
+    filled: list[tuple[dict | list | set, object]] = []
     for obj in objects:
         attrs = obj.__dict__.copy()
-        contents = [(value, _contents(value) if value else None)
-                    for value in attrs.values() if isinstance(value, _CONTAINERS)]
-        saved.append((obj, attrs, contents))
+        saved.append((obj, attrs))
+        for container in _containers(attrs):
+            if container:
+                filled.append((container, _contents(container)))
+            else:
+                empty.append(container)
     try:
         yield
     finally:
-        for obj, attrs, contents in saved:
+        for obj, attrs in saved:
             current = obj.__dict__
             if current.keys() != attrs.keys() or not all(map(operator.is_, current.values(), attrs.values())):
                 for key in [k for k in current if k not in attrs]:
@@ -128,16 +135,37 @@ def attributes_kept(objects: Iterable[object]) -> Iterator[None]:
                 for key, value in attrs.items():
                     if current.get(key, _MISSING) is not value:
                         current[key] = value
-            for container, old in contents:
-                if old is None:
-                    if container:
-                        container.clear()
-                else:
-                    _restore_contents(container, old)
+        if any(empty):
+            for container in empty:
+                if container:
+                    container.clear()
+        for container, old in filled:
+            _restore_contents(container, old)
 
 
 _CONTAINERS = (dict, list, set)
 _MISSING = object()
+# (keys, types of the values) of an attribute dict -> a function returning its containers
+_LAYOUTS: dict[tuple[tuple[str, ...], tuple[type, ...]], Callable[[dict], tuple]] = {}
+
+
+def _containers(attrs: dict) -> tuple:
+    """The dict, list and set values of ``attrs``, in order."""
+    layout = (tuple(attrs), tuple(map(type, attrs.values())))
+    getter = _LAYOUTS.get(layout)
+    if getter is None:
+        keys = [key for key, value in attrs.items() if isinstance(value, _CONTAINERS)]
+        if len(keys) > 1:
+            getter = operator.itemgetter(*keys)
+        elif keys:
+            only = keys[0]
+            getter = lambda values: (values[only],)  # noqa: E731 - itemgetter of one key returns no tuple
+        else:
+            getter = lambda values: ()  # noqa: E731
+        if len(_LAYOUTS) > 4096:  # generated classes or attribute soup: never grow without bound
+            _LAYOUTS.clear()
+        _LAYOUTS[layout] = getter
+    return getter(attrs)
 
 
 def _contents(value: dict | list | set) -> object:
