@@ -23,6 +23,7 @@ from torch._ops import HigherOrderOperator
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from pytest_flopbudget.counting.arguments import tensor_positions
 from pytest_flopbudget.counting.errors import FormulaError
 from pytest_flopbudget.counting.formulas import is_estimated
 from pytest_flopbudget.counting.higher_order import run_higher_order
@@ -335,9 +336,9 @@ class _AtenCounter(TorchDispatchMode):
         super().__init__()
         self.counter = counter
         self.resolution = counter.registry.resolution
-        # func -> (rule, "aten.name", floats only, reads values, out= arguments): one dict lookup
-        # per aten call
-        self._rules: dict[Any, tuple[Any, str, bool, Any, tuple[str, ...]]] = {}
+        # id(func) -> (rule, "aten.name", floats only, reads values, out= arguments, tensor positions,
+        # func kept alive): one dict lookup per aten call, by id (an OpOverload hashes in Python)
+        self._rules: dict[int, tuple[Any, str, bool, Any, tuple[str, ...], Any, Any]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if _NESTED_TENSOR is not None and _NESTED_TENSOR in types:
@@ -361,7 +362,7 @@ class _AtenCounter(TorchDispatchMode):
         if counter.muted:
             return func(*args, **kwargs)
         try:
-            rule, name, floats_only, reads_values, drop = self._rules[func]
+            rule, name, floats_only, reads_values, drop, positions, _ = self._rules[id(func)]
         except KeyError:
             if isinstance(func, HigherOrderOperator):  # rare: kept off the cached hot path
                 return run_higher_order(self, func, args, kwargs)
@@ -371,7 +372,8 @@ class _AtenCounter(TorchDispatchMode):
             floats_only = not registry.counts_integer_work(rule)
             # a composite's reads are seen in its decomposition (argwhere -> nonzero)
             reads_values = rule is not DECOMPOSE and registry.reads_values(func)
-            self._rules[func] = (rule, name, floats_only, reads_values, drop)
+            positions = tensor_positions(func)
+            self._rules[id(func)] = (rule, name, floats_only, reads_values, drop, positions, func)
         if drop:
             # aten's out= arguments are the output itself: the formula gets its shape as out_shape
             counted_kwargs = {k: v for k, v in kwargs.items() if k not in drop}
@@ -381,7 +383,7 @@ class _AtenCounter(TorchDispatchMode):
             out = func(*args, **kwargs)
             counter.read_value(name)  # once it succeeded: on meta values are unknown and a read raises
             if rule is not FREE:
-                self._count(rule, name, floats_only, args, counted_kwargs, out)
+                self._count(rule, name, floats_only, positions, args, counted_kwargs, out)
             return out
         if rule is FREE:
             return func(*args, **kwargs)
@@ -399,14 +401,36 @@ class _AtenCounter(TorchDispatchMode):
             out = _grouped_mm_output(*args, **kwargs)
         else:
             out = func(*args, **kwargs)
-        self._count(rule, name, floats_only, args, counted_kwargs, out)
+        self._count(rule, name, floats_only, positions, args, counted_kwargs, out)
         return out
 
-    def _count(self, rule: Any, name: str, floats_only: bool, args: Any, kwargs: Any, out: Any) -> None:
+    def _count(self, rule: Any, name: str, floats_only: bool, positions: tuple[int, ...] | None,
+               args: Any, kwargs: Any, out: Any) -> None:
+        """``OpCounter.count_aten_call`` written out for the hot path: shapes are taken only at the
+        positions whose schema type is a tensor (``positions``; None: every argument is looked at)."""
+        counter = self.counter
         if rule is None:
-            self.counter.uncounted[name] += 1
-        elif not floats_only or _touches_floats(args, out):
-            self.counter.count_aten_call(name, rule, args, kwargs, out)
+            counter.uncounted[name] += 1
+            return
+        if floats_only and not _touches_floats(args, out):
+            return
+        try:
+            if positions is None:
+                shapes = [_shape_of(a) for a in args]
+            else:
+                shapes = list(args)
+                size = len(shapes)
+                for i in positions:
+                    if i < size:
+                        value = shapes[i]
+                        if isinstance(value, _Tensor):
+                            shapes[i] = value.shape
+            kw_shapes = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+            out_shape = out.shape if isinstance(out, _Tensor) else _out_shape(out)
+        except RuntimeError:  # a strided nested tensor has no shape (see count_aten_call)
+            counter.count_call(name, rule, args, kwargs, out)
+            return
+        counter._apply(name, rule, shapes, kw_shapes, out_shape)
 
 
 def _never_traced_by_dynamo(fn: Any) -> Any:

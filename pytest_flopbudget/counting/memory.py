@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
+from pytest_flopbudget.counting.arguments import tensor_positions as _plan
 from pytest_flopbudget.counting.measurement import MEMORY_CATEGORIES, MEMORY_PHASES, Memory
 from pytest_flopbudget.counting.names import ancestors
 
@@ -38,6 +39,9 @@ _FRESH_ARGUMENT_OPS = frozenset(
     getattr(torch.ops.aten, name).default for name in ("lift_fresh", "lift_fresh_copy")
     if hasattr(torch.ops.aten, name)
 )
+# id(op) -> (op kept alive, where its tensor arguments are: False none looked at (a constant made
+# during the run), a tuple of positions, None anywhere); see arguments.py
+_PLANS: dict[int, tuple[Any, Any]] = {}
 # tensor type -> whether it wraps other tensors (nested jagged tensors, DTensor): asked once per type
 _WRAPPERS: dict[type, bool] = {_Tensor: False}
 
@@ -138,17 +142,29 @@ class MemoryTracker:
     def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         """After one aten call: new storages among its arguments existed before the run; new ones
         among its outputs were allocated by it (a storage whose size changed was resized)."""
-        if func not in _FRESH_ARGUMENT_OPS:
+        found = _PLANS.get(id(func))
+        if found is None or found[0] is not func:
+            found = _PLANS[id(func)] = (func, False if func in _FRESH_ARGUMENT_OPS else _plan(func))
+        plan = found[1]
+        if plan is not False:
             refs = self._refs
             try:
-                for value in args:
-                    if isinstance(value, _Tensor):
-                        if id(value.untyped_storage()) not in refs:
-                            self._argument(value)
-                    elif type(value) in (list, tuple):
-                        for item in value:
-                            if isinstance(item, _Tensor) and id(item.untyped_storage()) not in refs:
-                                self._argument(item)
+                if plan is None:  # tensors may be anywhere, lists included
+                    for value in args:
+                        if isinstance(value, _Tensor):
+                            if id(value.untyped_storage()) not in refs:
+                                self._argument(value)
+                        elif type(value) in (list, tuple):
+                            for item in value:
+                                if isinstance(item, _Tensor) and id(item.untyped_storage()) not in refs:
+                                    self._argument(item)
+                else:  # only where the schema puts tensors
+                    size = len(args)
+                    for i in plan:
+                        if i < size:
+                            value = args[i]
+                            if isinstance(value, _Tensor) and id(value.untyped_storage()) not in refs:
+                                self._argument(value)
                 if kwargs:
                     for value in kwargs.values():
                         if isinstance(value, _Tensor) and id(value.untyped_storage()) not in refs:
