@@ -89,6 +89,8 @@ class ModuleTracker:
         self._track_backward = track_backward
         self._stack: list[str] = []
         self._forward_active: tuple[str, ...] = ()
+        # the active tuple before each name of the stack was pushed: a module's exit puts it back
+        self._before: list[tuple[str, ...]] = []
         self._stretches: dict[int, _Stretches] = {}
         self._forward_thread: int | None = None
         self._handles: list[Any] = []
@@ -107,6 +109,7 @@ class ModuleTracker:
             handle.remove()
         self._handles.clear()
         self._stack.clear()
+        self._before.clear()
         self._stretches.clear()
         self._forward_active = ()
 
@@ -128,10 +131,6 @@ class ModuleTracker:
 
     def end_backward(self) -> None:
         """Nothing to forget: backward scopes are read from the running node, never left open."""
-
-    def _refresh(self) -> None:
-        self._forward_active = tuple(dict.fromkeys(self._stack))
-        self._mark()
 
     def _thread_stretches(self) -> _Stretches:
         thread = threading.get_ident()
@@ -185,15 +184,26 @@ class ModuleTracker:
         if name is None:
             return
         self._stack.append(name)
-        self._refresh()
+        active = self._forward_active
+        self._before.append(active)
+        if name not in active:  # a module running inside itself is listed once
+            self._forward_active = active + (name,)
+        self._mark()
 
     def _exit_forward(self, module: nn.Module, inputs: Any, output: Any) -> None:
         name = self._names.get(module)
         if name is None:
             return
-        # pop the innermost occurrence; an exception may skip levels, so search from the top
-        for i in range(len(self._stack) - 1, -1, -1):
-            if self._stack[i] == name:
-                del self._stack[i]
-                break
-        self._refresh()
+        stack = self._stack
+        if stack and stack[-1] == name:  # the innermost module ends: the common case
+            stack.pop()
+            self._forward_active = self._before.pop()
+        else:
+            # pop the innermost occurrence; an exception may skip levels, so search from the top
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i] == name:
+                    del stack[i]
+                    break
+            self._before = [tuple(dict.fromkeys(stack[:depth])) for depth in range(len(stack))]
+            self._forward_active = tuple(dict.fromkeys(stack))
+        self._mark()
