@@ -4,6 +4,8 @@ empty-mode floor, each timed against a plain no-grad forward moments before it (
     python bench/speed.py                      # 4 workloads, 9 paired repeats, prints a table
     python bench/speed.py --repeats 7 --workloads resnet50,bert_base_sdpa --json out.json
     python bench/speed.py --meta               # goal 2: count() on meta against measure() on meta
+    python bench/speed.py --warmup-cost        # goal 3: a process's first measure() against its second
+    python bench/speed.py --all --doc docs/benchmarks.md   # all three, tables written into the doc
 
 CPU time (``time.process_time``), one torch thread: the machine is shared and CPU time does not
 count the time other jobs hold the cores. Each repeat runs every variant once, in an order rotated
@@ -224,6 +226,55 @@ def run_meta(name: str, repeats: int, warmup: int) -> dict[str, Any]:
     return result
 
 
+_WARMUP_CHILD = r"""
+import json, sys, time
+t0 = time.process_time()
+import torch
+from pytest_flopbudget.counting.measure import measure
+t1 = time.process_time()
+device = None if sys.argv[1] == "cpu" else sys.argv[1]
+
+def once(**options):
+    t = time.process_time()
+    measure(torch.nn.Linear(2, 2), torch.zeros(1, 2), device=device, **options)
+    return time.process_time() - t
+
+result = {"import": t1 - t0, "first": once(), "second": once()}
+result["backward_first"] = once(backward=True)
+result["backward_second"] = once(backward=True)
+print(json.dumps(result))
+"""
+
+
+def run_warmup(device: str, processes: int) -> dict[str, Any]:
+    """A process's first measure() against its second, in fresh interpreters (the plugin's warm-up
+    is a first measure() of a 2x2 Linear, forward only): CPU seconds, medians over ``processes``."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    runs = []
+    for _ in range(processes):
+        done = subprocess.run([sys.executable, "-c", _WARMUP_CHILD, device], capture_output=True, text=True,
+                              env=env, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {"device": device, "processes": processes,
+            "seconds": {k: statistics.median(r[k] for r in runs) for k in runs[0]}}
+
+
+def render_warmup(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| device | import torch + engine (s) | first measure() (s) | second (s) | first with backward (s) | "
+        "second with backward (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        s = row["seconds"]
+        lines.append(f"| {row['device']} | {s['import']:.2f} | {s['first']:.3f} | {s['second']:.4f} | "
+                     f"{s['backward_first']:.3f} | {s['backward_second']:.4f} |")
+    return "\n".join(lines)
+
+
 def render_cpu(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| workload | forward (s) | ours | ptflops aten | thop | empty-mode floor | ours − floor | "
@@ -271,6 +322,13 @@ _INTROS = {
              "measure() a forward-only count under no_grad; the no_grad column runs the block under "
              "`torch.no_grad()`, the same grad mode as measure(). FlopCounterMode counts FLOPs only; "
              "ours counts memory too."),
+    "warmup": ("CPU seconds in fresh interpreters, medians of {n} processes each: a process's first "
+               "`measure()` of a 2×2 Linear (what the plugin's warm-up runs before the first test, forward "
+               "only, on the session's device), its second, then the first and second with `backward=True`. "
+               "On cpu the warm-up costs the first column; autograd's own start-up is paid by the first "
+               "test that runs a backward (the fourth column), not by processes that never do. On meta "
+               "the first measure() is torch's first `FakeTensorMode()` (it imports sympy and the "
+               "symbolic-shape machinery), paid once per process that counts on meta."),
 }
 
 
@@ -286,7 +344,8 @@ def write_section(path: str, kind: str, table: str, repeats: int) -> None:
     if begin in text and end in text:
         text = text[:text.index(begin)] + body + text[text.index(end) + len(end):]
     else:
-        title = "Speed against the peers and the empty-mode floor" if kind == "cpu" else "count() and measure() on meta"
+        title = {"cpu": "Speed against the peers and the empty-mode floor", "meta": "count() and measure() on meta",
+                 "warmup": "The warm-up: a process's first measure()"}[kind]
         text = text.rstrip("\n") + f"\n\n## {title} (bench/speed.py)\n\n{body}\n"
     with open(path, "w") as handle:
         handle.write(text)
@@ -302,29 +361,42 @@ def main() -> None:
     parser.add_argument("--doc", default=None,
                         help="put the table into this markdown file between its speed markers "
                              "(docs/benchmarks.md)")
+    parser.add_argument("--warmup-cost", action="store_true",
+                        help="goal 3: a process's first measure() against its second (fresh interpreters)")
+    parser.add_argument("--all", action="store_true", help="goals 1, 2 and 3 in one run (cpu, --meta, --warmup-cost)")
+    parser.add_argument("--processes", type=int, default=5, help="fresh interpreters per device for --warmup-cost")
     args = parser.parse_args()
     if args.repeats < 7:
         print("note: DESIGN.md asks for medians of at least 7 paired repeats", file=sys.stderr)
     import torch
 
     torch.set_num_threads(1)
-    default = META_WORKLOADS if args.meta else DEFAULT_WORKLOADS
-    names = args.workloads.split(",") if args.workloads else list(default)
-    run = run_meta if args.meta else run_cpu
-    rows = []
-    for name in names:
-        rows.append(run(name, args.repeats, args.warmup))
-        print(f"done {name}", file=sys.stderr, flush=True)
-    table = (render_meta if args.meta else render_cpu)(rows)
-    print(table)
-    if args.doc:
-        kind = "meta" if args.meta else "cpu"
-        write_section(args.doc, kind, table, args.repeats)
-        # kept beside the bench too, so bench/report.py's re-render of docs/benchmarks.md keeps it
-        write_section(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SPEED.md"), kind, table, args.repeats)
+    kinds = ["cpu", "meta", "warmup"] if args.all else ["meta"] if args.meta else ["warmup"] if args.warmup_cost else ["cpu"]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for kind in kinds:
+        rows = []
+        if kind == "warmup":
+            for device in ("cpu", "meta"):
+                rows.append(run_warmup(device, args.processes))
+                print(f"done warm-up {device}", file=sys.stderr, flush=True)
+            table, count = render_warmup(rows), args.processes
+        else:
+            default = META_WORKLOADS if kind == "meta" else DEFAULT_WORKLOADS
+            names = args.workloads.split(",") if args.workloads and not args.all else list(default)
+            run = run_meta if kind == "meta" else run_cpu
+            for name in names:
+                rows.append(run(name, args.repeats, args.warmup))
+                print(f"done {name}", file=sys.stderr, flush=True)
+            table, count = (render_meta if kind == "meta" else render_cpu)(rows), args.repeats
+        results[kind] = rows
+        print(table, flush=True)
+        if args.doc:
+            write_section(args.doc, kind, table, count)
+            # kept beside the bench too, so bench/report.py's re-render of docs/benchmarks.md keeps it
+            write_section(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SPEED.md"), kind, table, count)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"meta" if args.meta else "cpu": rows}, handle, indent=1)
+            json.dump(results, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -72,7 +73,9 @@ class CountingSession:
         self.tracker = tracker
         self.counter = OpCounter(registry, tracker)
         # a block runs user code, which may use torch.func: no saved-tensor hooks there
-        self.memory = MemoryTracker(lambda: tracker.active, saved_hooks=grad is not None)
+        # the property's getter bound to the tracker: asked for every new storage, one frame fewer
+        active = functools.partial(type(tracker).active.fget, tracker)  # type: ignore[attr-defined]
+        self.memory = MemoryTracker(active, saved_hooks=grad is not None)
         self.counter.memory = self.memory
         self._grad = grad
         self._stack = contextlib.ExitStack()
