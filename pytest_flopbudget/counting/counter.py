@@ -430,7 +430,16 @@ class _AtenCounter(TorchDispatchMode):
         except RuntimeError:  # a strided nested tensor has no shape (see count_aten_call)
             counter.count_call(name, rule, args, kwargs, out)
             return
-        counter._apply(name, rule, shapes, kw_shapes, out_shape)
+        # OpCounter._apply, written out
+        try:
+            flops, macs = rule(*shapes, out_shape=out_shape, **kw_shapes)
+        except Exception as error:
+            raise FormulaError.wrap(name, rule, shapes, kw_shapes, error) from error
+        if getattr(rule, "estimated", None) is not None:
+            reason = is_estimated(rule, *shapes, out_shape=out_shape, **kw_shapes)
+            if reason is not None:
+                counter.estimated.setdefault(name, reason)
+        counter.add(name, flops, macs)
 
 
 def _never_traced_by_dynamo(fn: Any) -> Any:
