@@ -35,7 +35,8 @@ class ModelState:
         state = cls(root)
         seen_modules: set[int] = set()
         seen_tensors: set[int] = set()
-        credited: dict[int, set[str]] = {}  # parameter -> the modules whose total includes it
+        # parameter -> the modules whose total includes it (a list until the parameter is seen again)
+        credited: dict[int, list[str] | set[str]] = {}
         per_module = state.params_per_module
         for prefix, module in root.named_modules(remove_duplicate=False):
             first_visit = id(module) not in seen_modules
@@ -47,12 +48,18 @@ class ModelState:
             for key, param in module._parameters.items():
                 if param is None:
                     continue
-                if id(param) not in seen_tensors:
+                size = param.numel()
+                if id(param) not in seen_tensors:  # the common case: credited to its module and those above
                     seen_tensors.add(id(param))
                     state.params[_join(prefix, key)] = param
+                    credited[id(param)] = holders
+                    for ancestor in holders:
+                        per_module[ancestor] = per_module.get(ancestor, 0) + size
+                    continue
                 # a weight tied across two subtrees counts in both, once in any module above both
-                done = credited.setdefault(id(param), set())
-                size = param.numel()
+                done = credited.get(id(param), ())  # () for a tensor seen first as a buffer
+                if not isinstance(done, set):
+                    done = credited[id(param)] = set(done)
                 for ancestor in holders:
                     if ancestor not in done:
                         done.add(ancestor)
