@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch._ops import HigherOrderOperator
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -37,6 +38,7 @@ try:  # the jagged layout's tensor subclass (torch >= 2.2)
     from torch.nested._internal.nested_tensor import NestedTensor as _NESTED_TENSOR
 except ImportError:  # pragma: no cover - a torch without the jagged layout
     _NESTED_TENSOR = None  # type: ignore[assignment,misc]
+_PRIM_DEVICE = torch.ops.prim.device.default
 _GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
 _GROUPED_MM = _GROUPED_MM.default if _GROUPED_MM is not None else None
 
@@ -350,10 +352,17 @@ class _AtenCounter(TorchDispatchMode):
         if counter.fakify is not None:
             args, kwargs = counter.fakify(args, kwargs)
         memory = counter.memory
-        if memory is None:
+        if func is _PRIM_DEVICE and type(args[0]) is FakeTensor:
+            # autograd asks a fake tensor its device for every op it records (hundreds per forward
+            # on meta): answered as the fake tensor's own handler answers it, without the round
+            # trip through the op and the fake mode
+            out = args[0].device
+        elif memory is None:
             return self._dispatch(func, args, kwargs)
-        out = self._dispatch(func, args, kwargs)
-        memory.record(func, args, kwargs, out)
+        else:
+            out = self._dispatch(func, args, kwargs)
+        if memory is not None:
+            memory.record(func, args, kwargs, out)
         return out
 
     def _dispatch(self, func: Any, args: Any, kwargs: Any) -> Any:
