@@ -22,7 +22,8 @@ discovers the modules that run in it instead of being given one:
   runs the block under torch's FakeTensorMode: every tensor the block creates is a fake cpu tensor
   (the kernels a real CPU picks, as measure() on meta), and models and optimizers made before the
   block, on cpu or on meta, run on fake twins of their tensors and are put back untouched when the
-  block ends (caller_guard.py). Code that reads tensor values (``.item()``, ``if (x > 0).any()``,
+  block ends (caller_guard.py: those the code around the block can name are guarded at its entry,
+  any other when it first runs a forward or a step). Code that reads tensor values (``.item()``, ``if (x > 0).any()``,
   a stopping criterion of ``generate()``) cannot run on meta: a MeasurementError says what to do.
   Build models *before* the block: weight initialisation run inside it is counted.
 - **Nesting.** Blocks nest: an inner block counts what runs inside it, the outer one counts
