@@ -253,3 +253,22 @@ def test_a_block_entered_through_the_user_s_own_context_manager_searches_the_fra
         model.zero_grad()
         optimizer.zero_grad()
     _assert_unchanged(before, _everything(model, optimizer))
+
+
+def test_the_entry_search_is_not_fooled_by_mocks_and_reads_a_bounded_part_of_big_containers() -> None:
+    from unittest import mock
+
+    from pytest_flopbudget.counting.reachable import MAX_ITEMS
+
+    impostor = mock.MagicMock(spec=nn.Module)  # claims to be a Module through __class__
+    samples = [torch.zeros(1)] * (MAX_ITEMS + 5) + [_net()]  # the model past the items read
+    found = Reachable.from_frames([sys._getframe()])
+    assert not any(m is impostor for m in found.modules)
+    assert not any(m is samples[-1] for m in found.modules)
+    x = torch.randn(5, 8)
+    with fb.count(device="meta") as meta:  # the impostor in the frame does not break the block
+        samples[-1](x)
+    # two Linear layers (5 rows: 8->16, 16->4), BatchNorm1d in train mode over 5x16, ReLU on 5x16
+    with fb.count() as cpu:
+        copy.deepcopy(samples[-1])(x)
+    assert meta.flops == cpu.flops > 5 * (16 * (2 * 8 - 1) + 16) + 5 * (4 * (2 * 16 - 1) + 4)
