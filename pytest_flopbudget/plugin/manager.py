@@ -26,7 +26,7 @@ from pytest_flopbudget.plugin.options import Settings, flop_options_given, forma
 from pytest_flopbudget.reporting.outcome import Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.report import write_file, write_terminal
 from pytest_flopbudget.reporting.run import RunRecord
-from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
+from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY, is_xdist_worker
 from pytest_flopbudget.reporting.summary import SessionSummary
 from pytest_flopbudget.reporting.verdict import FAILURE_WORDS, TestVerdict, judge
 
@@ -44,7 +44,7 @@ class FlopBudgetPlugin:
         self.settings = settings
         self.baseline = baseline
         # stepwise does the same: on an xdist worker, only the controller reports and writes
-        self.is_worker = hasattr(config, "workerinput")
+        self.is_worker = is_xdist_worker(config)
         self.verdicts: dict[str, TestVerdict] = {}
         self.collected = CollectedTests(config)
         self.crashed: list[str] = []
