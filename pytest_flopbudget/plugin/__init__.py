@@ -30,11 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
         check_device_available(settings.device)
         if settings.prune:
             from pytest_flopbudget.plugin.collected import partial_options
+            from pytest_flopbudget.reporting.commands import PRUNE_OPTION
 
             reason = partial_options(config)
             if reason:
                 raise pytest.UsageError(
-                    f"--flop-prune-baseline refused: {reason}; pruning needs the whole suite, so that "
+                    f"{PRUNE_OPTION} refused: {reason}; pruning needs the whole suite, so that "
                     "entries of tests that merely did not run are kept"
                 )
     # the baseline, verdict and report modules load here, once configured, not at import time

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem
 from pytest_flopbudget.reporting.baseline import Baseline, torch_version
+from pytest_flopbudget.reporting.commands import UPDATE_OPTION
 from pytest_flopbudget.plugin.collected import CollectedTests, selected_part, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
@@ -80,7 +81,7 @@ class FlopBudgetPlugin:
         if written is None or written == running:
             return None
         return (f"baseline written by torch {written}; this run uses torch {running} "
-                "(counts can change between torch releases; `--flop-update-baseline` rewrites it)")
+                f"(counts can change between torch releases; `{UPDATE_OPTION}` rewrites it)")
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         self.collected.seen.add(test_id(item))

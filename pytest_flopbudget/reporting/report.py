@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from pytest_flopbudget.counting.text import giga, human_bytes, human_count, layout
+from pytest_flopbudget.reporting.commands import prune_hint
 from pytest_flopbudget.reporting.summary import Row, SessionSummary, count_line
 from pytest_flopbudget.reporting.verdict import OK, TestVerdict
 
@@ -69,7 +70,7 @@ def write_terminal(terminal: pytest.TerminalReporter, summary: SessionSummary, v
         terminal.write_line(count_line(summary.counts))
         if summary.stale_failed:
             terminal.write_line(f"stale baseline entries: {', '.join(summary.stale)}")
-            terminal.write_line("remove stale entries: pytest --flop-prune-baseline (failing: --flop-strict)")
+            terminal.write_line(prune_hint(failing=True))
         for note in summary.notes:
             terminal.write_line(note)
         return

@@ -13,10 +13,11 @@ from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
 from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.reporting.commands import UPDATE_HINT, prune_hint
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
-    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, UPDATE_HINT, BudgetCheck,
+    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, BudgetCheck,
     TestVerdict, amount, change, describe_other_path, percent,
 )
 
@@ -195,8 +196,7 @@ class SessionSummary:
         if not update and (counts[REGRESSED] or counts[IMPROVED] or counts[NEW]):
             hints.append(f"accept these changes: {update_command} (then commit {baseline_path.name})")
         if stale and not prune:
-            hints.append("remove stale entries: pytest --flop-prune-baseline"
-                         + (" (failing: --flop-strict)" if stale_failed else ""))
+            hints.append(prune_hint(stale_failed))
         if torch_note and (counts[REGRESSED] or counts[IMPROVED]):
             hints.append(f"note: {torch_note}")
         return cls(tuple(rows), counts, stale, stale_failed, notes, tuple(hints), baseline_path, device, tolerance,

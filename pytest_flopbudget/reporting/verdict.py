@@ -15,12 +15,12 @@ from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleC
 from pytest_flopbudget.counting.names import module_order
 from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import group_names
 
 if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
     from pytest_flopbudget.plugin.marker import Budget, Limit
 
-UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
     "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
     "tuple, dict or factory) or count any code with `with flop_budget.count():`"
