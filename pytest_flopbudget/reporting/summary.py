@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes, percent
 from pytest_flopbudget.reporting.commands import UPDATE_HINT, prune_hint
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
     DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, BudgetCheck,
-    TestVerdict, amount, change, describe_other_path, percent,
+    TestVerdict, amount, change, describe_other_path,
 )
 
 COUNTED = (OK, OVER_BUDGET, REGRESSED, IMPROVED, NEW)
@@ -83,7 +83,7 @@ def _exceeded_text(check: BudgetCheck) -> str:
     measured = (f"{human_bytes(check.measured)} {check.metric}" if check.metric in MEMORY_METRICS
                 else f"{check.measured:,} {check.metric}")
     return (f"{check.argument}: {measured} > limit {format_count(check.limit, check.metric)} "
-            f"({percent(check.used)[1:]} of the budget)")
+            f"({percent(check.used, signed=False)} of the budget)")
 
 
 def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:

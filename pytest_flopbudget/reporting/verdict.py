@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes, percent
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
 from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import group_names
@@ -55,14 +55,6 @@ def change(new: int, old: int) -> float | None:
     if old == 0:
         return None if new == 0 else float("inf")
     return (new - old) / old
-
-
-def percent(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == float("inf"):
-        return "+inf%"
-    return f"{value * 100:+.1f}%" if abs(value) < 1e6 else f"{value * 100:+.3g}%"  # absurd limits stay short
 
 
 @dataclass(frozen=True)
@@ -388,12 +380,12 @@ class BudgetCheck:
         sign = ">" if self.over else "<="
         if self.metric in MEMORY_METRICS:
             return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
-                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used)[1:]} of budget, "
+                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used, signed=False)} of budget, "
                     f"{percent(self.used - 1)})")
         readable = format_count(self.measured, self.metric)
         readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
         return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
-                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used)[1:]} of budget, "
+                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used, signed=False)} of budget, "
                 f"{percent(self.used - 1)})")
 
 
