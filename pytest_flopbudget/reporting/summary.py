@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes, percent
+from pytest_flopbudget.counting.text import percent
 from pytest_flopbudget.reporting.commands import UPDATE_HINT, prune_hint
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
@@ -79,19 +79,12 @@ def _exceeded(check: BudgetCheck) -> dict[str, Any]:
             "measured": check.measured, "used": check.used}
 
 
-def _exceeded_text(check: BudgetCheck) -> str:
-    measured = (f"{human_bytes(check.measured)} {check.metric}" if check.metric in MEMORY_METRICS
-                else f"{check.measured:,} {check.metric}")
-    return (f"{check.argument}: {measured} > limit {format_count(check.limit, check.metric)} "
-            f"({percent(check.used, signed=False)} of the budget)")
-
-
 def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
     """One row per measurement (per test when it measured nothing), in natural order of their keys."""
     rows = []
     for verdict in verdicts:
         exceeded = tuple(_exceeded(c) for c in verdict.over_budget)
-        budget_reasons = tuple(f"over budget: {_exceeded_text(c)}" for c in verdict.over_budget)
+        budget_reasons = tuple(f"over budget: {c.describe()}" for c in verdict.over_budget)  # as the failure says
         failing = verdict.failing and not verdict.xfail
         if not verdict.entries:
             rows.append(Row(verdict.nodeid, verdict.nodeid, None, None, None, None, verdict.budget_used, "-",

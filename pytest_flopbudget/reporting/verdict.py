@@ -377,16 +377,17 @@ class BudgetCheck:
         return float(Fraction(self.measured) / self.limit)
 
     def describe(self) -> str:
+        """The one sentence for a limit: the failure line, the report section, the JUnit property
+        and the reports' reasons all print it."""
         sign = ">" if self.over else "<="
         if self.metric in MEMORY_METRICS:
-            return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
-                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used, signed=False)} of budget, "
-                    f"{percent(self.used - 1)})")
-        readable = format_count(self.measured, self.metric)
-        readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
-        return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
-                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used, signed=False)} of budget, "
-                f"{percent(self.used - 1)})")
+            measured = f"{self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes)"
+        else:
+            readable = format_count(self.measured, self.metric)
+            readable = "" if readable in (f"{self.measured:,}", str(self.measured)) else f" ({readable})"
+            measured = f"{self.measured:,} {self.metric}{readable}"
+        return (f"{self.argument}: {measured} {sign} limit {format_count(self.limit, self.metric)} "
+                f"({percent(self.used, signed=False)} of budget, {percent(self.used - 1)})")
 
 
 @dataclass(frozen=True)
