@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
-from pytest_flopbudget.counting.text import percent
+from pytest_flopbudget.counting.text import GIGA, percent
 from pytest_flopbudget.reporting.commands import UPDATE_HINT, prune_hint
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
@@ -53,11 +53,11 @@ class Row:
 
     @property
     def gflops(self) -> float | None:
-        return None if self.flops is None else self.flops / 1e9
+        return None if self.flops is None else self.flops / GIGA
 
     @property
     def gmacs(self) -> float | None:
-        return None if self.macs is None else self.macs / 1e9
+        return None if self.macs is None else self.macs / GIGA
 
     @property
     def words(self) -> str:
