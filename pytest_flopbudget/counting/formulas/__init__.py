@@ -41,6 +41,11 @@ def dot_products(n_outputs: int, length: int, bias: bool = False) -> Cost:
     return (n_outputs * (2 * length - 1) + extra, n_outputs * length + extra)
 
 
+def sum_costs(*costs: Cost) -> Cost:
+    """Costs added up, flops with flops and macs with macs; nothing costs (0, 0)."""
+    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+
+
 def per_element(n: int) -> Cost:
     """One operation per element, counted alike in both numbers."""
     return (n, n)

@@ -22,11 +22,7 @@ from __future__ import annotations
 
 from math import prod
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
-
-
-def _add(*costs: Cost) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel, sum_costs
 
 
 def attention_core(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool) -> Cost:
@@ -35,7 +31,7 @@ def attention_core(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool)
     source, value_dim = k[-2], v[-1]
     n_scores = heads * length * source
     elementwise = n_scores * (2 + int(masked) + 2 * int(dropout))
-    return _add(
+    return sum_costs(
         dot_products(n_scores, embed),
         (elementwise, elementwise),
         dot_products(heads * length * value_dim, source),
@@ -50,7 +46,7 @@ def attention_core_backward(q: Shape, k: Shape, v: Shape, *, dropout: bool) -> C
     source, value_dim = k[-2], v[-1]
     n_scores = heads * length * source
     elementwise = n_scores * (2 + int(dropout))  # dropout's backward: one per element
-    return _add(
+    return sum_costs(
         dot_products(heads * source * value_dim, length),
         dot_products(n_scores, value_dim),
         dot_products(heads * length * embed, source),
@@ -103,7 +99,7 @@ def flex_attention(q: Shape, k: Shape, v: Shape, *args: object, score_mod_cost: 
     same rule as a causal mask, so the count does not depend on the kernel's block size."""
     n_scores = prod(q[:-1]) * k[-2]
     core = attention_core(q, k, v, masked=masked, dropout=False)
-    return _add(core, (n_scores * score_mod_cost[0], n_scores * score_mod_cost[1]))
+    return sum_costs(core, (n_scores * score_mod_cost[0], n_scores * score_mod_cost[1]))
 
 
 def flex_attention_backward(q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
@@ -147,7 +143,7 @@ def multi_head_attention(
     if average_weights:
         n = batch * heads * length * source
         costs.append((n, n))
-    return _add(*costs)
+    return sum_costs(*costs)
 
 
 def mha_forward_function(
@@ -215,7 +211,7 @@ def transformer_encoder_layer(
     n = tokens * embed_dim
     affine_1 = norm_weight_1 is not None or norm_bias_1 is not None
     affine_2 = norm_weight_2 is not None or norm_bias_2 is not None
-    return _add(
+    return sum_costs(
         multi_head_attention(
             tokens, tokens, batch, embed_dim, num_heads, embed_dim, embed_dim,
             in_bias=qkv_bias is not None, out_bias=proj_bias is not None,

@@ -29,14 +29,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel, sum_costs
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 GATE_WORK = {"rnn": 2, "gru": 10, "lstm": 13}  # elementwise operations per hidden unit, per token
-
-
-def _add(*costs: Cost) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
 
 
 def cell_per_token(kind: str, input_size: int, hidden: int, recurrent_size: int, *, bias: bool,
@@ -52,7 +48,7 @@ def cell_per_token(kind: str, input_size: int, hidden: int, recurrent_size: int,
     ]
     if proj_size:
         costs.append(dot_products(proj_size, hidden))
-    return _add(*costs)
+    return sum_costs(*costs)
 
 
 def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_biases: bool,
@@ -75,7 +71,7 @@ def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_bia
     if train and dropout > 0 and num_layers > 1:
         n = 2 * (num_layers - 1) * tokens * directions * out_features  # two per element, as dropout
         costs.append((n, n))
-    return _add(*costs)
+    return sum_costs(*costs)
 
 
 def _network(kind: str):  # type: ignore[no-untyped-def]
@@ -138,7 +134,7 @@ def mkldnn_rnn_layer_backward(input: Shape, weight1: Shape, weight2: Shape, weig
     w_ih, w_hh = weight1, weight2
     hidden = w_ih[0] // GATES["lstm"]
     gates = GATES["lstm"] * hidden
-    products = _add(dot_products(gates, w_ih[1]), dot_products(gates, w_hh[1]))
+    products = sum_costs(dot_products(gates, w_ih[1]), dot_products(gates, w_hh[1]))
     work = GATE_WORK["lstm"] * hidden + (2 * gates if bool(has_biases) else 0)
     tokens = numel(input[:-1])
     return (tokens * (2 * products[0] + work), tokens * (2 * products[1] + work))
