@@ -226,37 +226,61 @@ class FunctionRule:
     bind: Callable[[tuple, dict], tuple[tuple, dict]]
 
 
-class Registry:
-    """Maps aten overloads to formulas; one instance is shared, users add to it. ``scoped``
-    gives a copy with extra formulas that leaves this one untouched."""
+@dataclass(frozen=True)
+class BuiltinTables:
+    """The built-in formulas, resolved once against the installed torch and shared by every
+    registry (scoped copies included); nothing changes them once built."""
 
-    def __init__(self) -> None:
-        self._builtin: dict[Any, Formula] = {}
-        self._user: dict[Any, Formula] = {}
-        self._resolved: dict[Any, Resolution] = {}
-        self.function_rules: dict[Callable[..., Any], FunctionRule] = {}
-        # formulas of families whose integer work is compute (int8 matmul, quantized conv)
-        self._integer_work: set[Any] = set()
-        # formulas of other namespaces' ops by qualified name ("quantized::linear", "torchvision::nms"):
-        # resolved when an op is first seen, since a namespace exists only once its library is loaded
-        self._by_name: dict[str, Formula] = {}
+    by_op: dict[Any, Formula]  # aten packet or overload (functional form) -> formula
+    # formulas of other namespaces' ops by qualified name ("quantized::linear", "torchvision::nms"):
+    # resolved when an op is first seen, since a namespace exists only once its library is loaded
+    by_name: dict[str, Formula]
+    function_rules: dict[Callable[..., Any], FunctionRule]
+    # formulas of families whose integer work is compute (int8 matmul, quantized conv)
+    integer_work: frozenset[Any]
+
+    @classmethod
+    def load(cls) -> BuiltinTables:
+        by_op: dict[Any, Formula] = {}
+        by_name: dict[str, Formula] = {}
+        function_rules: dict[Callable[..., Any], FunctionRule] = {}
+        integer_work: set[Any] = set()
         for family in _FAMILIES:
             rules = family.RULES
             if getattr(family, "PACKED_ARGUMENTS", False):
                 rules = {name: _unpacking(formula) for name, formula in rules.items()}
             if getattr(family, "COUNTS_INTEGER_WORK", False):
-                self._integer_work.update(rules.values())
+                integer_work.update(rules.values())
             for name, formula in rules.items():
                 if "::" in name:
-                    self._by_name[name] = formula
+                    by_name[name] = formula
                     continue
                 op = _aten_op(name)
                 if op is not None:
-                    self._builtin[functional_form(op)] = formula
+                    by_op[functional_form(op)] = formula
             for path, (op_name, formula) in getattr(family, "FUNCTION_RULES", {}).items():
                 fn = _import_path(path)
                 if fn is not None:
-                    self.function_rules[fn] = FunctionRule(op_name, formula, _binder(fn))
+                    function_rules[fn] = FunctionRule(op_name, formula, _binder(fn))
+        return cls(by_op, by_name, function_rules, frozenset(integer_work))
+
+
+class Registry:
+    """Maps aten overloads to formulas; one instance is shared, users add to it. ``scoped``
+    gives a copy with extra formulas that leaves this one untouched.
+
+    Every registry, scoped copies included, is made by ``__init__``: an attribute added there is
+    in every copy (tests/counting/test_registry_copies.py checks it)."""
+
+    def __init__(self, builtins: BuiltinTables | None = None, user: Mapping[Any, Formula] | None = None) -> None:
+        """``builtins`` (loaded when not given) are shared; ``user`` formulas are copied."""
+        self._builtins = builtins if builtins is not None else BuiltinTables.load()
+        self._builtin = self._builtins.by_op
+        self._by_name = self._builtins.by_name
+        self.function_rules = self._builtins.function_rules
+        self._integer_work = self._builtins.integer_work
+        self._user: dict[Any, Formula] = dict(user or {})
+        self._resolved: dict[Any, Resolution] = {}  # per registry: it depends on the user formulas
 
     def scoped(self, formulas: Mapping[Any, Formula] | None) -> Registry:
         """This registry plus ``formulas`` (op -> formula), as a new registry; None or empty: self."""
@@ -267,13 +291,7 @@ class Registry:
                 f"formulas= must be a dict of op -> formula, e.g. {{torch.ops.aten.mm: my_mm}}; "
                 f"got {type(formulas).__name__}"
             )
-        scoped = object.__new__(Registry)
-        scoped._builtin = self._builtin
-        scoped._by_name = self._by_name
-        scoped.function_rules = self.function_rules
-        scoped._integer_work = self._integer_work
-        scoped._user = dict(self._user)
-        scoped._resolved = {}
+        scoped = Registry(self._builtins, self._user)
         for op, formula in formulas.items():
             scoped.register(op, formula, scoped=True)
         return scoped
