@@ -66,6 +66,16 @@ def estimated(reason: str, when: Callable[..., bool] | None = None) -> Callable[
     return mark
 
 
+def by_name(formula: Formula) -> Formula:
+    """Mark a formula that takes its op's arguments by the names of the op's schema, every one as a
+    keyword (shapes for tensors, as always): the registry binds each call to the schema of the
+    installed torch first. For private kernels, whose argument positions may move between torch
+    releases while the names the formula reads stay (tests/counting/test_torch_internals.py
+    checks that the schema still has them)."""
+    formula.by_name = True  # type: ignore[attr-defined]
+    return formula
+
+
 def is_estimated(formula: Formula, *args: object, **kwargs: object) -> str | None:
     """The reason ``formula``'s count for these arguments is an estimate, or None when it is exact."""
     reason = getattr(formula, "estimated", None)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel, sum_costs
+from pytest_flopbudget.counting.formulas import Cost, Shape, by_name, dot_products, numel, sum_costs
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 GATE_WORK = {"rnn": 2, "gru": 10, "lstm": 13}  # elementwise operations per hidden unit, per token
@@ -75,18 +75,18 @@ def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_bia
 
 
 def _network(kind: str):  # type: ignore[no-untyped-def]
-    def formula(x: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
-        """``torch.<kind>(input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
-        batch_first)`` or the packed form ``(data, batch_sizes, hx, params, has_biases, ...)``."""
-        if isinstance(args[2], list):  # packed: args[2] is the weight list, not has_biases
-            params, has_biases, num_layers, dropout, train, bidirectional = args[2:8]
-            tokens = x[0]
-        else:
-            params, has_biases, num_layers, dropout, train, bidirectional = args[1:7]
-            tokens = numel(x[:-1])
+    @by_name
+    def formula(*, params: Sequence[Shape], has_biases: bool, num_layers: int, dropout: float, train: bool,
+                bidirectional: bool, input: Shape | None = None, data: Shape | None = None,
+                out_shape: object = None, **kwargs: object) -> Cost:
+        """``aten.<kind>.input(input, hx, params, has_biases, num_layers, dropout, train,
+        bidirectional, batch_first)`` or, for a packed sequence, ``aten.<kind>.data(data,
+        batch_sizes, hx, params, has_biases, ...)``, bound by these names: a packed sequence's
+        ``data`` holds one row per token, ``input`` is (..., features)."""
+        tokens = data[0] if data is not None else numel(input[:-1])  # type: ignore[index]
         return recurrent_layers(
-            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),  # type: ignore[arg-type,call-overload]
-            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),  # type: ignore[arg-type,call-overload]
+            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),
+            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),
         )
 
     formula.__name__ = f"{kind}_network"
