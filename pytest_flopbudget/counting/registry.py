@@ -534,9 +534,19 @@ def _binder(fn: Callable[..., Any], *, by_name: bool = False) -> Callable[[tuple
     return bind
 
 
-# what a schema-typed parameter is annotated with, so that a call is bound to the overload its
-# arguments fit (aten.lstm.input and aten.lstm.data take as many arguments, of other types)
-_ONE_TENSOR, _TENSOR_LIST = object(), object()
+class _TensorKind:
+    """What a schema-typed parameter is annotated with, so that a call is bound to the overload its
+    arguments fit (aten.lstm.input and aten.lstm.data take as many arguments, of other types);
+    shown as the schema writes the type when a signature is printed in an error."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_ONE_TENSOR, _TENSOR_LIST = _TensorKind("Tensor"), _TensorKind("Tensor[]")
 
 
 def _fits(signature: inspect.Signature, arguments: Mapping[str, Any]) -> bool:
