@@ -56,6 +56,7 @@ from pytest_flopbudget.counting.measurement import (
     describe_value_reads,
 )
 from pytest_flopbudget.counting.names import module_order
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 2
@@ -69,7 +70,7 @@ DEFAULT_BASELINE_DEPTH = 6
 LABEL_SEPARATOR = "#"
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
-    "# Review changes like code; regenerate with `pytest --flop-update-baseline`.\n"
+    f"# Review changes like code; regenerate with `{UPDATE_HINT}`.\n"
 )
 
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_flopbudget.counting.measurement import METRICS, PHASE_FIELDS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes, percent
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import group_names
 
 if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
     from pytest_flopbudget.plugin.marker import Budget, Limit
 
-UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
     "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
     "tuple, dict or factory) or count any code with `with flop_budget.count():`"
@@ -55,14 +55,6 @@ def change(new: int, old: int) -> float | None:
     if old == 0:
         return None if new == 0 else float("inf")
     return (new - old) / old
-
-
-def percent(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == float("inf"):
-        return "+inf%"
-    return f"{value * 100:+.1f}%" if abs(value) < 1e6 else f"{value * 100:+.3g}%"  # absurd limits stay short
 
 
 @dataclass(frozen=True)
@@ -401,16 +393,17 @@ class BudgetCheck:
         return float(Fraction(self.measured) / self.limit)
 
     def describe(self) -> str:
+        """The one sentence for a limit: the failure line, the report section, the JUnit property
+        and the reports' reasons all print it."""
         sign = ">" if self.over else "<="
         if self.metric in MEMORY_METRICS:
-            return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
-                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used)[1:]} of budget, "
-                    f"{percent(self.used - 1)})")
-        readable = format_count(self.measured, self.metric)
-        readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
-        return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
-                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used)[1:]} of budget, "
-                f"{percent(self.used - 1)})")
+            measured = f"{self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes)"
+        else:
+            readable = format_count(self.measured, self.metric)
+            readable = "" if readable in (f"{self.measured:,}", str(self.measured)) else f" ({readable})"
+            measured = f"{self.measured:,} {self.metric}{readable}"
+        return (f"{self.argument}: {measured} {sign} limit {format_count(self.limit, self.metric)} "
+                f"({percent(self.used, signed=False)} of budget, {percent(self.used - 1)})")
 
 
 @dataclass(frozen=True)
