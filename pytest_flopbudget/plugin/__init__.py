@@ -46,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         baseline = load(settings.baseline_path)
     except BaselineError as error:
-        raise pytest.UsageError(f"{error} (the file is left as it is)") from None
+        raise pytest.UsageError(f"{error} (the file is left as it is: fix that line, restore the file from version "
+                                "control, or move it away and run --flop-update-baseline to record a new one)") from None
     from pytest_flopbudget.plugin.manager import FlopBudgetPlugin, XdistHooks
 
     plugin = FlopBudgetPlugin(config, settings, baseline)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
-from pytest_flopbudget.counting.text import GIGA, percent
+from pytest_flopbudget.counting.text import GIGA
 from pytest_flopbudget.reporting.commands import UPDATE_HINT, prune_hint
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
     DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, BudgetCheck,
-    TestVerdict, amount, change, describe_other_path,
+    TestVerdict, change_line, describe_other_path,
 )
 
 COUNTED = (OK, OVER_BUDGET, REGRESSED, IMPROVED, NEW)
@@ -94,11 +94,7 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
             word = TEST_FAILED if verdict.test_failed else verdict.row_status(entry)
             also = (REGRESSED,) if word == OVER_BUDGET and entry.status == REGRESSED else ()
             grown = tuple(g.to_dict() for g in entry.grown)
-            regressions = tuple(
-                f"{m} regressed: {amount(m, getattr(entry.measured, m))} vs baseline {amount(m, getattr(base, m))} "
-                f"({percent(change(getattr(entry.measured, m), getattr(base, m)))})"
-                for m in entry.regressed_metrics if base is not None
-            )
+            regressions = tuple(change_line(m, entry.measured, base) for m in entry.regressed_metrics if base is not None)
             reasons = budget_reasons + regressions + tuple(f"grew: {g.describe()}" for g in entry.grown)
             rows.append(Row(
                 entry.key, verdict.nodeid, entry.label, entry.measured.flops, entry.measured.macs,
