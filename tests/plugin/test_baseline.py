@@ -174,6 +174,9 @@ def test_rewrite_is_byte_identical_and_skipped_when_unchanged(project: Project) 
 
 CORRUPT = [
     ("format: 1\nentries:\n  test_a.py::test_a:\n    flops: [1\n", 5, "not valid YAML"),
+    # an unclosed mapping is noticed on the next line: the message names the line it began on too
+    ("format: 2\nentries:\n  test_a.py::test_a:\n    modules:\n      fc: {type: Linear, flops: 1\n      fd: {}\n",
+     6, "not valid YAML: did not find expected ',' or '}' (while parsing a flow mapping at line 5)"),
     ("format: 1\nentries:\n  test_a.py::test_a: {flops: 1, macs: 1, params: 1}\n"
      "  test_a.py::test_a: {flops: 2, macs: 1, params: 1}\n", 4, "duplicate key 'test_a.py::test_a'"),
     ("format: 1\nentries:\n  test_a.py::test_a: {flops: -1, macs: 1, params: 1}\n", 3, "flops must be a non-negative integer"),
@@ -186,7 +189,7 @@ def test_corrupt_baseline_is_an_error_and_never_overwritten(project: Project, te
     project.write("test_a.py", project.linear_test("test_a", 8, 4))
     result = project.run("--flop-update-baseline")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*{project.baseline}:{line}: *{message}*"])
+    result.stderr.fnmatch_lines([f"*{project.baseline}:{line}: *{message}*restore the file from version control*"])
     assert project.baseline.read_text() == text
 
 
