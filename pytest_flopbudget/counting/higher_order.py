@@ -15,18 +15,55 @@ counter now sees every HOP and either counts it or reports it as uncounted, neve
   a ``cond`` or ``while_loop`` whose predicate has no value (on meta) is reported as uncounted;
 - every other HOP (triton kernel wrappers, ``map``, ``scan``, ``auto_functionalized``...) runs
   untouched and is reported as uncounted under ``higher_order.<name>``.
+
+How a HOP reaches the counter depends on the release. Newer torches hand it to any mode whose
+``supports_higher_order_operators`` is set. Older ones (the floor, 2.6) have no such attribute:
+a HOP there looks up a rule registered for the mode's exact class (``hop.py_impl(ModeClass)``,
+torch's own mechanism for its proxy and fake modes) and raises ``NotImplementedError`` without
+one, so ``reach_older_torch`` registers the counting mode's rule on every HOP that exists when
+counting starts, a rule that calls the mode's ``__torch_dispatch__`` as newer torches do. The
+eager ``cond``, ``while_loop`` and ``flex_attention`` of those releases go through
+``torch.compile``, whose first use imports dynamo, and 2.6's dynamo runs a few dozen one-element
+tensor ops while it is imported (to map Python operators to tensor methods): imported before
+counting starts, once per process, they are not counted as the model's work.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any, Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from pytest_flopbudget.counting.formulas import attention
 
 Handler = Callable[[Any, Any, tuple, dict], Any]
+
+
+# False on the releases whose HOPs reach a mode only through a rule registered for its class
+_GENERIC_PATH = hasattr(TorchDispatchMode, "supports_higher_order_operators")
+
+
+def reach_older_torch(mode_class: type) -> None:
+    """On a torch without the generic path, import dynamo and give every HOP defined so far a
+    rule for ``mode_class``; cheap to repeat (a HOP already given one is skipped), a no-op on
+    newer releases."""
+    if _GENERIC_PATH:
+        return
+    importlib.import_module("torch._dynamo")  # its import-time tensor ops, run here, uncounted
+    from torch._ops import _higher_order_ops
+
+    for hop in list(_higher_order_ops.values()):
+        if mode_class not in hop.python_key_table:
+            hop.py_impl(mode_class)(functools.partial(_through_dispatch, hop))
+
+
+def _through_dispatch(hop: Any, mode: Any, *args: Any, **kwargs: Any) -> Any:
+    """The rule an older torch calls with the mode popped, as newer ones call the mode itself."""
+    return mode.__torch_dispatch__(hop, (), args, kwargs)
 
 
 def run_higher_order(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
@@ -113,6 +150,8 @@ def _while_loop(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
 
 def _invoke_subgraph(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
     subgraph, _identifier, *operands = args
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])  # torch 2.6 passes the operands as one tuple, later ones spread
     with mode:
         return subgraph(*operands)
 
