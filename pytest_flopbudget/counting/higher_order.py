@@ -9,7 +9,8 @@ counter now sees every HOP and either counts it or reports it as uncounted, neve
   the scaling and the softmax as for scaled dot-product attention, one per score for applying a
   block mask, and the ``score_mod`` function's own work once per score, measured by running it
   once on scalars under a counter of its own;
-- ``cond``, ``while_loop``, ``invoke_subgraph``, ``wrap``, ``tag_activation_checkpoint`` and
+- ``cond``, ``while_loop`` (and ``while_loop_stack_output``, its form for inputs that require
+  grad), ``invoke_subgraph``, ``wrap``, ``tag_activation_checkpoint`` and
   ``wrap_with_set_grad_enabled`` through their body: the branch that is taken, every iteration
   of the loop, the subgraph, the wrapped function, each counted op by op as if called directly;
   a ``cond`` or ``while_loop`` whose predicate has no value (on meta) is reported as uncounted;
@@ -148,6 +149,23 @@ def _while_loop(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
     return carried
 
 
+def _while_loop_stack_output(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    """The forward of a ``while_loop`` whose inputs require grad (torch 2.13 on): the same loop,
+    returning every iteration's carries stacked (the initial ones, once, when it never runs)."""
+    cond_fn, body_fn, carried, additional = args
+    if not _has_values(carried, additional):
+        return _uncounted(mode, func, args, kwargs)
+    carried = tuple(carried)
+    steps: list[tuple] = []
+    with mode:
+        while bool(cond_fn(*carried, *additional)):
+            carried = tuple(body_fn(*carried, *additional))
+            steps.append(carried)
+    if not steps:
+        return tuple(v.unsqueeze(0).clone() if isinstance(v, torch.Tensor) else v for v in carried)
+    return tuple(torch.stack(values) for values in zip(*steps))
+
+
 def _invoke_subgraph(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
     subgraph, _identifier, *operands = args
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
@@ -179,6 +197,7 @@ _HANDLERS: dict[str, Handler] = {
     "flex_attention_backward": _flex_attention_backward,
     "cond": _cond,
     "while_loop": _while_loop,
+    "while_loop_stack_output": _while_loop_stack_output,
     "invoke_subgraph": _invoke_subgraph,
     "wrap": _wrap,
     "tag_activation_checkpoint": _checkpoint,

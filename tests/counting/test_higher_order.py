@@ -89,6 +89,20 @@ def test_while_loop_counts_every_iteration():
     assert counted.uncounted == {}
 
 
+def test_while_loop_on_inputs_that_require_grad_counts_every_iteration():
+    """From torch 2.13 such a loop runs as while_loop_stack_output (it keeps every iteration's
+    carries for the backward): the same body, counted the same. (torch 2.6 has no backward for
+    while_loop: its forward is the plain loop.)"""
+    from torch._higher_order_ops.while_loop import while_loop
+
+    x = torch.randn(6, requires_grad=True)
+    with fb.count() as counted:
+        _, out = while_loop(lambda i, t: i < 3, lambda i, t: (i + 1, t * 2.0), (torch.tensor(0), x))
+    assert counted.flops == counted.ops["aten.mul"] == 3 * 6
+    assert counted.uncounted == {}
+    assert torch.equal(out, x * 8) and out.requires_grad
+
+
 class Branches(nn.Module):
     def forward(self, x):
         return torch.cond(x.sum() > 0, lambda t: t * 2.0 + 1.0, lambda t: t - 1.0, (x,))
