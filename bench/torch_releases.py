@@ -62,6 +62,8 @@ def check_release(minor: str, reference: Path, work: Path) -> tuple[str, str, fl
         lines = [line for line in (compare.stdout + compare.stderr).strip().splitlines()
                  if "Warning" not in line and line.strip()]
         verdict = "equal" if compare.returncode == 0 else "DIFFERS"
+        if compare.returncode != 0:
+            print(*lines, sep="\n", flush=True)  # every model and op that differs, not only the last
         return installed, verdict, time.monotonic() - start, hop_path, lines[-1] if lines else ""
     finally:
         shutil.rmtree(venv, ignore_errors=True)
