@@ -17,9 +17,9 @@ counter now sees every HOP and either counts it or reports it as uncounted, neve
 - every other HOP (triton kernel wrappers, ``map``, ``scan``, ``auto_functionalized``...) runs
   untouched and is reported as uncounted under ``higher_order.<name>``.
 
-How a HOP reaches the counter depends on the release. Newer torches hand it to any mode whose
-``supports_higher_order_operators`` is set. Older ones (the floor, 2.6) have no such attribute:
-a HOP there looks up a rule registered for the mode's exact class (``hop.py_impl(ModeClass)``,
+How a HOP reaches the counter depends on the release. torch 2.9 on hands it to any mode whose
+``supports_higher_order_operators`` is set. 2.6 (the floor) to 2.8 have no such attribute: a
+HOP there looks up a rule registered for the mode's exact class (``hop.py_impl(ModeClass)``,
 torch's own mechanism for its proxy and fake modes) and raises ``NotImplementedError`` without
 one, so ``reach_older_torch`` registers the counting mode's rule on every HOP that exists when
 counting starts, a rule that calls the mode's ``__torch_dispatch__`` as newer torches do. The
