@@ -207,7 +207,7 @@ class count:  # noqa: N801 - a context manager used like a function: ``with fb.c
                     params.setdefault(id(param), param)
         total = sum(p.numel() for p in params.values())
         modules = dict(collected.modules)
-        modules[""] = ModuleCost("count", collected.flops, collected.macs, total, modules[""].memory)
+        modules[""] = dataclasses.replace(modules[""], type="count", params=total)
         return dataclasses.replace(
             collected,
             params=total,

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from pytest_flopbudget.counting.counter import OpCounter
+from pytest_flopbudget.counting.counter import OpCounter, PhaseCosts
 from pytest_flopbudget.counting.devices import device_of
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.model_state import ModelState
+
+_NOTHING = PhaseCosts()
 
 
 def collect(state: ModelState, counter: OpCounter, target: torch.device | None, backward: bool) -> Measurement:
@@ -19,10 +21,14 @@ def collect(state: ModelState, counter: OpCounter, target: torch.device | None, 
     the parameters are when the run left them in place."""
     modules: dict[str, ModuleCost] = {}
     per_module = counter.module_totals()
-    per_module[""] = (counter.flops, counter.macs)
+    per_module[""] = counter.phase_totals()
     for name, sub in state.modules:
-        flops, macs = per_module.get(name, (0, 0))
-        modules[name] = ModuleCost(type(sub).__name__, flops, macs, state.params_per_module.get(name, 0))
+        cost = per_module.get(name, _NOTHING)
+        modules[name] = ModuleCost(
+            type(sub).__name__, cost.flops, cost.macs, state.params_per_module.get(name, 0),
+            backward_flops=cost.backward_flops, backward_macs=cost.backward_macs,
+            optimizer_flops=cost.optimizer_flops, optimizer_macs=cost.optimizer_macs,
+        )
     all_params = list(state.params.values())
     return Measurement(
         flops=counter.flops,

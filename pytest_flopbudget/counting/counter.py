@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch._ops import HigherOrderOperator
@@ -38,6 +38,30 @@ except ImportError:  # pragma: no cover - a torch without the jagged layout
     _NESTED_TENSOR = None  # type: ignore[assignment,misc]
 _GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
 _GROUPED_MM = _GROUPED_MM.default if _GROUPED_MM is not None else None
+
+# where an op's cost goes: the work of forwards (and of any code outside a backward and a step),
+# of autograd's backward, of an optimizer's step()
+PHASES = ("forward", "backward", "optimizer")
+FORWARD, BACKWARD, OPTIMIZER = range(len(PHASES))
+
+
+class PhaseCosts(NamedTuple):
+    """FLOPs and MACs of one module (or a whole run) in each phase."""
+
+    forward_flops: int = 0
+    forward_macs: int = 0
+    backward_flops: int = 0
+    backward_macs: int = 0
+    optimizer_flops: int = 0
+    optimizer_macs: int = 0
+
+    @property
+    def flops(self) -> int:
+        return self.forward_flops + self.backward_flops + self.optimizer_flops
+
+    @property
+    def macs(self) -> int:
+        return self.forward_macs + self.backward_macs + self.optimizer_macs
 
 
 def _touches_floats(args: Any, out: Any) -> bool:
@@ -101,9 +125,12 @@ class OpCounter:
         self.modules = modules
         self.flops = 0
         self.macs = 0
-        # cost per tuple of active module names, spread over the modules once at the end: one
-        # dict update per counted op however deep the module stack is
-        self._by_scopes: dict[tuple[str, ...], list[int]] = {}
+        # cost per tuple of active module names, one table per phase (forward, backward, optimizer),
+        # spread over the modules once at the end: one dict update per counted op however deep the
+        # module stack is
+        self._by_scopes: tuple[dict[tuple[str, ...], list[int]], ...] = ({}, {}, {})
+        # > 0 while an optimizer's step() runs (outside a backward its work is the optimizer's)
+        self.stepping = 0
         self.op_flops: dict[str, int] = defaultdict(int)
         self.op_macs: dict[str, int] = defaultdict(int)
         self.uncounted: dict[str, int] = defaultdict(int)
@@ -143,10 +170,11 @@ class OpCounter:
         self.macs += macs
         self.op_flops[op_name] += flops
         self.op_macs[op_name] += macs
-        scopes = self.modules.active  # a property that asks autograd for the running node: once
-        cost = self._by_scopes.get(scopes)
+        scopes, backward = self.modules.locate()  # asks autograd for the running node: once
+        by_scopes = self._by_scopes[BACKWARD if backward else OPTIMIZER if self.stepping else FORWARD]
+        cost = by_scopes.get(scopes)
         if cost is None:
-            self._by_scopes[scopes] = [flops, macs]
+            by_scopes[scopes] = [flops, macs]
         else:
             cost[0] += flops
             cost[1] += macs
@@ -162,17 +190,29 @@ class OpCounter:
         """A counter of its own with the same formulas and no module names (a function's cost)."""
         return OpCounter(self.registry, ModuleTracker({}))
 
-    def module_totals(self) -> dict[str, tuple[int, int]]:
-        """Inclusive (flops, macs) of every module whose subtree ran an op: a module's cost includes
-        every descendant's, also for containers that are never called themselves (ModuleList,
-        ModuleDict), whose rows would otherwise read 0 while holding the layers."""
+    def module_totals(self) -> dict[str, PhaseCosts]:
+        """Inclusive costs of every module whose subtree ran an op, per phase: a module's cost
+        includes every descendant's, also for containers that are never called themselves
+        (ModuleList, ModuleDict), whose rows would otherwise read 0 while holding the layers."""
         totals: dict[str, list[int]] = {}
-        for names, (flops, macs) in self._by_scopes.items():
-            for name in _with_ancestors(names):
-                cost = totals.setdefault(name, [0, 0])
-                cost[0] += flops
-                cost[1] += macs
-        return {name: (cost[0], cost[1]) for name, cost in totals.items()}
+        for phase, by_scopes in enumerate(self._by_scopes):
+            for names, (flops, macs) in by_scopes.items():
+                for name in _with_ancestors(names):
+                    cost = totals.get(name)
+                    if cost is None:
+                        cost = totals[name] = [0] * (2 * len(PHASES))
+                    cost[2 * phase] += flops
+                    cost[2 * phase + 1] += macs
+        return {name: PhaseCosts(*cost) for name, cost in totals.items()}
+
+    def phase_totals(self) -> PhaseCosts:
+        """The run's whole cost per phase (also what ran outside every module)."""
+        cost = [0] * (2 * len(PHASES))
+        for phase, by_scopes in enumerate(self._by_scopes):
+            for flops, macs in by_scopes.values():
+                cost[2 * phase] += flops
+                cost[2 * phase + 1] += macs
+        return PhaseCosts(*cost)
 
     def count_call(self, op_name: str, formula: Any, args: Any, kwargs: Any, out: Any) -> None:
         if holds_nested(args, out):

@@ -14,6 +14,9 @@ from pytest_flopbudget.counting.text import GIGA
 
 # the exact integers every measurement, baseline entry and module row carries
 METRICS = ("flops", "macs", "params")
+# how a row's flops and macs split over autograd's backward and an optimizer's step (the forward
+# is the rest): zero, and left out of files, where the phase did nothing
+PHASE_FIELDS = ("backward_flops", "backward_macs", "optimizer_flops", "optimizer_macs")
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,27 @@ class ModuleCost:
     # bytes live at the memory peak that the module's code (its descendants included) allocated;
     # None where memory was not tracked (a format-1 baseline)
     memory: int | None = None
+    # the part of flops and macs done by autograd's backward for this module's forward, and by an
+    # optimizer's step() called inside it (outside every module a step's work is the root's); the
+    # forward's part is the rest
+    backward_flops: int = 0
+    backward_macs: int = 0
+    optimizer_flops: int = 0
+    optimizer_macs: int = 0
+
+    @property
+    def forward_flops(self) -> int:
+        return self.flops - self.backward_flops - self.optimizer_flops
+
+    @property
+    def forward_macs(self) -> int:
+        return self.macs - self.backward_macs - self.optimizer_macs
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "flops": self.flops, "macs": self.macs, "params": self.params}
+        for name in PHASE_FIELDS:  # only where the phase did work: a forward-only row stays as it was
+            if getattr(self, name):
+                data[name] = getattr(self, name)
         if self.memory is not None:
             data["memory"] = self.memory
         return data
@@ -42,6 +63,7 @@ class ModuleCost:
             macs=int(data.get("macs", 0)),
             params=int(data.get("params", 0)),
             memory=int(data["memory"]) if data.get("memory") is not None else None,
+            **{name: int(data.get(name, 0)) for name in PHASE_FIELDS},
         )
 
     def counts(self) -> dict[str, int]:
@@ -138,6 +160,13 @@ class Measurement:
     def value_reads_text(self, limit: int = 3) -> str:
         """Where values were read, for messages: 'aten.all x2 in encoder (Encoder), ...'."""
         return describe_value_reads(self.value_reads, {n: c.type for n, c in self.modules.items()}, limit)
+
+    @property
+    def phases(self) -> ModuleCost:
+        """The whole run's row ("" in ``modules``): its flops and macs split into forward, backward
+        (``backward_flops``) and optimizer step (``optimizer_flops``)."""
+        root = self.modules.get("")
+        return root if root is not None else ModuleCost("", self.flops, self.macs, self.params)
 
     @property
     def gflops(self) -> float:

@@ -119,10 +119,12 @@ class ModuleTracker:
             return self._forward_active
         return self._backward_scopes(node)
 
-    @property
-    def in_backward(self) -> bool:
-        """Whether the current op runs inside an autograd backward (``.backward()``, ``autograd.grad``)."""
-        return _current_node() is not None
+    def locate(self) -> tuple[tuple[str, ...], bool]:
+        """``active`` and whether the op runs inside an autograd backward, asking autograd once."""
+        node = _current_node()
+        if node is None:
+            return self._forward_active, False
+        return self._backward_scopes(node), True
 
     def end_backward(self) -> None:
         """Nothing to forget: backward scopes are read from the running node, never left open."""

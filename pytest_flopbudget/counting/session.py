@@ -20,6 +20,7 @@ import dataclasses
 from typing import Any, Iterable, Iterator
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from pytest_flopbudget.counting.collect import collect
 from pytest_flopbudget.counting.counter import OpCounter
@@ -81,6 +82,7 @@ class CountingSession:
             stack.enter_context(self.memory)
             stack.enter_context(self.tracker)
             stack.enter_context(self.counter)
+            stack.enter_context(_optimizer_steps(self.counter))
             if self._grad is not None:
                 stack.enter_context(torch.enable_grad() if self._grad else torch.no_grad())
             self._stack = stack.pop_all()
@@ -113,6 +115,28 @@ class CountingSession:
         modules = {name: dataclasses.replace(cost, memory=memory.modules.get(name, 0))
                    for name, cost in measured.modules.items()}
         return dataclasses.replace(measured, memory=memory, modules=modules)
+
+
+@contextlib.contextmanager
+def _optimizer_steps(counter: OpCounter) -> Iterator[None]:
+    """Tell the counter while any optimizer's step() runs, so that its work is the optimizer's
+    phase, in measure(optimizer=) and in a count() block alike (torch's global step hooks; removed
+    on exit)."""
+
+    def started(optimizer: Any, args: Any, kwargs: Any) -> None:
+        counter.stepping += 1
+
+    def ended(optimizer: Any, args: Any, kwargs: Any) -> None:
+        counter.stepping = max(0, counter.stepping - 1)
+
+    pre = register_optimizer_step_pre_hook(started)
+    post = register_optimizer_step_post_hook(ended)
+    try:
+        yield
+    finally:
+        pre.remove()
+        post.remove()
+        counter.stepping = 0
 
 
 def optimizer_state_tensors(optimizers: Iterable[Any]) -> list[torch.Tensor]:

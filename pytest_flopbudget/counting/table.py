@@ -6,10 +6,10 @@ import math
 from typing import TYPE_CHECKING
 
 from pytest_flopbudget.counting.names import module_depth
-from pytest_flopbudget.counting.text import human_bytes, human_count, layout
+from pytest_flopbudget.counting.text import GIGA, human_bytes, human_count, layout
 
 if TYPE_CHECKING:
-    from pytest_flopbudget.counting.measurement import Measurement, Memory
+    from pytest_flopbudget.counting.measurement import Measurement, Memory, ModuleCost
 
 # the orders the table can be sorted in: the module tree, or a count, largest first
 SORTS = ("name", "flops", "macs", "params", "memory")
@@ -29,20 +29,19 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
     total = measurement.flops or 1
     decimals = _decimals(max(measurement.flops, measurement.macs))
     tracked = measurement.memory is not None
-    header = ("module", "type", "GFLOPs", "GMACs", "params", "share") + (("at peak",) if tracked else ())
+    phases = measurement.phases
+    split = bool(phases.backward_flops or phases.optimizer_flops)  # forward-only runs keep one column
+    header = (("module", "type", "GFLOPs") + (("fwd", "bwd") if split else ()) + ("GMACs", "params", "share")
+              + (("at peak",) if tracked else ()))
     lines = [header]
     for name, cost in rows:
         indent = "  " * module_depth(name) if sort == "name" else ""
         label = indent + (name.rsplit(".", 1)[-1] if sort == "name" and name else name or "(total)")
         lines.append(
-            (
-                label,
-                cost.type,
-                f"{cost.flops / 1e9:.{decimals}f}",
-                f"{cost.macs / 1e9:.{decimals}f}",
-                human_count(cost.params),
-                f"{100 * cost.flops / total:.1f}%",
-            ) + ((human_bytes(cost.memory or 0),) if tracked else ())
+            (label, cost.type, _giga(cost.flops, decimals))
+            + ((_giga(cost.forward_flops, decimals), _giga(cost.backward_flops, decimals)) if split else ())
+            + (_giga(cost.macs, decimals), human_count(cost.params), f"{100 * cost.flops / total:.1f}%")
+            + ((human_bytes(cost.memory or 0),) if tracked else ())
         )
     out = layout(lines, left={0, 1})
     footer = (
@@ -51,6 +50,8 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
         f" on {measurement.device}{', forward+backward' if measurement.backward else ''}"
     )
     out.append(footer)
+    if split:
+        out.append(phase_line(phases, decimals))
     if measurement.memory is not None:
         out.append(memory_line(measurement.memory))
     if measurement.uncounted:
@@ -65,6 +66,18 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
     return "\n".join(out)
 
 
+def phase_line(phases: ModuleCost, decimals: int = 3) -> str:
+    """'GFLOPs by phase: forward 1.2, backward 2.4, optimizer step 0.1' (a step only where one ran)."""
+    parts = [f"forward {_giga(phases.forward_flops, decimals)}", f"backward {_giga(phases.backward_flops, decimals)}"]
+    if phases.optimizer_flops:
+        parts.append(f"optimizer step {_giga(phases.optimizer_flops, decimals)}")
+    return "GFLOPs by phase: " + ", ".join(parts)
+
+
+def _giga(count: int, decimals: int) -> str:
+    return f"{count / GIGA:.{decimals}f}"
+
+
 def memory_line(memory: Memory) -> str:
     """'memory: peak 24 GiB in backward (13 GiB at entry, 11 GiB for the run): parameters 13 GiB, ...'"""
     parts = ", ".join(f"{kind} {human_bytes(n)}" for kind, n in memory.categories.items() if n)
@@ -76,7 +89,7 @@ def _decimals(largest: int) -> int:
     """Enough decimals for the largest count to show four significant digits in G units."""
     if largest <= 0:
         return 3
-    return max(3, 3 - math.floor(math.log10(largest / 1e9)))
+    return max(3, 3 - math.floor(math.log10(largest / GIGA)))
 
 
 def _tree_order(order: dict[str, int], name: str) -> tuple[int, ...]:

@@ -10,6 +10,8 @@ Format (version 2)::
         flops: 8210000000
         macs: 4110000000
         params: 25557032
+        backward_flops: 5470000000                # the backward's part of flops (and backward_macs;
+        optimizer_flops: 281000000                # optimizer_flops/macs: a step's), only where not 0
         device: cpu                               # where it was measured
         value_reads: {'': {aten._local_scalar_dense: 1}}  # only when the forward read values
         uncounted: {mylib.fused: 2}               # only when ops without a formula ran (0 FLOPs each)
@@ -18,15 +20,17 @@ Format (version 2)::
         activation_memory: 510312448              # the peak less what was live when the run began
         memory_at_peak: {parameters: ..., activations: ...}  # the peak by kind (non-zero kinds)
         modules:                                  # inclusive costs, depth <= flop_baseline_depth
-          layer1: {type: Sequential, flops: ..., macs: ..., params: ...}
-        memory_modules: {lm_head: 33554432, ...}  # bytes at the peak each module's code held (non-zero ones)
+          layer1: {type: Sequential, flops: ..., macs: ..., params: ..., backward_flops: ..., backward_macs: ...}
           layers.[0-31].mlp: {type: MLP, ...}     # identical repeated blocks, written once
+        memory_modules: {lm_head: 33554432, ...}  # bytes at the peak each module's code held (non-zero ones)
       tests/test_models.py::test_pair#encoder:    # node id + "#" + label of a labelled one
 
-Format 2 added ``uncounted``, ``estimated``, the memory fields and each module's ``memory``. A format-1 file still loads: a field its entries
-lack is "not recorded" (``None``), never judged (no op is "new" against it); the next update
-rewrites the file as format 2. Fields added later slot in the same way: optional per entry, absent
-from older files, ``None`` when not recorded.
+Format 2 added ``uncounted``, ``estimated``, the memory fields, each module's ``memory`` and the
+forward/backward split (``backward_*`` and ``optimizer_*``, entry and rows; the forward's part is the
+rest). A format-1 file still loads: a field its entries lack is "not recorded" (``None``), never
+judged (no op is "new" against it); the next update rewrites the file as format 2. Fields added
+later slot in the same way: optional per entry, absent from older files, ``None`` when not recorded
+(the split, only ever used to say where a growth happened, reads 0 and is then not shown).
 
 Keys are sorted and nothing varies between machines (no timestamps, no hostnames), so the same
 measurements always give the same bytes, whatever the order the tests ran in (xdist included).
@@ -44,13 +48,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost, describe_value_reads
+from pytest_flopbudget.counting.measurement import (
+    METRICS,
+    PHASE_FIELDS,
+    Measurement,
+    ModuleCost,
+    describe_value_reads,
+)
 from pytest_flopbudget.counting.names import module_order
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1 lacks uncounted, estimated and memory: not recorded
-_FORMAT_2_FIELDS = ("uncounted", "estimated", "peak_memory", "activation_memory", "memory_at_peak", "memory_modules")
+_FORMAT_2_FIELDS = ("uncounted", "estimated", "peak_memory", "activation_memory", "memory_at_peak", "memory_modules",
+                    *PHASE_FIELDS)
 # deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
 # and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
 DEFAULT_BASELINE_DEPTH = 6
@@ -58,7 +70,7 @@ DEFAULT_BASELINE_DEPTH = 6
 LABEL_SEPARATOR = "#"
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
-    "# Review changes like code; regenerate with `pytest --flop-update-baseline`.\n"
+    f"# Review changes like code; regenerate with `{UPDATE_HINT}`.\n"
 )
 
 
@@ -96,9 +108,16 @@ class Entry:
     activation_memory: int | None = None
     # the peak by kind (parameters, gradients, activations...), non-zero kinds only
     memory_at_peak: Mapping[str, int] | None = None
+    # the part of flops and macs done by the backward and by an optimizer step (the forward is the
+    # rest), as in every module row; 0 where that phase did nothing (or the file predates the split)
+    backward_flops: int = 0
+    backward_macs: int = 0
+    optimizer_flops: int = 0
+    optimizer_macs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"flops": self.flops, "macs": self.macs, "params": self.params}
+        data.update((name, getattr(self, name)) for name in PHASE_FIELDS if getattr(self, name))
         if self.device is not None:
             data["device"] = self.device
         if self.value_reads:
@@ -133,6 +152,7 @@ class Entry:
             _recorded(data.get("uncounted"), int), _recorded(data.get("estimated"), str),
             _optional_int(data.get("peak_memory")), _optional_int(data.get("activation_memory")),
             _recorded(data.get("memory_at_peak"), int),
+            **{name: int(data.get(name, 0)) for name in PHASE_FIELDS},
         )
 
     @classmethod
@@ -141,11 +161,20 @@ class Entry:
         modules down to ``depth`` (the root is the entry itself)."""
         modules = {name: cost for name, cost in measurement.modules_to_depth(depth).items() if name != ""}
         memory = measurement.memory
+        phases = measurement.phases
         return cls(measurement.flops, measurement.macs, measurement.params, modules, measurement.device,
                    {name: dict(ops) for name, ops in measurement.value_reads.items()},
                    dict(measurement.uncounted), dict(measurement.estimated),
                    memory.peak if memory else None, memory.activation_peak if memory else None,
-                   {kind: n for kind, n in memory.categories.items() if n} if memory else None)
+                   {kind: n for kind, n in memory.categories.items() if n} if memory else None,
+                   **{name: getattr(phases, name) for name in PHASE_FIELDS})
+
+    def counts(self) -> dict[str, int]:
+        """flops, macs and params by name, with the backward and optimizer parts where not zero
+        (the form module rows take in messages)."""
+        counts = {metric: getattr(self, metric) for metric in METRICS}
+        counts.update((name, getattr(self, name)) for name in PHASE_FIELDS if getattr(self, name))
+        return counts
 
     @property
     def value_dependent(self) -> bool:
@@ -322,6 +351,7 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FOR
             raise fail(node, f"entry {key!r}: missing {metric}")
         if not _count(raw[metric]):
             raise fail(_child(node, metric), f"entry {key!r}: {metric} must be a non-negative integer, got {raw[metric]!r}")
+    _validate_phases(f"entry {key!r}", raw, node, fail)
     device = raw.get("device")
     if device is not None and not isinstance(device, str):
         raise fail(_child(node, "device"), f"entry {key!r}: device must be a string like 'cpu', got {device!r}")
@@ -335,7 +365,7 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FOR
         module_node = _child(modules_node, name)
         if not isinstance(name, str) or not isinstance(module, dict):
             raise fail(module_node, f"entry {key!r}: module {name!r} must map a name to type, flops, macs, params")
-        extra = sorted(set(map(str, module)) - {*METRICS, "type"})
+        extra = sorted(set(map(str, module)) - {*METRICS, "type", *(PHASE_FIELDS if version >= 2 else ())})
         if extra:
             raise fail(module_node, f"entry {key!r}: module {name!r}: unknown field {extra[0]!r}")
         if not isinstance(module.get("type"), str):
@@ -343,6 +373,7 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FOR
         for metric in METRICS:
             if not _count(module.get(metric)):
                 raise fail(module_node, f"entry {key!r}: module {name!r}: {metric} must be a non-negative integer")
+        _validate_phases(f"entry {key!r}: module {name!r}", module, module_node, fail)
         try:  # a repeated block written once, "layers.[0-31].mlp", stands for 32 modules
             names = expand(name)
         except RangeError as error:
@@ -350,7 +381,8 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FOR
         for expanded in names:
             if expanded in modules:
                 raise fail(module_node, f"entry {key!r}: module {expanded!r} is given twice (module key {name!r})")
-            modules[expanded] = ModuleCost(module["type"], module["flops"], module["macs"], module["params"])
+            modules[expanded] = ModuleCost(module["type"], module["flops"], module["macs"], module["params"],
+                                           **{field: module.get(field, 0) for field in PHASE_FIELDS})
     # format 2 omits an empty field (recorded: none); format 1 never recorded it (None)
     absent = {} if version >= 2 else None
     uncounted = _validate_ops(key, "uncounted", raw.get("uncounted", absent), _child(node, "uncounted"), fail, _count,
@@ -369,7 +401,20 @@ def _validate_entry(key: str, raw: Any, node: Any, fail: Any, version: int = FOR
     except RangeError as error:
         raise fail(_child(node, "memory_modules"), f"entry {key!r}: {error}") from None
     return Entry(raw["flops"], raw["macs"], raw["params"], modules, device, value_reads, uncounted, estimated,
-                 raw.get("peak_memory"), raw.get("activation_memory"), at_peak)
+                 raw.get("peak_memory"), raw.get("activation_memory"), at_peak,
+                 **{field: raw.get(field, 0) for field in PHASE_FIELDS})
+
+
+def _validate_phases(where: str, raw: Mapping[str, Any], node: Any, fail: Any) -> None:
+    """The backward and optimizer parts of a row: counts, and never more than the row's total."""
+    for name in PHASE_FIELDS:
+        if name in raw and not _count(raw[name]):
+            raise fail(_child(node, name), f"{where}: {name} must be a non-negative integer, got {raw[name]!r}")
+    for metric in ("flops", "macs"):
+        parts = raw.get(f"backward_{metric}", 0) + raw.get(f"optimizer_{metric}", 0)
+        if parts > raw[metric]:
+            raise fail(node, f"{where}: backward_{metric} + optimizer_{metric} ({parts:,}) exceed {metric} "
+                             f"({raw[metric]:,}); regenerate the entry with --flop-update-baseline")
 
 
 def _validate_ops(key: str, name: str, raw: Any, node: Any, fail: Any, valid: Any, shape: str) -> dict[str, Any] | None:

@@ -16,10 +16,11 @@ from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_depth, module_order
-from pytest_flopbudget.counting.text import giga, human_count
+from pytest_flopbudget.counting.text import giga, human_count, percent
 
-# the metrics a chart can be sized by; "memory" is the bytes a module's code held at the peak
-CHART_METRICS = ("flops", "macs", "params", "memory")
+# the metrics a chart can be sized by; "memory" is the bytes a module's code held at the peak,
+# "backward" the FLOPs autograd's backward did for a module's forward
+CHART_METRICS = ("flops", "macs", "params", "memory", "backward")
 # the tests whose section is open when the page loads
 OPEN_VERDICTS = ("over budget", "regressed")
 HEADER = ("test", "GFLOPs", "GMACs", "params", "peak memory", "budget", "change", "verdict")
@@ -35,9 +36,10 @@ class ModuleView:
     macs: int
     params: int
     memory: int | None = None  # bytes live at the peak that its code allocated (None: not tracked)
+    backward_flops: int = 0  # the part of flops done by the backward (0: none ran)
 
     def to_list(self) -> list[Any]:
-        return [self.name, self.type, self.flops, self.macs, self.params, self.memory]
+        return [self.name, self.type, self.flops, self.macs, self.params, self.memory, self.backward_flops]
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def bytes_text(value: int | None) -> str:
 
 def budget_text(used: float | None) -> str:
     """The budget column as the terminal writes it."""
-    return "-" if used is None else f"{used * 100:.1f}%" if used < 1e6 else f"{used * 100:.3g}%"
+    return percent(used, signed=False, missing="-")
 
 
 # -- adapters from the engine's and the plugin's types ---------------------------------------------
@@ -135,11 +137,11 @@ def tree_of(modules: Mapping[str, ModuleCost], totals: ModuleCost, memory: Mappi
     whole peak, its children's the bytes their code held at it."""
     rows = {name: cost for name, cost in modules.items() if name != ""}
     root = modules.get("", totals)
-    views = [ModuleView("", root.type, root.flops, root.macs, root.params, peak)]
+    views = [ModuleView("", root.type, root.flops, root.macs, root.params, peak, root.backward_flops)]
     for name in sorted(rows, key=module_order):
         cost = rows[name]
         held = None if memory is None else memory.get(name, 0)
-        views.append(ModuleView(name, cost.type, cost.flops, cost.macs, cost.params, held))
+        views.append(ModuleView(name, cost.type, cost.flops, cost.macs, cost.params, held, cost.backward_flops))
     return tuple(views)
 
 
@@ -153,7 +155,9 @@ def tree_of_measurement(measurement: Measurement) -> tuple[ModuleView, ...]:
 def _tree_of_entry(entry: Any) -> tuple[ModuleView, ...]:
     """A baseline entry (Entry: totals and modules to the baseline depth, each module's bytes at the
     peak where memory was recorded)."""
-    totals = ModuleCost("", entry.flops, entry.macs, entry.params)
+    totals = ModuleCost("", entry.flops, entry.macs, entry.params, backward_flops=entry.backward_flops,
+                        backward_macs=entry.backward_macs, optimizer_flops=entry.optimizer_flops,
+                        optimizer_macs=entry.optimizer_macs)
     peak = getattr(entry, "peak_memory", None)
     memory = None if peak is None else {name: cost.memory or 0 for name, cost in entry.modules.items()}
     return tree_of(entry.modules, totals, memory, peak)

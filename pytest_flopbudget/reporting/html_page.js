@@ -6,8 +6,10 @@
 
   var started = performance.now();
   var DATA = JSON.parse(document.getElementById("flopbudget-data").textContent);
-  var METRICS = [["flops", "FLOPs"], ["macs", "MACs"], ["params", "params"], ["memory", "memory at the peak"]];
-  var COLUMN = { flops: 2, macs: 3, params: 4, memory: 5 };  // a module row: [name, type, flops, macs, params, memory]
+  var METRICS = [["flops", "FLOPs"], ["macs", "MACs"], ["params", "params"], ["memory", "memory at the peak"],
+    ["backward", "backward FLOPs"]];
+  // a module row: [name, type, flops, macs, params, memory, backward flops]
+  var COLUMN = { flops: 2, macs: 3, params: 4, memory: 5, backward: 6 };
   var STATUS_TEXT = {
     "grew": "grew (its own work)", "grew-inside": "grew inside (a module below it grew)", "shrank": "shrank",
     "new": "new", "same": "unchanged", "absent": "not in baseline"
@@ -46,7 +48,7 @@
   function amount(metric, n) {
     if (metric === "memory") return bytes(n);
     if (metric === "params") return count(n);
-    return count(n) + " " + (metric === "flops" ? "FLOPs" : "MACs");
+    return count(n) + " " + (metric === "macs" ? "MACs" : "FLOPs");
   }
   // a module's own share; below zero when its children share parameters (each counts them)
   function ownAmount(metric, n) {
@@ -97,6 +99,7 @@
     });
     this.root = this.byName[""];
     this.hasMemory = tree.modules.some(function (row) { return row[5] !== null && row[5] !== undefined; });
+    this.hasBackward = tree.modules.some(function (row) { return row[6] > 0; });
     this.baselineDepth = tree.baseline_depth;
     this.removed = [];
     this.baseKids = Object.create(null);  // baseline children's sums, by parent name
@@ -293,7 +296,7 @@
     ["metric", "inclusive", "own", "baseline", "change", ""].forEach(function (t) { head.appendChild(el("th", "", t)); });
     METRICS.forEach(function (m) {
       var column = COLUMN[m[0]];
-      if (m[0] === "memory" && !tree.hasMemory) return;
+      if ((m[0] === "memory" && !tree.hasMemory) || (m[0] === "backward" && !tree.hasBackward)) return;
       var tr = table.appendChild(el("tr"));
       var was = node.base ? node.base[column] : null;
       var known = was !== null && was !== undefined;
@@ -318,7 +321,7 @@
     return box;
   }
 
-  function controls(anyMemory, onFilter) {
+  function controls(anyMemory, anyBackward, onFilter) {
     var bar = el("div", "controls");
     var set = bar.appendChild(el("fieldset"));
     set.id = "metric";
@@ -330,7 +333,7 @@
       input.name = "metric";
       input.value = m[0];
       input.checked = m[0] === state.metric;
-      input.disabled = m[0] === "memory" && !anyMemory;
+      input.disabled = (m[0] === "memory" && !anyMemory) || (m[0] === "backward" && !anyBackward);
       label.appendChild(document.createTextNode(" " + m[1]));
       input.addEventListener("change", function () {
         if (!input.checked) return;
@@ -442,6 +445,7 @@
     var tests = DATA.tests;
     var anyMemory = tests.some(function (t) { return t.peak_memory !== null && t.peak_memory !== undefined; }) ||
       tests.some(function (t) { return t.tree && t.tree.modules.some(function (r) { return r[5] !== null; }); });
+    var anyBackward = tests.some(function (t) { return t.tree && t.tree.modules.some(function (r) { return r[6] > 0; }); });
     root.appendChild(el("h1", "", DATA.title));
     DATA.about.forEach(function (line) { root.appendChild(el("p", "about", line)); });
     if (DATA.count_line) root.appendChild(el("p", "count-line", DATA.count_line));
@@ -450,7 +454,7 @@
       DATA.hints.forEach(function (h) { hints.appendChild(el("li", "", h)); });
     }
     var table = summaryTable(tests, anyMemory);
-    root.appendChild(controls(anyMemory, function (text) {
+    root.appendChild(controls(anyMemory, anyBackward, function (text) {
       table.rows.forEach(function (r) {
         var match = !text || (r.test.key + " " + r.test.verdicts.join(" ") + " " + r.test.cells[6]).toLowerCase().indexOf(text) >= 0;
         r.tr.classList.toggle("hidden", !match);

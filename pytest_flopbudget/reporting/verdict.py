@@ -11,16 +11,16 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pytest_flopbudget.counting.measurement import METRICS, Measurement, ModuleCost
+from pytest_flopbudget.counting.measurement import METRICS, PHASE_FIELDS, Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes, percent
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import group_names
 
 if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
     from pytest_flopbudget.plugin.marker import Budget, Limit
 
-UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
     "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
     "tuple, dict or factory) or count any code with `with flop_budget.count():`"
@@ -57,14 +57,6 @@ def change(new: int, old: int) -> float | None:
     return (new - old) / old
 
 
-def percent(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == float("inf"):
-        return "+inf%"
-    return f"{value * 100:+.1f}%" if abs(value) < 1e6 else f"{value * 100:+.3g}%"  # absurd limits stay short
-
-
 @dataclass(frozen=True)
 class ModuleChange:
     """A module whose counts grew against the baseline (or that is new); ``repeat`` identical
@@ -97,7 +89,7 @@ class ModuleChange:
             own = self.own.get(metric) if self.own is not None else None
             if own is not None and own != delta:  # its children grew too: the row is inclusive
                 text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
-            parts.append(text)
+            parts.append(text + phase_growth(metric, self.old, self.new))
         return f"{self.label()}: " + ", ".join(parts)
 
     def label(self) -> str:
@@ -107,6 +99,21 @@ class ModuleChange:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "old": dict(self.old), "new": dict(self.new),
                 "repeat": self.repeat, "own": None if self.own is None else dict(self.own)}
+
+
+def phase_growth(metric: str, old: Mapping[str, int], new: Mapping[str, int]) -> str:
+    """' [forward +1,024, backward +2,048]': where a growth of flops or macs happened, for rows
+    that ran a backward on both sides (a side without one either measured the forward only or
+    predates the split: nothing to say)."""
+    if metric not in ("flops", "macs") or not old.get(f"backward_{metric}") or not new.get(f"backward_{metric}"):
+        return ""
+    deltas = {}
+    for phase in ("backward", "optimizer"):
+        deltas[phase] = new.get(f"{phase}_{metric}", 0) - old.get(f"{phase}_{metric}", 0)
+    forward = new.get(metric, 0) - old.get(metric, 0) - deltas["backward"] - deltas["optimizer"]
+    parts = [f"{phase} {delta:+,}" for phase, delta in
+             (("forward", forward), ("backward", deltas["backward"]), ("optimizer step", deltas["optimizer"])) if delta]
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 def amount(metric: str, value: int) -> str:
@@ -173,6 +180,7 @@ def _counts(module: ModuleCost | None, memory: bool = False) -> dict[str, int]:
     if module is None:
         return {}
     counts = module.counts()
+    counts.update((name, getattr(module, name)) for name in PHASE_FIELDS if getattr(module, name))
     if memory:
         counts["memory"] = module.memory or 0
     return counts
@@ -385,16 +393,17 @@ class BudgetCheck:
         return float(Fraction(self.measured) / self.limit)
 
     def describe(self) -> str:
+        """The one sentence for a limit: the failure line, the report section, the JUnit property
+        and the reports' reasons all print it."""
         sign = ">" if self.over else "<="
         if self.metric in MEMORY_METRICS:
-            return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
-                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used)[1:]} of budget, "
-                    f"{percent(self.used - 1)})")
-        readable = format_count(self.measured, self.metric)
-        readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
-        return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
-                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used)[1:]} of budget, "
-                f"{percent(self.used - 1)})")
+            measured = f"{self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes)"
+        else:
+            readable = format_count(self.measured, self.metric)
+            readable = "" if readable in (f"{self.measured:,}", str(self.measured)) else f" ({readable})"
+            measured = f"{self.measured:,} {self.metric}{readable}"
+        return (f"{self.argument}: {measured} {sign} limit {format_count(self.limit, self.metric)} "
+                f"({percent(self.used, signed=False)} of budget, {percent(self.used - 1)})")
 
 
 @dataclass(frozen=True)
@@ -491,7 +500,8 @@ class TestVerdict:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
                 lines.append(f"{who}{metric} {word}: {amount(metric, new)} vs baseline {amount(metric, old)} "
-                             f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})")
+                             f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})"
+                             + phase_growth(metric, entry.baseline.counts(), entry.measured.counts()))
             lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
                 if entry.grown:
@@ -543,7 +553,9 @@ class TestVerdict:
                 if old is None:
                     lines.append(f"  {metric:<6} {new:>20,}")
                 else:
-                    lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}")
+                    assert entry.baseline is not None
+                    lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}"
+                                 + phase_growth(metric, entry.baseline.counts(), entry.measured.counts()))
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")
             if entry.status in (REGRESSED, IMPROVED):

@@ -132,8 +132,11 @@ def test_stale_entries_are_listed_and_pruned_on_full_runs_only(project: Project)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
         result.stderr.fnmatch_lines(["*--flop-prune-baseline refused:*"])
     assert len(project.load()["entries"]) == 3
-    # strict fails on stale entries
-    assert project.run("--flop-strict").ret == pytest.ExitCode.TESTS_FAILED
+    # strict fails on stale entries, and says so even at -q
+    result = project.run("--flop-strict", "-q")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["stale baseline entries: test_a.py::test_gone, test_b.py::test_file_gone",
+                                 "remove stale entries: pytest --flop-prune-baseline (failing: --flop-strict)"])
     result = project.run("--flop-prune-baseline")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["pruned 2 stale entries: test_a.py::test_gone, test_b.py::test_file_gone"])

@@ -66,3 +66,19 @@ def test_html_to_a_directory_is_a_usage_error(tiny_module, capfd):
     assert exit_info.value.code == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a directory; give a file path such as model.html" in err[0]
+
+
+def test_html_of_a_backward_run_carries_each_modules_backward_flops(tiny_module):
+    path = tiny_module / "tiny.html"
+    assert cli.main(["tiny_html_model:tiny", "-s", "5,8", "--backward", "--html", str(path)]) == 0
+    (test,) = page_json(path.read_text(encoding="utf-8"))["tests"]
+
+    def dots(n_outputs: int, length: int) -> int:
+        return n_outputs * (2 * length - 1)
+
+    # batch 5; the input needs no gradient, so the first Linear computes none for its input
+    last = dots(5 * 4, 2) + dots(2 * 4, 5) + 5 * 2  # grad of its input, grad W, grad b
+    relu = 5 * 4
+    first = dots(4 * 8, 5) + 5 * 4  # grad W, grad b
+    backward = {row[0]: row[6] for row in test["tree"]["modules"]}
+    assert backward == {"": first + relu + last, "0": first, "1": relu, "2": last, "2.0": last}

@@ -54,8 +54,8 @@ def test_head(flop_budget):
 
 
 def mlp_rows(width: int, memory: bool = True) -> dict[str, list]:
-    """The MLP's modules worked by hand: [name, class, flops, macs, params, memory] (memory None
-    where it was not recorded)."""
+    """The MLP's modules worked by hand: [name, class, flops, macs, params, memory, backward flops]
+    (memory None where it was not recorded; a forward-only measurement has no backward part)."""
     first, second = linear_flops(2, 8, width), linear_flops(2, width, 4)
     first_macs, second_macs = 2 * width * 9, 2 * 4 * (width + 1)  # ptflops: a MAC per weight use and per bias
     relu = 2 * width  # one per element
@@ -65,10 +65,10 @@ def mlp_rows(width: int, memory: bool = True) -> dict[str, list]:
     # the weights and the (2, 8) input as well
     held = 2 * width * 4 if memory else None
     peak = 4 * (params + 2 * 8) + 2 * held if memory else None
-    return {"0": ["0", "Linear", first, first_macs, linear_params(8, width), held],
-            "1": ["1", "ReLU", relu, relu, 0, held],
-            "2": ["2", "Linear", second, second_macs, linear_params(width, 4), 0 if memory else None],
-            "": ["", "", first + relu + second, first_macs + relu + second_macs, params, peak]}
+    return {"0": ["0", "Linear", first, first_macs, linear_params(8, width), held, 0],
+            "1": ["1", "ReLU", relu, relu, 0, held, 0],
+            "2": ["2", "Linear", second, second_macs, linear_params(width, 4), 0 if memory else None, 0],
+            "": ["", "", first + relu + second, first_macs + relu + second_macs, params, peak, 0]}
 
 
 @pytest.fixture
