@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.counting.errors import FormulaError
 from pytest_flopbudget.counting.formulas import is_estimated
-from pytest_flopbudget.counting.higher_order import run_higher_order
+from pytest_flopbudget.counting.higher_order import reach_older_torch, run_higher_order
 from pytest_flopbudget.counting.names import ancestors
 from pytest_flopbudget.counting.nested import holds_nested, per_component, require_lengths
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
@@ -148,6 +148,7 @@ class OpCounter:
 
     def __enter__(self) -> OpCounter:
         self._flex = _eager_flex_attention()
+        reach_older_torch(_AtenCounter)
         if self._composite is not None:
             self._composite.__enter__()
         self._aten.__enter__()

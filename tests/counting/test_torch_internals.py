@@ -319,8 +319,8 @@ def test_the_counting_mode_is_not_wrapped_in_dynamo() -> None:
     assert not hasattr(_AtenCounter.__dict__["__torch_dispatch__"], "__wrapped__")
 
 
-# Below 2.13 (the floor, 2.6) neither surface exists: the counter leaves both alone there, and
-# higher-order ops do not reach a dispatch mode (tests/counting/test_higher_order.py skips).
+# Below 2.13 (the floor, 2.6) neither surface exists: the counter leaves both alone there (2.6's
+# dynamo does not trace frames under a dispatch mode, and its flex_attention has no debug flag).
 needs_hop_surfaces = pytest.mark.skipif(TORCH < (2, 13), reason="absent below the releases tested from 2.13 on")
 
 
@@ -354,6 +354,49 @@ def test_the_flex_attention_debug_flag_the_counter_flips() -> None:
     assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG is True
     manager.__exit__(None, None, None)
     assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG == before
+
+
+def test_how_a_higher_order_op_reaches_a_dispatch_mode() -> None:
+    """higher_order.py: a release whose TorchDispatchMode has supports_higher_order_operators hands
+    a HOP to the __torch_dispatch__ of a mode that sets it; an older one (2.6) calls the rule
+    registered for the mode's class with hop.py_impl(ModeClass), as rule(mode, *args), the mode
+    popped. reach_older_torch registers one on every HOP in torch._ops._higher_order_ops."""
+    from torch._C import DispatchKey
+    from torch._ops import HigherOrderOperator, _higher_order_ops
+    from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
+
+    assert {"cond", "while_loop", "invoke_subgraph"} <= set(_higher_order_ops)
+
+    class Double(HigherOrderOperator):
+        def __init__(self) -> None:
+            super().__init__("flopbudget_internals_double")
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return super().__call__(x)
+
+    double = Double()
+    assert _higher_order_ops["flopbudget_internals_double"] is double
+    double.py_impl(DispatchKey.CompositeExplicitAutograd)(lambda x: x * 2)
+    double.fallthrough(DispatchKey.AutogradCPU)
+    seen: list[Any] = []
+
+    class Probe(TorchDispatchMode):
+        supports_higher_order_operators = True
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            seen.append((func, _get_current_dispatch_mode()))
+            return func(*args, **(kwargs or {}))
+
+    if not hasattr(TorchDispatchMode, "supports_higher_order_operators"):
+        double.py_impl(Probe)(lambda mode, *args: mode.__torch_dispatch__(double, (), args, {}))
+    ones = torch.ones(2)
+    with Probe():
+        doubled = double(ones)
+    assert doubled.tolist() == [2.0, 2.0]
+    # the HOP, with the mode popped while its rule runs (on 2.6 a first HOP call imports dynamo,
+    # whose import runs aten ops of its own: counting/higher_order.py imports it before counting)
+    assert [(func, mode) for func, mode in seen if isinstance(func, HigherOrderOperator)] == [(double, None)]
+    _higher_order_ops.pop("flopbudget_internals_double")
 
 
 def test_the_autograd_engine_surfaces_the_module_tracker_uses() -> None:
