@@ -145,6 +145,27 @@ def test_the_first_higher_order_op_of_a_process_counts_only_its_own_work():
     assert out.stdout.split("\n")[-2] == f"{11 + 2 * 10} {{}}"
 
 
+def test_flex_attention_first_imported_inside_a_count_runs_and_counts():
+    """Code that imports flex attention inside a counted block (a lazy import in a model's
+    forward) runs as outside a count, counts as when imported before, and leaves torch's switch
+    and the import machinery as they were."""
+    code = (
+        "import sys, torch, pytest_flopbudget as fb\n"
+        f"assert {flex.__name__!r} not in sys.modules\n"
+        "finders = list(sys.meta_path)\n"
+        f"q = torch.randn({B}, {H}, {L}, {E})\n"
+        "with fb.count() as c:\n"
+        "    from torch.nn.attention.flex_attention import flex_attention\n"
+        "    flex_attention(q, q, q)\n"
+        f"module = sys.modules[{flex.__name__!r}]\n"
+        "print(c.flops, dict(c.uncounted), getattr(module, '_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG', False),"
+        " sys.meta_path == finders)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == f"{attention_by_hand(masked=False)} {{}} False True"
+
+
 def test_invoke_subgraph_is_counted_through_its_body():
     from torch._higher_order_ops.invoke_subgraph import invoke_subgraph
 

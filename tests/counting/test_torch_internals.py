@@ -346,11 +346,11 @@ def test_the_code_execution_strategy_the_counter_sets_at_import() -> None:
 def test_the_flex_attention_debug_flag_the_counter_flips() -> None:
     import torch.nn.attention.flex_attention as flex
 
-    from pytest_flopbudget.counting import counter
+    from pytest_flopbudget.counting.flex_switch import EagerFlexAttention
 
     before = flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
     assert isinstance(before, bool)
-    manager = counter._eager_flex_attention()  # entered: the flag is set while counting
+    manager = EagerFlexAttention().__enter__()  # entered: the flag is set while counting
     assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG is True
     manager.__exit__(None, None, None)
     assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG == before
