@@ -458,12 +458,14 @@ def _one_line(error: BaseException) -> str:
 
 
 def build_merge_parser() -> argparse.ArgumentParser:
+    from pytest_flopbudget.reporting.commands import UPDATE_HINT
+
     parser = _Parser(
         prog="flopbudget merge",
         description=(
             "Join the JSON reports of a suite run in shards (pytest-split, pytest-shard, -k or path splits; "
             "each shard run with --flop-report=shard-N.json) into one verdict, one Markdown summary and, with "
-            "--update, the baseline one serial `pytest --flop-update-baseline` run writes. Exit status 1 when a "
+            f"--update, the baseline one serial `{UPDATE_HINT}` run writes. Exit status 1 when a "
             "test is over budget or regressed (or, with --strict, entries are stale or missing), 2 when the "
             "reports cannot be joined (a shard missing, two shards disagreeing)."
         ),

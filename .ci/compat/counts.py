@@ -13,13 +13,16 @@ left uncounted are printed as notes.
 The models are built from torch.nn only (the op families: convolution, pooling, normalisation,
 activations, residual adds, matmul and linear, embedding, attention as SDPA, as
 nn.MultiheadAttention and as nn.TransformerEncoder, recurrent layers and cells, resampling,
-losses), each on cpu and on meta, forward and forward+backward. The transformers architectures of
+losses), each on cpu and on meta, forward and forward+backward; and the higher-order ops
+(flex_attention, torch.cond, while_loop, invoke_subgraph), forward only, on cpu and on meta (where
+cond and while_loop are reported as uncounted). The transformers architectures of
 tests/architectures are compared too when both environments have the same transformers release
 (their code, not torch's, changes with it).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -106,6 +109,31 @@ class Recurrent(nn.Module):
         return self.cells[2](self.cells[1](h))
 
 
+class HigherOrder(nn.Module):
+    """flex_attention plain and with a score function, torch.cond (a predicate that is always
+    true), invoke_subgraph and while_loop (three iterations): each reaches the counter as a
+    higher-order op, by a different path on torch 2.6 than on later releases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        from torch._higher_order_ops.invoke_subgraph import invoke_subgraph
+        from torch._higher_order_ops.while_loop import while_loop
+        from torch.nn.attention.flex_attention import flex_attention
+
+        a = flex_attention(q, q, q)
+        b = flex_attention(q, q, q, score_mod=lambda score, batch, head, q_idx, kv_idx: score * 0.5)
+        c = torch.cond(q.new_ones(()) > 0, lambda t: self.proj(t) * 2.0, lambda t: t - 1.0, (a + b,))
+        # torch 2.6 takes invoke_subgraph's operands as one tuple, later releases one by one
+        kinds = [p.kind for p in inspect.signature(invoke_subgraph.__call__).parameters.values()]
+        d = invoke_subgraph(lambda t: self.proj(t), None, *((c,) if inspect.Parameter.VAR_POSITIONAL in kinds
+                                                            else ((c,),)))
+        start = torch.zeros((), dtype=torch.long, device=q.device)
+        return while_loop(lambda i, t: i < 3, lambda i, t: (i + 1, t * 2.0), (start, d))[1]
+
+
 def torch_models() -> dict[str, tuple[Callable[[], nn.Module], Callable[[], Any]]]:
     return {
         "convnet": (ConvNet, lambda: torch.randn(2, 3, 16, 16)),
@@ -130,14 +158,24 @@ def transformers_models() -> dict[str, tuple[Callable[[], nn.Module], Callable[[
     }
 
 
+def higher_order_models() -> dict[str, tuple[Callable[[], nn.Module], Callable[[], Any]]]:
+    """Forward only: torch's autograd for these ops differs between releases (2.6's while_loop has
+    none; later ones save a loop's carries with another op), and flex_attention's backward runs on
+    CUDA only in 2.13."""
+    import torch.nn.attention.flex_attention  # noqa: F401 - imported before counting, as models do
+
+    return {"higher-order": (HigherOrder, lambda: torch.randn(1, 2, 8, 4))}
+
+
 def count_all() -> dict[str, Any]:
     import transformers
 
     counts: dict[str, Any] = {}
-    models = {**torch_models(), **transformers_models()}
+    forward_only = higher_order_models()
+    models = {**torch_models(), **transformers_models(), **forward_only}
     for name, (factory, inputs) in models.items():
         for device in ("cpu", "meta"):
-            for backward in (False, True):
+            for backward in (False,) if name in forward_only else (False, True):
                 torch.manual_seed(0)
                 m = fb.measure(factory, inputs, device=device, backward=backward)
                 counts[f"{name}/{device}/{'backward' if backward else 'forward'}"] = {

@@ -47,7 +47,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from pytest_flopbudget.counting.caller_guard import CallerObjectsKept, FakeTwins
 from pytest_flopbudget.counting.devices import DeviceLike, device_of, resolve_device
 from pytest_flopbudget.counting.errors import MeasurementError
-from pytest_flopbudget.counting.measurement import Measurement, Memory, ModuleCost
+from pytest_flopbudget.counting.measurement import Measurement, Memory
 from pytest_flopbudget.counting.model_state import ModelState
 from pytest_flopbudget.counting.reachable import reachable_from_caller
 from pytest_flopbudget.counting.registry import Registry, default_registry

@@ -26,8 +26,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from pytest_flopbudget.counting.arguments import tensor_positions
 from pytest_flopbudget.counting.errors import FormulaError
+from pytest_flopbudget.counting.flex_switch import EagerFlexAttention
 from pytest_flopbudget.counting.formulas import is_estimated
-from pytest_flopbudget.counting.higher_order import run_higher_order
+from pytest_flopbudget.counting.higher_order import reach_older_torch, run_higher_order
 from pytest_flopbudget.counting.names import ancestors
 from pytest_flopbudget.counting.nested import holds_nested, per_component, require_lengths
 from pytest_flopbudget.counting.registry import DECOMPOSE, FREE, HOST_READ_FUNCTIONS, Registry
@@ -150,7 +151,8 @@ class OpCounter:
         self._composite = _CompositeCounter(self) if registry.function_rules else None
 
     def __enter__(self) -> OpCounter:
-        self._flex = _eager_flex_attention()
+        self._flex = EagerFlexAttention().__enter__()
+        reach_older_torch(_AtenCounter)
         if self._composite is not None:
             self._composite.__enter__()
         self._aten.__enter__()
@@ -294,32 +296,6 @@ def _with_ancestors(names: tuple[str, ...]) -> tuple[str, ...]:
         if name not in found:
             found.update(dict.fromkeys(ancestors(name)[1:]))  # [1:]: the root's cost is the total
     return tuple(found)
-
-
-def _eager_flex_attention() -> Any:
-    """Eager ``flex_attention`` wraps its higher-order op in ``torch.compile(fullgraph=True)``,
-    which refuses to run under any non-infra dispatch mode (torch's FlopCounterMode fails the
-    same way); torch's own debug switch calls the op directly, the same dense computation. Set
-    while counting, when the module is loaded, and put back after."""
-    import contextlib
-    import sys
-
-    module: Any = sys.modules.get("torch.nn.attention.flex_attention")
-    if module is None or not hasattr(module, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def direct() -> Any:
-        saved = module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
-        module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
-        try:
-            yield
-        finally:
-            module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = saved
-
-    manager = direct()
-    manager.__enter__()
-    return manager
 
 
 class _AtenCounter(TorchDispatchMode):

@@ -9,24 +9,62 @@ counter now sees every HOP and either counts it or reports it as uncounted, neve
   the scaling and the softmax as for scaled dot-product attention, one per score for applying a
   block mask, and the ``score_mod`` function's own work once per score, measured by running it
   once on scalars under a counter of its own;
-- ``cond``, ``while_loop``, ``invoke_subgraph``, ``wrap``, ``tag_activation_checkpoint`` and
+- ``cond``, ``while_loop`` (and ``while_loop_stack_output``, its form for inputs that require
+  grad), ``invoke_subgraph``, ``wrap``, ``tag_activation_checkpoint`` and
   ``wrap_with_set_grad_enabled`` through their body: the branch that is taken, every iteration
   of the loop, the subgraph, the wrapped function, each counted op by op as if called directly;
   a ``cond`` or ``while_loop`` whose predicate has no value (on meta) is reported as uncounted;
 - every other HOP (triton kernel wrappers, ``map``, ``scan``, ``auto_functionalized``...) runs
   untouched and is reported as uncounted under ``higher_order.<name>``.
+
+How a HOP reaches the counter depends on the release. torch 2.9 on hands it to any mode whose
+``supports_higher_order_operators`` is set. 2.6 (the floor) to 2.8 have no such attribute: a
+HOP there looks up a rule registered for the mode's exact class (``hop.py_impl(ModeClass)``,
+torch's own mechanism for its proxy and fake modes) and raises ``NotImplementedError`` without
+one, so ``reach_older_torch`` registers the counting mode's rule on every HOP that exists when
+counting starts, a rule that calls the mode's ``__torch_dispatch__`` as newer torches do. The
+eager ``cond``, ``while_loop`` and ``flex_attention`` of those releases go through
+``torch.compile``, whose first use imports dynamo, and 2.6's dynamo runs a few dozen one-element
+tensor ops while it is imported (to map Python operators to tensor methods): imported before
+counting starts, once per process, they are not counted as the model's work.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any, Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from pytest_flopbudget.counting.formulas import attention
 
 Handler = Callable[[Any, Any, tuple, dict], Any]
+
+
+# False on the releases whose HOPs reach a mode only through a rule registered for its class
+_GENERIC_PATH = hasattr(TorchDispatchMode, "supports_higher_order_operators")
+
+
+def reach_older_torch(mode_class: type) -> None:
+    """On a torch without the generic path, import dynamo and give every HOP defined so far a
+    rule for ``mode_class``; cheap to repeat (a HOP already given one is skipped), a no-op on
+    newer releases."""
+    if _GENERIC_PATH:
+        return
+    importlib.import_module("torch._dynamo")  # its import-time tensor ops, run here, uncounted
+    from torch._ops import _higher_order_ops
+
+    for hop in list(_higher_order_ops.values()):
+        if mode_class not in hop.python_key_table:
+            hop.py_impl(mode_class)(functools.partial(_through_dispatch, hop))
+
+
+def _through_dispatch(hop: Any, mode: Any, *args: Any, **kwargs: Any) -> Any:
+    """The rule an older torch calls with the mode popped, as newer ones call the mode itself."""
+    return mode.__torch_dispatch__(hop, (), args, kwargs)
 
 
 def run_higher_order(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
@@ -111,8 +149,27 @@ def _while_loop(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
     return carried
 
 
+def _while_loop_stack_output(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
+    """The forward of a ``while_loop`` whose inputs require grad (torch 2.13 on): the same loop,
+    returning every iteration's carries stacked (the initial ones, once, when it never runs)."""
+    cond_fn, body_fn, carried, additional = args
+    if not _has_values(carried, additional):
+        return _uncounted(mode, func, args, kwargs)
+    carried = tuple(carried)
+    steps: list[tuple] = []
+    with mode:
+        while bool(cond_fn(*carried, *additional)):
+            carried = tuple(body_fn(*carried, *additional))
+            steps.append(carried)
+    if not steps:
+        return tuple(v.unsqueeze(0).clone() if isinstance(v, torch.Tensor) else v for v in carried)
+    return tuple(torch.stack(values) for values in zip(*steps))
+
+
 def _invoke_subgraph(mode: Any, func: Any, args: tuple, kwargs: dict) -> Any:
     subgraph, _identifier, *operands = args
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])  # torch 2.6 passes the operands as one tuple, later ones spread
     with mode:
         return subgraph(*operands)
 
@@ -140,6 +197,7 @@ _HANDLERS: dict[str, Handler] = {
     "flex_attention_backward": _flex_attention_backward,
     "cond": _cond,
     "while_loop": _while_loop,
+    "while_loop_stack_output": _while_loop_stack_output,
     "invoke_subgraph": _invoke_subgraph,
     "wrap": _wrap,
     "tag_activation_checkpoint": _checkpoint,

@@ -6,7 +6,7 @@ Torch-free: the engine attributes costs by these names, the plugin's baseline st
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 # an index range standing for repeated blocks in a baseline: "layers.[0-31].mlp"
 INDEX_RANGE = re.compile(r"^\[(\d+)-(\d+)\]$")
@@ -44,3 +44,13 @@ def natural_key(text: str) -> tuple[Any, ...]:
     """Sort key of test ids as people read them: numbers compare as numbers, test[2] before test[10]."""
     parts = re.split(r"(\d+)", text)  # text, number, text, ...: the same type at the same position
     return (tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), text)
+
+
+_STEP_SITE = re.compile(r"^\w+\.step\(\)$")
+
+
+def input_dependent(reads: Mapping[str, Mapping[str, int]]) -> dict[str, Mapping[str, int]]:
+    """The reads whose values can come from the inputs: all but those inside an optimizer's or a
+    learning-rate scheduler's ``step()`` (named 'AdamW.step()' by their call site), which read the
+    object's own step counter; a hint to seed the inputs is no help there."""
+    return {place: ops for place, ops in reads.items() if not _STEP_SITE.match(place)}

@@ -226,37 +226,67 @@ class FunctionRule:
     bind: Callable[[tuple, dict], tuple[tuple, dict]]
 
 
-class Registry:
-    """Maps aten overloads to formulas; one instance is shared, users add to it. ``scoped``
-    gives a copy with extra formulas that leaves this one untouched."""
+@dataclass(frozen=True)
+class BuiltinTables:
+    """The built-in formulas, resolved once against the installed torch and shared by every
+    registry (scoped copies included); nothing changes them once built."""
 
-    def __init__(self) -> None:
-        self._builtin: dict[Any, Formula] = {}
-        self._user: dict[Any, Formula] = {}
-        self._resolved: dict[Any, Resolution] = {}
-        self.function_rules: dict[Callable[..., Any], FunctionRule] = {}
-        # formulas of families whose integer work is compute (int8 matmul, quantized conv)
-        self._integer_work: set[Any] = set()
-        # formulas of other namespaces' ops by qualified name ("quantized::linear", "torchvision::nms"):
-        # resolved when an op is first seen, since a namespace exists only once its library is loaded
-        self._by_name: dict[str, Formula] = {}
+    by_op: dict[Any, Formula]  # aten packet or overload (functional form) -> formula
+    # formulas of other namespaces' ops by qualified name ("quantized::linear", "torchvision::nms"):
+    # resolved when an op is first seen, since a namespace exists only once its library is loaded
+    by_name: dict[str, Formula]
+    function_rules: dict[Callable[..., Any], FunctionRule]
+    # formulas of families whose integer work is compute (int8 matmul, quantized conv)
+    integer_work: frozenset[Any]
+
+    @classmethod
+    def load(cls) -> BuiltinTables:
+        by_op: dict[Any, Formula] = {}
+        by_name: dict[str, Formula] = {}
+        function_rules: dict[Callable[..., Any], FunctionRule] = {}
+        integer_work: set[Any] = set()
         for family in _FAMILIES:
             rules = family.RULES
             if getattr(family, "PACKED_ARGUMENTS", False):
                 rules = {name: _unpacking(formula) for name, formula in rules.items()}
             if getattr(family, "COUNTS_INTEGER_WORK", False):
-                self._integer_work.update(rules.values())
+                integer_work.update(rules.values())
             for name, formula in rules.items():
                 if "::" in name:
-                    self._by_name[name] = formula
+                    by_name[name] = formula
                     continue
                 op = _aten_op(name)
-                if op is not None:
-                    self._builtin[functional_form(op)] = formula
+                if op is None:
+                    continue
+                if getattr(formula, "by_name", False):  # bound to each overload's own schema
+                    for overload in _overloads(op):
+                        by_op[functional_form(overload)] = _bound_by_name(formula, overload)
+                else:
+                    by_op[functional_form(op)] = formula
             for path, (op_name, formula) in getattr(family, "FUNCTION_RULES", {}).items():
                 fn = _import_path(path)
                 if fn is not None:
-                    self.function_rules[fn] = FunctionRule(op_name, formula, _binder(fn))
+                    bind = _binder(fn, by_name=getattr(formula, "by_name", False))
+                    function_rules[fn] = FunctionRule(op_name, formula, bind)
+        return cls(by_op, by_name, function_rules, frozenset(integer_work))
+
+
+class Registry:
+    """Maps aten overloads to formulas; one instance is shared, users add to it. ``scoped``
+    gives a copy with extra formulas that leaves this one untouched.
+
+    Every registry, scoped copies included, is made by ``__init__``: an attribute added there is
+    in every copy (tests/counting/test_registry_copies.py checks it)."""
+
+    def __init__(self, builtins: BuiltinTables | None = None, user: Mapping[Any, Formula] | None = None) -> None:
+        """``builtins`` (loaded when not given) are shared; ``user`` formulas are copied."""
+        self._builtins = builtins if builtins is not None else BuiltinTables.load()
+        self._builtin = self._builtins.by_op
+        self._by_name = self._builtins.by_name
+        self.function_rules = self._builtins.function_rules
+        self._integer_work = self._builtins.integer_work
+        self._user: dict[Any, Formula] = dict(user or {})
+        self._resolved: dict[Any, Resolution] = {}  # per registry: it depends on the user formulas
 
     def scoped(self, formulas: Mapping[Any, Formula] | None) -> Registry:
         """This registry plus ``formulas`` (op -> formula), as a new registry; None or empty: self."""
@@ -267,13 +297,7 @@ class Registry:
                 f"formulas= must be a dict of op -> formula, e.g. {{torch.ops.aten.mm: my_mm}}; "
                 f"got {type(formulas).__name__}"
             )
-        scoped = object.__new__(Registry)
-        scoped._builtin = self._builtin
-        scoped._by_name = self._by_name
-        scoped.function_rules = self.function_rules
-        scoped._integer_work = self._integer_work
-        scoped._user = dict(self._user)
-        scoped._resolved = {}
+        scoped = Registry(self._builtins, self._user)
         for op, formula in formulas.items():
             scoped.register(op, formula, scoped=True)
         return scoped
@@ -470,16 +494,26 @@ def _inplace_base(packet: Any) -> Any:
     return getattr(namespace, name[:-1], None) if namespace is not None else None
 
 
+def _overloads(op: Any) -> list[Any]:
+    """An overload itself, or every overload of a packet."""
+    if isinstance(op, torch._ops.OpOverloadPacket):
+        return [getattr(op, name) for name in op.overloads()]
+    return [op]
+
+
 def _argument_names(op: Any) -> list[str]:
     return [a.name for a in op._schema.arguments]
 
 
-def _binder(fn: Callable[..., Any]) -> Callable[[tuple, dict], tuple[tuple, dict]]:
+def _binder(fn: Callable[..., Any], *, by_name: bool = False) -> Callable[[tuple, dict], tuple[tuple, dict]]:
     """Binds a call of ``fn`` to its signature (positional parameters positional, defaults filled
     in, keyword-only ones as keywords), so a formula sees one form whichever way it was called.
-    Builtins have no Python signature: their aten schema (every overload, first match) is used."""
+    Builtins have no Python signature: their aten schema (every overload, the first that the
+    arguments fit) is used. ``by_name`` (formulas marked ``formulas.by_name``): every argument as a
+    keyword named as the signature names it, and a call that fits no signature is an error, never
+    handed on by position."""
     signatures = _signatures(fn)
-    if not signatures:
+    if not signatures and not by_name:
         return lambda args, kwargs: (args, kwargs)
 
     def bind(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -488,11 +522,65 @@ def _binder(fn: Callable[..., Any]) -> Callable[[tuple, dict], tuple[tuple, dict
                 bound = signature.bind(*args, **kwargs)
             except TypeError:
                 continue
+            if not _fits(signature, bound.arguments):
+                continue
             bound.apply_defaults()
-            return bound.args, bound.kwargs
+            return ((), dict(bound.arguments)) if by_name else (bound.args, bound.kwargs)
+        if by_name:
+            raise TypeError(f"the arguments fit no signature of {getattr(fn, '__name__', fn)}: "
+                            + "; ".join(str(signature) for signature in signatures))
         return args, kwargs
 
     return bind
+
+
+class _TensorKind:
+    """What a schema-typed parameter is annotated with, so that a call is bound to the overload its
+    arguments fit (aten.lstm.input and aten.lstm.data take as many arguments, of other types);
+    shown as the schema writes the type when a signature is printed in an error."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_ONE_TENSOR, _TENSOR_LIST = _TensorKind("Tensor"), _TensorKind("Tensor[]")
+
+
+def _fits(signature: inspect.Signature, arguments: Mapping[str, Any]) -> bool:
+    """Whether bound arguments fit their schema types where tensors and tensor lists differ, for
+    tensors and for their shapes alike: one tensor is never a list (a shape is a tuple of ints, a
+    list of tensors becomes a list of shapes), and a tensor list is a list, or a tuple that is not
+    a shape."""
+    for name, value in arguments.items():
+        kind = signature.parameters[name].annotation
+        if kind is _ONE_TENSOR and isinstance(value, list):
+            return False
+        if kind is _TENSOR_LIST and not (isinstance(value, list) or (
+                isinstance(value, tuple) and value and not all(isinstance(v, int) for v in value))):
+            return False
+    return True
+
+
+def _bound_by_name(formula: Formula, op: Any) -> Formula:
+    """``formula`` (marked ``formulas.by_name``) called with the arguments of a call of ``op`` (an
+    aten overload) by their schema names: a private kernel's positions may move between torch
+    releases, and a formula that reads them by name reads the right ones or fails."""
+    bind = _binder(op, by_name=True)
+
+    def rule(*args: Any, out_shape: Any = None, **kwargs: Any) -> Any:
+        _, named = bind(args, kwargs)
+        return formula(**named, out_shape=out_shape)
+
+    rule.__name__ = rule.__qualname__ = getattr(formula, "__name__", "formula")
+    rule.__doc__ = formula.__doc__
+    rule.__wrapped__ = formula  # type: ignore[attr-defined]
+    for mark in ("estimated", "estimated_when"):
+        if hasattr(formula, mark):
+            setattr(rule, mark, getattr(formula, mark))
+    return rule
 
 
 def _signatures(fn: Callable[..., Any]) -> list[inspect.Signature]:
@@ -515,7 +603,11 @@ def _schema_signature(schema: Any) -> inspect.Signature:
     for argument in schema.arguments:
         kind = inspect.Parameter.KEYWORD_ONLY if argument.kwarg_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
         default = argument.default_value if argument.has_default_value() else inspect.Parameter.empty
-        parameters.append(inspect.Parameter(argument.name, kind, default=default))
+        typed = str(argument.type)
+        annotation = (_ONE_TENSOR if typed in ("Tensor", "Optional[Tensor]")
+                      else _TENSOR_LIST if typed in ("List[Tensor]", "List[Optional[Tensor]]")
+                      else inspect.Parameter.empty)
+        parameters.append(inspect.Parameter(argument.name, kind, default=default, annotation=annotation))
     return inspect.Signature(parameters)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from pytest_flopbudget.counting.names import module_depth
+from pytest_flopbudget.counting.names import input_dependent, module_depth
 from pytest_flopbudget.counting.text import GIGA, human_bytes, human_count, layout
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
     tracked = measurement.memory is not None
     phases = measurement.phases
     split = bool(phases.backward_flops or phases.optimizer_flops)  # forward-only runs keep one column
-    header = (("module", "type", "GFLOPs") + (("fwd", "bwd") if split else ()) + ("GMACs", "params", "share")
-              + (("at peak",) if tracked else ()))
+    stepped = bool(phases.optimizer_flops)
+    header = (("module", "type", "GFLOPs") + (("fwd", "bwd") if split else ()) + (("step",) if stepped else ())
+              + ("GMACs", "params", "share") + (("at peak",) if tracked else ()))
     lines = [header]
     for name, cost in rows:
         indent = "  " * module_depth(name) if sort == "name" else ""
@@ -40,6 +41,7 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
         lines.append(
             (label, cost.type, _giga(cost.flops, decimals))
             + ((_giga(cost.forward_flops, decimals), _giga(cost.backward_flops, decimals)) if split else ())
+            + ((_giga(cost.optimizer_flops, decimals),) if stepped else ())
             + (_giga(cost.macs, decimals), human_count(cost.params), f"{100 * cost.flops / total:.1f}%")
             + ((human_bytes(cost.memory or 0),) if tracked else ())
         )
@@ -47,7 +49,7 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
     footer = (
         f"total: {measurement.gflops:.{decimals}f} GFLOPs, {measurement.gmacs:.{decimals}f} GMACs, "
         f"{human_count(measurement.params)} params ({measurement.trainable_params} trainable)"
-        f" on {measurement.device}{', forward+backward' if measurement.backward else ''}"
+        f" on {measurement.device}{_passes(measurement.backward, stepped)}"
     )
     out.append(footer)
     if split:
@@ -60,7 +62,7 @@ def render_module_table(measurement: Measurement, *, depth: int = 2, sort: str =
     if measurement.estimated:
         listed = "; ".join(f"{op}: {why}" for op, why in sorted(measurement.estimated.items()))
         out.append(f"estimated (a stated convention, not exact): {listed}")
-    if measurement.value_dependent:
+    if input_dependent(measurement.value_reads):
         out.append(f"value-dependent: the run read tensor values on the host ({measurement.value_reads_text()}); "
                    "another device or other input values may take another path")
     return "\n".join(out)
@@ -72,6 +74,10 @@ def phase_line(phases: ModuleCost, decimals: int = 3) -> str:
     if phases.optimizer_flops:
         parts.append(f"optimizer step {_giga(phases.optimizer_flops, decimals)}")
     return "GFLOPs by phase: " + ", ".join(parts)
+
+
+def _passes(backward: bool, stepped: bool) -> str:
+    return ", forward+backward+optimizer step" if stepped else ", forward+backward" if backward else ""
 
 
 def _giga(count: int, decimals: int) -> str:

@@ -50,6 +50,18 @@ def human_count(value: int | Fraction | float) -> str:
     return decimal(number)
 
 
+def percent(value: float | None, *, signed: bool = True, missing: str = "n/a") -> str:
+    """A fraction as a percentage with one decimal (0.25 -> '+25.0%', or '25.0%' unsigned); three
+    significant digits from a million percent, so an absurd limit stays short; ``missing`` for
+    None (nothing to compare with)."""
+    if value is None:
+        return missing
+    sign = "+" if signed else ""
+    if value == float("inf"):
+        return f"{sign}inf%"
+    return f"{value * 100:{sign}.1f}%" if abs(value) < 1e6 else f"{value * 100:{sign}.3g}%"
+
+
 # the memory metrics of a baseline entry and a budget (bytes)
 MEMORY_METRICS = ("peak_memory", "activation_memory")
 _BYTE_UNITS = ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"))

@@ -11,7 +11,7 @@ import pytest
 from pytest_flopbudget.plugin.fixtures import FlopBudget, flop_budget, flop_device
 from pytest_flopbudget.plugin.marker import MARKER_HELP
 from pytest_flopbudget.plugin.options import Settings, add_options, check_device_available
-from pytest_flopbudget.plugin.stash import SETTINGS_KEY
+from pytest_flopbudget.plugin.stash import SETTINGS_KEY, is_xdist_worker
 
 PLUGIN_NAME = "flopbudget-manager"
 
@@ -26,26 +26,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
-    if hasattr(config, "workerinput") is False:
+    if not is_xdist_worker(config):
         check_device_available(settings.device)
         if settings.prune:
             from pytest_flopbudget.plugin.collected import partial_options
+            from pytest_flopbudget.reporting.commands import PRUNE_OPTION
 
             reason = partial_options(config)
             if reason:
                 raise pytest.UsageError(
-                    f"--flop-prune-baseline refused: {reason}; pruning needs the whole suite, so that "
+                    f"{PRUNE_OPTION} refused: {reason}; pruning needs the whole suite, so that "
                     "entries of tests that merely did not run are kept"
                 )
     # the baseline, verdict and report modules load here, once configured, not at import time
     from pytest_flopbudget.reporting.baseline import BaselineError, clean_stale_temp_files, load
 
-    if not hasattr(config, "workerinput"):
+    if not is_xdist_worker(config):
         clean_stale_temp_files(settings.baseline_path)  # left by a run killed while writing
     try:
         baseline = load(settings.baseline_path)
     except BaselineError as error:
-        raise pytest.UsageError(f"{error} (the file is left as it is)") from None
+        raise pytest.UsageError(f"{error} (the file is left as it is: fix that line, restore the file from version "
+                                "control, or move it away and run --flop-update-baseline to record a new one)") from None
     from pytest_flopbudget.plugin.manager import FlopBudgetPlugin, XdistHooks
 
     plugin = FlopBudgetPlugin(config, settings, baseline)

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem
 from pytest_flopbudget.reporting.baseline import Baseline, torch_version
+from pytest_flopbudget.reporting.commands import UPDATE_OPTION
 from pytest_flopbudget.plugin.collected import CollectedTests, selected_part, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
@@ -26,7 +27,7 @@ from pytest_flopbudget.plugin.options import Settings, flop_options_given, forma
 from pytest_flopbudget.reporting.outcome import Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.report import write_file, write_terminal
 from pytest_flopbudget.reporting.run import RunRecord
-from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY
+from pytest_flopbudget.plugin.stash import BUDGET_KEY, MEASURED_KEY, VERDICT_KEY, is_xdist_worker
 from pytest_flopbudget.reporting.summary import SessionSummary
 from pytest_flopbudget.reporting.verdict import FAILURE_WORDS, TestVerdict, judge
 
@@ -44,7 +45,7 @@ class FlopBudgetPlugin:
         self.settings = settings
         self.baseline = baseline
         # stepwise does the same: on an xdist worker, only the controller reports and writes
-        self.is_worker = hasattr(config, "workerinput")
+        self.is_worker = is_xdist_worker(config)
         self.verdicts: dict[str, TestVerdict] = {}
         self.collected = CollectedTests(config)
         self.crashed: list[str] = []
@@ -80,7 +81,7 @@ class FlopBudgetPlugin:
         if written is None or written == running:
             return None
         return (f"baseline written by torch {written}; this run uses torch {running} "
-                "(counts can change between torch releases; `--flop-update-baseline` rewrites it)")
+                f"(counts can change between torch releases; `{UPDATE_OPTION}` rewrites it)")
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         self.collected.seen.add(test_id(item))

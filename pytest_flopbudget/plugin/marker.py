@@ -146,8 +146,9 @@ def parse_bytes(argument: str, value: Any) -> Fraction:
     if isinstance(value, numbers.Real):
         raise MarkerError(
             argument, value,
-            f"a memory limit needs its unit: write it as a string such as {_bytes_hint(value)!r} "
-            "(B; kB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024)",
+            f"a memory limit needs its unit: write it as a string such as {_bytes_hint(value)!r}"
+            + (f" (or {_as_bytes(value)!r} if you meant bytes)" if _as_bytes(value) != _bytes_hint(value) else "")
+            + "; units: B, kB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024)",
         )
     match = _BYTES.match(value) if len(value) <= MAX_TEXT else None
     if match is None and _FRACTION.match(value) and len(value) <= MAX_TEXT and "%" not in value:
@@ -178,6 +179,17 @@ def _bytes_hint(value: Any) -> str:
     if number < 10**4:
         return f"{number:g}GiB"
     return f"{int(number)}B"
+
+
+def _as_bytes(value: Any) -> str:
+    """A bare number read as bytes: 1000 -> '1000B'."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return "1024B"
+    if not math.isfinite(number) or number <= 0:
+        return "1024B"
+    return f"{int(number)}B" if number.is_integer() else f"{math.ceil(number)}B"
 
 
 class _NotReal(ValueError):

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem, parse_device_name
 from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE_DEPTH
+from pytest_flopbudget.reporting.commands import UPDATE_HINT, update_command
 
 DEFAULT_BASELINE = "flop_baseline.yaml"
 
@@ -193,7 +194,7 @@ class Settings:
     known_uncounted: frozenset[str] = frozenset()  # ini flop_known_uncounted: accepted, still shown
     # what a hint tells the user to run to accept the counts: the command-line options that decide
     # what is written (which file, which device) are repeated; ini values apply by themselves
-    update_command: str = "pytest --flop-update-baseline"
+    update_command: str = UPDATE_HINT
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -228,7 +229,7 @@ class Settings:
             junit_properties=bool(config.getini("flop_junit_properties")),
             baseline_depth=baseline_depth(config.getini("flop_baseline_depth")),
             known_uncounted=frozenset(op.strip() for op in config.getini("flop_known_uncounted") if op.strip()),
-            update_command=" ".join(["pytest --flop-update-baseline", *repeated]),
+            update_command=update_command(*repeated),
         )
 
 

@@ -1,4 +1,5 @@
-"""Keys of what the plugin keeps on pytest's config and items (pytest's public ``StashKey`` API)."""
+"""Keys of what the plugin keeps on pytest's config and items (pytest's public ``StashKey`` API),
+and which kind of process holds that config."""
 
 from __future__ import annotations
 
@@ -15,3 +16,9 @@ SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()  # on the config
 BUDGET_KEY: pytest.StashKey[Budget | None] = pytest.StashKey()  # on each item: its parsed marker
 MEASURED_KEY: pytest.StashKey[list[Measured]] = pytest.StashKey()  # what its fixture measured
 VERDICT_KEY: pytest.StashKey[TestVerdict | None] = pytest.StashKey()  # what the plugin decided
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    """Whether this process is an xdist worker (xdist gives a worker's config ``workerinput``):
+    workers run tests, only the controller (or the one process without xdist) reports and writes."""
+    return hasattr(config, "workerinput")

@@ -56,6 +56,7 @@ from pytest_flopbudget.counting.measurement import (
     describe_value_reads,
 )
 from pytest_flopbudget.counting.names import module_order
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import RangeError, compress, expand, expand_all
 
 FORMAT_VERSION = 2
@@ -69,7 +70,7 @@ DEFAULT_BASELINE_DEPTH = 6
 LABEL_SEPARATOR = "#"
 _HEADER = (
     "# pytest-flopbudget baseline: exact FLOPs, MACs and parameters per test (see docs/plugin.md).\n"
-    "# Review changes like code; regenerate with `pytest --flop-update-baseline`.\n"
+    f"# Review changes like code; regenerate with `{UPDATE_HINT}`.\n"
 )
 
 
@@ -238,6 +239,10 @@ def load(path: Path) -> Baseline:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(error, "problem", None) or str(error)
+        # the parser notices some mistakes a line late (an unclosed mapping): name where it began
+        began = getattr(error, "context_mark", None)
+        if began is not None and mark is not None and began.line != mark.line and getattr(error, "context", None):
+            problem += f" ({error.context} at line {began.line + 1})"
         raise BaselineError(f"{where}: the baseline is not valid YAML: {problem}") from None
     except RecursionError:
         raise BaselineError(f"{path}: the baseline is not valid YAML: nested too deeply") from None

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_depth, module_order
-from pytest_flopbudget.counting.text import giga, human_count
+from pytest_flopbudget.counting.text import giga, human_count, percent
 
 # the metrics a chart can be sized by; "memory" is the bytes a module's code held at the peak,
 # "backward" the FLOPs autograd's backward did for a module's forward
@@ -124,7 +124,7 @@ def bytes_text(value: int | None) -> str:
 
 def budget_text(used: float | None) -> str:
     """The budget column as the terminal writes it."""
-    return "-" if used is None else f"{used * 100:.1f}%" if used < 1e6 else f"{used * 100:.3g}%"
+    return percent(used, signed=False, missing="-")
 
 
 # -- adapters from the engine's and the plugin's types ---------------------------------------------

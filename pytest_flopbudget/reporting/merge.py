@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_flopbudget.reporting.baseline import Baseline, nodeid_of
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.outcome import EXIT_OK, EXIT_TESTS_FAILED, Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.summary import SessionSummary
-from pytest_flopbudget.reporting.verdict import UPDATE_HINT, TestVerdict, judge_entry
+from pytest_flopbudget.reporting.verdict import TestVerdict, judge_entry
 
 SHOWN = 5  # tests named in one message before "and N more"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from pytest_flopbudget.reporting.baseline import Baseline, BaselineError, Entry, update
+from pytest_flopbudget.reporting.commands import PRUNE_OPTION
 from pytest_flopbudget.reporting.verdict import TestVerdict
 
 # pytest.ExitCode's values (stable, documented): the plugin only ever turns OK into TESTS_FAILED
@@ -59,7 +60,7 @@ def finish(ending: Ending, write: Writer = update) -> Outcome:
     notes: list[str] = []
     pruned: tuple[str, ...] = ()
     if ending.prune and ending.partial_reason is not None:
-        notes.append(f"--flop-prune-baseline refused: this run was partial ({ending.partial_reason}); "
+        notes.append(f"{PRUNE_OPTION} refused: this run was partial ({ending.partial_reason}); "
                      "run the whole suite to prune")
     elif ending.prune:
         pruned = stale

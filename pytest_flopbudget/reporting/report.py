@@ -11,7 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from pytest_flopbudget.counting.text import giga, human_bytes, human_count, layout
+from pytest_flopbudget.counting.text import giga, human_bytes, human_count, layout, percent
+from pytest_flopbudget.reporting.commands import prune_hint
 from pytest_flopbudget.reporting.summary import Row, SessionSummary, count_line
 from pytest_flopbudget.reporting.verdict import OK, TestVerdict
 
@@ -26,15 +27,11 @@ MIN_TEST_WIDTH = 16
 HEADER = ("test", "GFLOPs", "GMACs", "params", "peak mem", "budget", "change", "verdict")
 
 
-def _used(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%" if value < 1e6 else f"{value * 100:.3g}%"
-
-
 def _cells(row: Row, verdict: str) -> tuple[str, ...]:
     """A row's cells in HEADER order (the verdict cell as the caller words it)."""
     return (row.key, giga(row.gflops), giga(row.gmacs), "-" if row.params is None else human_count(row.params),
             "-" if row.peak_memory is None else human_bytes(row.peak_memory),
-            _used(row.budget_used), row.change, verdict)
+            percent(row.budget_used, signed=False, missing="-"), row.change, verdict)
 
 
 def table_lines(rows: list[Row] | tuple[Row, ...], width: int | None = None) -> list[str]:
@@ -69,7 +66,7 @@ def write_terminal(terminal: pytest.TerminalReporter, summary: SessionSummary, v
         terminal.write_line(count_line(summary.counts))
         if summary.stale_failed:
             terminal.write_line(f"stale baseline entries: {', '.join(summary.stale)}")
-            terminal.write_line("remove stale entries: pytest --flop-prune-baseline (failing: --flop-strict)")
+            terminal.write_line(prune_hint(failing=True))
         for note in summary.notes:
             terminal.write_line(note)
         return

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.names import natural_key
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.counting.text import GIGA
+from pytest_flopbudget.reporting.commands import UPDATE_HINT, prune_hint
 from pytest_flopbudget.reporting.outcome import Outcome
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.verdict import (
-    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, UPDATE_HINT, BudgetCheck,
-    TestVerdict, amount, change, describe_other_path, percent,
+    DEVICE_MISMATCH, IMPROVED, NEW, OK, OVER_BUDGET, REGRESSED, UNCOUNTED, UNMEASURED, BudgetCheck,
+    TestVerdict, change_line, describe_other_path,
 )
 
 COUNTED = (OK, OVER_BUDGET, REGRESSED, IMPROVED, NEW)
@@ -52,11 +53,11 @@ class Row:
 
     @property
     def gflops(self) -> float | None:
-        return None if self.flops is None else self.flops / 1e9
+        return None if self.flops is None else self.flops / GIGA
 
     @property
     def gmacs(self) -> float | None:
-        return None if self.macs is None else self.macs / 1e9
+        return None if self.macs is None else self.macs / GIGA
 
     @property
     def words(self) -> str:
@@ -78,19 +79,12 @@ def _exceeded(check: BudgetCheck) -> dict[str, Any]:
             "measured": check.measured, "used": check.used}
 
 
-def _exceeded_text(check: BudgetCheck) -> str:
-    measured = (f"{human_bytes(check.measured)} {check.metric}" if check.metric in MEMORY_METRICS
-                else f"{check.measured:,} {check.metric}")
-    return (f"{check.argument}: {measured} > limit {format_count(check.limit, check.metric)} "
-            f"({percent(check.used)[1:]} of the budget)")
-
-
 def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
     """One row per measurement (per test when it measured nothing), in natural order of their keys."""
     rows = []
     for verdict in verdicts:
         exceeded = tuple(_exceeded(c) for c in verdict.over_budget)
-        budget_reasons = tuple(f"over budget: {_exceeded_text(c)}" for c in verdict.over_budget)
+        budget_reasons = tuple(f"over budget: {c.describe()}" for c in verdict.over_budget)  # as the failure says
         failing = verdict.failing and not verdict.xfail
         if not verdict.entries:
             rows.append(Row(verdict.nodeid, verdict.nodeid, None, None, None, None, verdict.budget_used, "-",
@@ -100,11 +94,7 @@ def rows_of(verdicts: Iterable[TestVerdict]) -> list[Row]:
             word = TEST_FAILED if verdict.test_failed else verdict.row_status(entry)
             also = (REGRESSED,) if word == OVER_BUDGET and entry.status == REGRESSED else ()
             grown = tuple(g.to_dict() for g in entry.grown)
-            regressions = tuple(
-                f"{m} regressed: {amount(m, getattr(entry.measured, m))} vs baseline {amount(m, getattr(base, m))} "
-                f"({percent(change(getattr(entry.measured, m), getattr(base, m)))})"
-                for m in entry.regressed_metrics if base is not None
-            )
+            regressions = tuple(change_line(m, entry.measured, base) for m in entry.regressed_metrics if base is not None)
             reasons = budget_reasons + regressions + tuple(f"grew: {g.describe()}" for g in entry.grown)
             rows.append(Row(
                 entry.key, verdict.nodeid, entry.label, entry.measured.flops, entry.measured.macs,
@@ -195,8 +185,7 @@ class SessionSummary:
         if not update and (counts[REGRESSED] or counts[IMPROVED] or counts[NEW]):
             hints.append(f"accept these changes: {update_command} (then commit {baseline_path.name})")
         if stale and not prune:
-            hints.append("remove stale entries: pytest --flop-prune-baseline"
-                         + (" (failing: --flop-strict)" if stale_failed else ""))
+            hints.append(prune_hint(stale_failed))
         if torch_note and (counts[REGRESSED] or counts[IMPROVED]):
             hints.append(f"note: {torch_note}")
         return cls(tuple(rows), counts, stale, stale_failed, notes, tuple(hints), baseline_path, device, tolerance,

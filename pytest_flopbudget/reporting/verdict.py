@@ -12,15 +12,15 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pytest_flopbudget.counting.measurement import METRICS, PHASE_FIELDS, Measurement, ModuleCost
-from pytest_flopbudget.counting.names import module_order
-from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes
+from pytest_flopbudget.counting.names import input_dependent, module_order
+from pytest_flopbudget.counting.text import MEMORY_METRICS, format_count, human_bytes, percent
 from pytest_flopbudget.reporting.baseline import Entry, entry_key
+from pytest_flopbudget.reporting.commands import UPDATE_HINT
 from pytest_flopbudget.reporting.repeats import group_names
 
 if TYPE_CHECKING:  # the plugin's marker values; only their fields are read here
     from pytest_flopbudget.plugin.marker import Budget, Limit
 
-UPDATE_HINT = "pytest --flop-update-baseline"
 MEASURE_HINT = (
     "call `flop_budget.measure(model, inputs)` (model: an nn.Module or a factory; inputs: a tensor, "
     "tuple, dict or factory) or count any code with `with flop_budget.count():`"
@@ -57,14 +57,6 @@ def change(new: int, old: int) -> float | None:
     return (new - old) / old
 
 
-def percent(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == float("inf"):
-        return "+inf%"
-    return f"{value * 100:+.1f}%" if abs(value) < 1e6 else f"{value * 100:+.3g}%"  # absurd limits stay short
-
-
 @dataclass(frozen=True)
 class ModuleChange:
     """A module whose counts grew against the baseline (or that is new); ``repeat`` identical
@@ -98,7 +90,8 @@ class ModuleChange:
             if own is not None and own != delta:  # its children grew too: the row is inclusive
                 text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
             parts.append(text + phase_growth(metric, self.old, self.new))
-        return f"{self.label()}: " + ", ".join(parts)
+        each = ", each" if self.repeat > 1 else ""  # the numbers are one layer's, not the group's sum
+        return f"{self.label()}{each}: " + ", ".join(parts)
 
     def label(self) -> str:
         times = f" x{self.repeat}" if self.repeat > 1 else ""
@@ -110,11 +103,13 @@ class ModuleChange:
 
 
 def phase_growth(metric: str, old: Mapping[str, int], new: Mapping[str, int]) -> str:
-    """' [forward +1,024, backward +2,048]': where a growth of flops or macs happened, for rows
-    that ran a backward on both sides (a side without one either measured the forward only or
-    predates the split: nothing to say)."""
-    if metric not in ("flops", "macs") or not old.get(f"backward_{metric}") or not new.get(f"backward_{metric}"):
+    """' [forward +1,024, backward +2,048]': where a change of flops or macs happened, for rows that
+    ran a backward on both sides; where only the new side did, what its backward adds."""
+    if metric not in ("flops", "macs") or not new.get(f"backward_{metric}"):
         return ""
+    if not old.get(f"backward_{metric}"):
+        return (f" [this run's backward: {new[f'backward_{metric}']:,}; the baseline records none (it measured "
+                "the forward only, or was written before the passes were split)]")
     deltas = {}
     for phase in ("backward", "optimizer"):
         deltas[phase] = new.get(f"{phase}_{metric}", 0) - old.get(f"{phase}_{metric}", 0)
@@ -122,6 +117,15 @@ def phase_growth(metric: str, old: Mapping[str, int], new: Mapping[str, int]) ->
     parts = [f"{phase} {delta:+,}" for phase, delta in
              (("forward", forward), ("backward", deltas["backward"]), ("optimizer step", deltas["optimizer"])) if delta]
     return f" [{', '.join(parts)}]" if parts else ""
+
+
+def change_line(metric: str, measured: Entry, baseline: Entry, word: str = "regressed", tolerance: str = "") -> str:
+    """'flops regressed: 1,200 vs baseline 1,000 (+20.0%, tolerance 0) [forward +66, backward +134]',
+    as the failure, the reports and the job summary all say it."""
+    new, old = getattr(measured, metric), getattr(baseline, metric)
+    return (f"{metric} {word}: {amount(metric, new)} vs baseline {amount(metric, old)} "
+            f"({percent(change(new, old))}{', tolerance ' + tolerance if tolerance else ''})"
+            + phase_growth(metric, baseline.counts(), measured.counts()))
 
 
 def amount(metric: str, value: int) -> str:
@@ -361,7 +365,7 @@ def unexplained_by_reads(measured: Entry, baseline: Entry) -> list[str]:
 def value_read_hint(entry: EntryVerdict) -> list[str]:
     """When either side read values, a changed count may come from the values, not the code."""
     reads = [f"{e.value_reads_text()} (on {e.device})" if e.device else e.value_reads_text()
-             for e in (entry.measured, entry.baseline) if e is not None and e.value_dependent]
+             for e in (entry.measured, entry.baseline) if e is not None and input_dependent(e.value_reads)]
     if not reads:
         return []
     return [f"  the code read tensor values on the host: {'; '.join(dict.fromkeys(reads))}; its path, and so this "
@@ -401,16 +405,17 @@ class BudgetCheck:
         return float(Fraction(self.measured) / self.limit)
 
     def describe(self) -> str:
+        """The one sentence for a limit: the failure line, the report section, the JUnit property
+        and the reports' reasons all print it."""
         sign = ">" if self.over else "<="
         if self.metric in MEMORY_METRICS:
-            return (f"{self.argument}: {self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes) "
-                    f"{sign} limit {human_bytes(self.limit)} ({percent(self.used)[1:]} of budget, "
-                    f"{percent(self.used - 1)})")
-        readable = format_count(self.measured, self.metric)
-        readable = "" if readable == f"{self.measured:,}" or readable == str(self.measured) else f" ({readable})"
-        return (f"{self.argument}: {self.measured:,} {self.metric}{readable} "
-                f"{sign} limit {format_count(self.limit, self.metric)} ({percent(self.used)[1:]} of budget, "
-                f"{percent(self.used - 1)})")
+            measured = f"{self.metric} {human_bytes(self.measured)} ({self.measured:,} bytes)"
+        else:
+            readable = format_count(self.measured, self.metric)
+            readable = "" if readable in (f"{self.measured:,}", str(self.measured)) else f" ({readable})"
+            measured = f"{self.measured:,} {self.metric}{readable}"
+        return (f"{self.argument}: {measured} {sign} limit {format_count(self.limit, self.metric)} "
+                f"({percent(self.used, signed=False)} of budget, {percent(self.used - 1)})")
 
 
 @dataclass(frozen=True)
@@ -506,9 +511,7 @@ class TestVerdict:
                 if new == old:
                     continue
                 word = "regressed" if entry.status == REGRESSED else "improved beyond the tolerance (--flop-strict)"
-                lines.append(f"{who}{metric} {word}: {amount(metric, new)} vs baseline {amount(metric, old)} "
-                             f"({percent(change(new, old))}, tolerance {float(self.tolerance):g})"
-                             + phase_growth(metric, entry.baseline.counts(), entry.measured.counts()))
+                lines.append(who + change_line(metric, entry.measured, entry.baseline, word, f"{float(self.tolerance):g}"))
             lines.extend(value_read_hint(entry))
             if entry.status == REGRESSED:
                 if entry.grown:
@@ -552,16 +555,17 @@ class TestVerdict:
             lines.append(f"{entry.key}: {entry.status}")
             if entry.status == DEVICE_MISMATCH:
                 lines.extend("  " + line for line in describe_other_path(entry, self.update_command))
+            width = max(len(m) for m in METRICS + MEMORY_METRICS)
             for metric in METRICS + MEMORY_METRICS:
                 new = getattr(entry.measured, metric)
                 if new is None:
                     continue
                 old = None if entry.baseline is None else getattr(entry.baseline, metric)
                 if old is None:
-                    lines.append(f"  {metric:<6} {new:>20,}")
+                    lines.append(f"  {metric:<{width}} {new:>20,}")
                 else:
                     assert entry.baseline is not None
-                    lines.append(f"  {metric:<6} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}"
+                    lines.append(f"  {metric:<{width}} {new:>20,}  baseline {old:>20,}  {percent(change(new, old))}"
                                  + phase_growth(metric, entry.baseline.counts(), entry.measured.counts()))
             for grown in entry.grown:
                 lines.append(f"  grew: {grown.describe()}")

@@ -4,6 +4,7 @@ forward and backward, so cpu == cuda holds for graphs that name them."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -88,4 +89,21 @@ def test_the_cuda_kernels_count_what_cpu_sdpa_counts_forward_and_backward():
     cpu_backward = rule("_scaled_dot_product_flash_attention_for_cpu_backward")(
         (B, H, L, EV), (B, H, L, E), (B, H, S, E), (B, H, S, EV), (B, H, L, EV), (B, H, L), 0.0, False, out_shape=None)
     assert backward_kernel == cpu_backward == backward_by_hand()
-    assert attention.flash_attention_forward is rule("_flash_attention_forward")
+    assert rule("_flash_attention_forward").__wrapped__ is attention.flash_attention_forward
+
+
+def test_the_kernels_read_dropout_p_by_its_name():
+    """dropout_p by keyword or by position counts alike; the arguments beside it (is_causal, the
+    debug mask, a scale) are not taken for it; a call that fits no schema is an error, never a
+    count from misplaced arguments."""
+    flash = rule("_flash_attention_forward")
+    assert flash(Q, K, V, None, None, L, S, dropout_p=0.1, is_causal=False, return_debug_mask=False,
+                 out_shape=None) == by_hand(dropout=True)
+    assert flash(Q, K, V, None, None, L, S, 0.0, True, True, scale=0.5, out_shape=None) == by_hand()
+    efficient = rule("_efficient_attention_backward")
+    lse = (B, H, L)
+    assert efficient((B, L, H, EV), Q, K, V, None, (B, L, H, EV), None, None, L, S, lse, dropout_p=0.3,
+                     philox_seed=(), philox_offset=(), custom_mask_type=0, bias_requires_grad=False,
+                     out_shape=None) == backward_by_hand(dropout=True)
+    with pytest.raises(TypeError, match="fit no signature"):
+        flash(Q, K, V, 0.1, out_shape=None)

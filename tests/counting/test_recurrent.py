@@ -55,6 +55,11 @@ CASES = [
      [per_token("lstm", 4, 5)] * 2 + [per_token("lstm", 10, 5)] * 2),
     ("gru_3layer_bidir", lambda: nn.GRU(4, 5, num_layers=3, bidirectional=True),
      [per_token("gru", 4, 5)] * 2 + [per_token("gru", 10, 5)] * 4),
+    # no biases, two layers, both directions: has_biases, num_layers and bidirectional all change the count
+    ("lstm_2layer_bidir_nobias", lambda: nn.LSTM(4, 5, num_layers=2, bidirectional=True, bias=False),
+     [per_token("lstm", 4, 5, bias=False)] * 2 + [per_token("lstm", 10, 5, bias=False)] * 2),
+    ("gru_2layer_bidir_nobias", lambda: nn.GRU(4, 5, num_layers=2, bidirectional=True, bias=False),
+     [per_token("gru", 4, 5, bias=False)] * 2 + [per_token("gru", 10, 5, bias=False)] * 2),
     ("lstm_proj_bidir_batch_first", lambda: nn.LSTM(4, 5, num_layers=2, proj_size=2, bidirectional=True, batch_first=True),
      [per_token("lstm", 4, 5, hr=2, proj=2)] * 2 + [per_token("lstm", 4, 5, hr=2, proj=2)] * 2),
 ]
@@ -113,6 +118,20 @@ def test_packed_sequence_counts_its_tokens():
     assert m.flops == 7 * per_token("lstm", 4, 5)[0]
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_packed_bidirectional_network_without_biases_in_training(kind):
+    """aten.<kind>.data, bound by name: the tokens the packed data holds, no bias adds, two layers
+    (the second reading both directions' 2·5 outputs) and dropout after the first in training.
+    Every argument the formula reads changes this count, so reading any one from the wrong place
+    (the .input overload's positions) misses it."""
+    model = getattr(nn, kind)(4, 5, num_layers=2, bidirectional=True, bias=False, dropout=0.5).train()
+    packed = nn.utils.rnn.pack_padded_sequence(torch.randn(4, 3, 4), torch.tensor([4, 2, 1]))  # 7 tokens
+    m = fb.measure(model, (packed,))
+    layer0, layer1 = per_token(kind.lower(), 4, 5, bias=False), per_token(kind.lower(), 10, 5, bias=False)
+    dropout = 2 * 7 * 2 * 5  # layer 0's outputs, 7 tokens x 2 directions x 5, two operations each
+    assert (m.flops, m.macs) == (7 * 2 * (layer0[0] + layer1[0]) + dropout, 7 * 2 * (layer0[1] + layer1[1]) + dropout)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_lstm_backward_counts_forward_then_more(device):
     model = nn.LSTM(4, 5)
@@ -136,7 +155,16 @@ LSTM_PARAMS = [(20, 4), (20, 5), (20,), (20,)]
 
 
 def network(kind):
-    return recurrent.FUNCTION_RULES[f"torch.{kind}"][1]
+    """torch.<kind>'s formula called as the counter calls it: the arguments bound by name to
+    aten.<kind>'s schema (the .input overload, or .data for a packed sequence) first."""
+    rule = Registry().function_rules[getattr(torch, kind)]
+    assert rule.formula is recurrent.FUNCTION_RULES[f"torch.{kind}"][1]
+
+    def call(*args, out_shape=None):
+        bound_args, bound_kwargs = rule.bind(args, {})
+        return rule.formula(*bound_args, out_shape=out_shape, **bound_kwargs)
+
+    return call
 
 
 def cell(kind):

@@ -14,7 +14,7 @@ from torch import nn
 import pytest_flopbudget as fb
 from pytest_flopbudget.counting.errors import MeasurementError, mixes_devices, needs_values
 from pytest_flopbudget.counting.names import ancestors, module_depth, module_order, natural_key
-from pytest_flopbudget.counting.text import decimal, format_count, giga, human_count, layout
+from pytest_flopbudget.counting.text import decimal, format_count, giga, human_count, layout, percent
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -50,6 +50,15 @@ def test_the_engine_table_and_the_plugin_summary_print_a_count_alike():
 
     check = BudgetCheck("max_params", "params", Fraction(20_000_000), measured.params)
     assert f"({text})" in check.describe()
+
+
+def test_one_percent_format_for_changes_and_budget_use():
+    """Changes are signed, the budget column is not; one decimal, three significant digits past a
+    million percent (a limit of 1e-9 GFLOPs met by 8 flops), and a placeholder for no value."""
+    assert percent((1_250 - 1_000) / 1_000) == "+25.0%" and percent((800 - 1_000) / 1_000) == "-20.0%"
+    assert percent(1_250 / 1_000, signed=False) == "125.0%"
+    assert percent(8 / 1e-9 - 1) == "+8e+11%" and percent(8 / 1e-9, signed=False) == "8e+11%"
+    assert percent(float("inf")) == "+inf%" and percent(None) == "n/a" and percent(None, missing="-") == "-"
 
 
 def test_layout_aligns_names_left_and_numbers_right_with_a_rule():

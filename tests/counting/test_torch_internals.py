@@ -137,21 +137,11 @@ POSITIONS: dict[str, tuple[str, list[str | None]]] = {
     "native_layer_norm": ("default", ["input", "normalized_shape", "weight", "bias"]),
     "native_group_norm": ("default", ["input", "weight", "bias"]),
     "native_batch_norm": ("default", ["input", "weight", "bias"]),
-    # the function-level RNN rules read the aten schema of torch.lstm/gru/rnn_* and their cells
-    **{name: ("input", ["input", "hx", "params", "has_biases", "num_layers", "dropout", "train", "bidirectional"])
-       for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
-    **{f"{name}#packed": ("data", ["data", "batch_sizes", "hx", "params", "has_biases", "num_layers", "dropout",
-                                   "train", "bidirectional"])
-       for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
+    # the function-level RNN cells read the aten schema of torch.*_cell (the networks, torch.lstm
+    # and the like, bind by name: BY_NAME below)
     **{f"{name}_cell": ("default", ["input", "hx", "w_ih", "w_hh", "b_ih", "b_hh"])
        for name in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
     "scaled_dot_product_attention": ("default", ["query", "key", "value", "attn_mask", "dropout_p"]),
-    # the CUDA attention kernels (formulas/attention.py): where they read dropout_p and the bias
-    "_flash_attention_forward": ("default", ["query", "key", "value"] + [None] * 4 + ["dropout_p"]),
-    "_efficient_attention_forward": ("default", ["query", "key", "value", "bias"] + [None] * 4 + ["dropout_p"]),
-    "_flash_attention_backward": ("default", ["grad_out", "query", "key", "value"] + [None] * 6 + ["dropout_p"]),
-    "_efficient_attention_backward": ("default", ["grad_out_", "query", "key", "value"] + [None] * 7
-                                      + ["dropout_p"]),
     # scaled and grouped products (formulas/matmul.py): where they read offs and bias
     "_scaled_mm_v2": ("default", ["self", "mat2"] + [None] * 6 + ["bias"]),
     "_scaled_grouped_mm": ("default", ["self", "mat2", "scale_a", "scale_b", "offs", "bias"]),
@@ -188,6 +178,44 @@ def test_private_kernel_arguments_are_where_the_formulas_read_them(name: str) ->
 # Formulas whose parameters carry the schema's names, so a private kernel's arguments bind by name:
 # the formula's positional parameters must be the schema's, in order.
 BOUND_BY_NAME = ["mkldnn_rnn_layer", "mkldnn_rnn_layer_backward"]
+
+
+# Formulas marked formulas.by_name: the registry binds each call to the op's schema and passes
+# every argument by its name. (family, RULES name or FUNCTION_RULES path, the aten packet's name)
+BY_NAME = sorted(
+    {(family, key, key if key in getattr(module, "RULES", {}) else module.FUNCTION_RULES[key][0].split(".", 1)[1])
+     for family, module in FAMILIES.items()
+     for table in (getattr(module, "RULES", {}), {p: f for p, (_, f) in getattr(module, "FUNCTION_RULES", {}).items()})
+     for key, formula in table.items() if getattr(formula, "by_name", False)}
+)
+
+
+def test_the_private_kernels_and_networks_are_bound_by_name() -> None:
+    bound = {key for _, key, _ in BY_NAME}
+    assert {"_flash_attention_forward", "_efficient_attention_forward", "_flash_attention_backward",
+            "_efficient_attention_backward", "torch.lstm", "torch.gru", "torch.rnn_tanh", "torch.rnn_relu"} <= bound
+
+
+@pytest.mark.parametrize(("family", "key", "aten_name"), BY_NAME)
+def test_formulas_bound_by_name_read_names_the_schema_has(family: str, key: str, aten_name: str) -> None:
+    """Each argument such a formula reads is named in its op's schema: one it requires in every
+    overload, one it may go without (``input`` or, packed, ``data``) in some overload."""
+    import inspect
+
+    if not _in_this_torch(aten_name):
+        pytest.skip(f"aten.{aten_name} is not in torch {torch.__version__} (ONLY_IN)")
+    module = FAMILIES[family]
+    formula = module.RULES[key] if key in getattr(module, "RULES", {}) else module.FUNCTION_RULES[key][1]
+    packet = getattr(torch.ops.aten, aten_name)
+    schemas = {name: {a.name for a in getattr(packet, name)._schema.arguments} for name in packet.overloads()}
+    for parameter in inspect.signature(formula).parameters.values():
+        if parameter.kind is not parameter.KEYWORD_ONLY or parameter.name == "out_shape":
+            continue
+        having = [overload for overload, names in schemas.items() if parameter.name in names]
+        if parameter.default is parameter.empty:
+            assert having == list(schemas), f"aten.{aten_name}: {parameter.name} is missing from {schemas}"
+        else:
+            assert having, f"aten.{aten_name}: no overload has {parameter.name}: {schemas}"
 
 
 @pytest.mark.parametrize("name", BOUND_BY_NAME)
@@ -291,8 +319,8 @@ def test_the_counting_mode_is_not_wrapped_in_dynamo() -> None:
     assert not hasattr(_AtenCounter.__dict__["__torch_dispatch__"], "__wrapped__")
 
 
-# Below 2.13 (the floor, 2.6) neither surface exists: the counter leaves both alone there, and
-# higher-order ops do not reach a dispatch mode (tests/counting/test_higher_order.py skips).
+# Below 2.13 (the floor, 2.6) neither surface exists: the counter leaves both alone there (2.6's
+# dynamo does not trace frames under a dispatch mode, and its flex_attention has no debug flag).
 needs_hop_surfaces = pytest.mark.skipif(TORCH < (2, 13), reason="absent below the releases tested from 2.13 on")
 
 
@@ -318,14 +346,57 @@ def test_the_code_execution_strategy_the_counter_sets_at_import() -> None:
 def test_the_flex_attention_debug_flag_the_counter_flips() -> None:
     import torch.nn.attention.flex_attention as flex
 
-    from pytest_flopbudget.counting import counter
+    from pytest_flopbudget.counting.flex_switch import EagerFlexAttention
 
     before = flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
     assert isinstance(before, bool)
-    manager = counter._eager_flex_attention()  # entered: the flag is set while counting
+    manager = EagerFlexAttention().__enter__()  # entered: the flag is set while counting
     assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG is True
     manager.__exit__(None, None, None)
     assert flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG == before
+
+
+def test_how_a_higher_order_op_reaches_a_dispatch_mode() -> None:
+    """higher_order.py: a release whose TorchDispatchMode has supports_higher_order_operators hands
+    a HOP to the __torch_dispatch__ of a mode that sets it; an older one (2.6) calls the rule
+    registered for the mode's class with hop.py_impl(ModeClass), as rule(mode, *args), the mode
+    popped. reach_older_torch registers one on every HOP in torch._ops._higher_order_ops."""
+    from torch._C import DispatchKey
+    from torch._ops import HigherOrderOperator, _higher_order_ops
+    from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode
+
+    assert {"cond", "while_loop", "invoke_subgraph"} <= set(_higher_order_ops)
+
+    class Double(HigherOrderOperator):
+        def __init__(self) -> None:
+            super().__init__("flopbudget_internals_double")
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return super().__call__(x)
+
+    double = Double()
+    assert _higher_order_ops["flopbudget_internals_double"] is double
+    double.py_impl(DispatchKey.CompositeExplicitAutograd)(lambda x: x * 2)
+    double.fallthrough(DispatchKey.AutogradCPU)
+    seen: list[Any] = []
+
+    class Probe(TorchDispatchMode):
+        supports_higher_order_operators = True
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            seen.append((func, _get_current_dispatch_mode()))
+            return func(*args, **(kwargs or {}))
+
+    if not hasattr(TorchDispatchMode, "supports_higher_order_operators"):
+        double.py_impl(Probe)(lambda mode, *args: mode.__torch_dispatch__(double, (), args, {}))
+    ones = torch.ones(2)
+    with Probe():
+        doubled = double(ones)
+    assert doubled.tolist() == [2.0, 2.0]
+    # the HOP, with the mode popped while its rule runs (on 2.6 a first HOP call imports dynamo,
+    # whose import runs aten ops of its own: counting/higher_order.py imports it before counting)
+    assert [(func, mode) for func, mode in seen if isinstance(func, HigherOrderOperator)] == [(double, None)]
+    _higher_order_ops.pop("flopbudget_internals_double")
 
 
 def test_the_autograd_engine_surfaces_the_module_tracker_uses() -> None:

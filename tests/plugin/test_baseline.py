@@ -132,8 +132,11 @@ def test_stale_entries_are_listed_and_pruned_on_full_runs_only(project: Project)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
         result.stderr.fnmatch_lines(["*--flop-prune-baseline refused:*"])
     assert len(project.load()["entries"]) == 3
-    # strict fails on stale entries
-    assert project.run("--flop-strict").ret == pytest.ExitCode.TESTS_FAILED
+    # strict fails on stale entries, and says so even at -q
+    result = project.run("--flop-strict", "-q")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["stale baseline entries: test_a.py::test_gone, test_b.py::test_file_gone",
+                                 "remove stale entries: pytest --flop-prune-baseline (failing: --flop-strict)"])
     result = project.run("--flop-prune-baseline")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["pruned 2 stale entries: test_a.py::test_gone, test_b.py::test_file_gone"])
@@ -171,6 +174,9 @@ def test_rewrite_is_byte_identical_and_skipped_when_unchanged(project: Project) 
 
 CORRUPT = [
     ("format: 1\nentries:\n  test_a.py::test_a:\n    flops: [1\n", 5, "not valid YAML"),
+    # an unclosed mapping is noticed on the next line: the message names the line it began on too
+    ("format: 2\nentries:\n  test_a.py::test_a:\n    modules:\n      fc: {type: Linear, flops: 1\n      fd: {}\n",
+     6, "not valid YAML: did not find expected ',' or '}' (while parsing a flow mapping at line 5)"),
     ("format: 1\nentries:\n  test_a.py::test_a: {flops: 1, macs: 1, params: 1}\n"
      "  test_a.py::test_a: {flops: 2, macs: 1, params: 1}\n", 4, "duplicate key 'test_a.py::test_a'"),
     ("format: 1\nentries:\n  test_a.py::test_a: {flops: -1, macs: 1, params: 1}\n", 3, "flops must be a non-negative integer"),
@@ -183,7 +189,7 @@ def test_corrupt_baseline_is_an_error_and_never_overwritten(project: Project, te
     project.write("test_a.py", project.linear_test("test_a", 8, 4))
     result = project.run("--flop-update-baseline")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*{project.baseline}:{line}: *{message}*"])
+    result.stderr.fnmatch_lines([f"*{project.baseline}:{line}: *{message}*restore the file from version control*"])
     assert project.baseline.read_text() == text
 
 

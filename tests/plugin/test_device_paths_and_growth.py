@@ -144,7 +144,7 @@ def test_a_regression_names_the_deepest_layer_with_repeated_layers_grouped(proje
         "  grown: layer.[0-5].ffn.lin1 (Linear) x6, layer.[0-5].ffn.lin2 (Linear) x6, layer.[0-5].ffn (FeedForward) x6",
     ])
     out = result.stdout.str()
-    assert f"grew: layer.[0-5].ffn.lin1 (Linear) x6: flops {before:,} -> {after:,}" in out
+    assert f"grew: layer.[0-5].ffn.lin1 (Linear) x6, each: flops {before:,} -> {after:,}" in out
     assert "layer (ModuleList)" not in out and "(Layer)" not in out  # only the sums of what grew
 
 

@@ -323,7 +323,9 @@ def test_reports_carry_the_exceeded_limits_and_the_grown_modules(project: Projec
     # a wider hidden layer also holds more bytes at the peak (float32 weights and activations)
     assert row["regressed"] == ["flops", "macs", "params", "peak_memory", "activation_memory"]
     text = (project.pytester.path / "r.md").read_text()
-    assert f"max_params: {params} params > limit {params - 1}" in text
+    # the reason reads as the failure line does (one sentence for an exceeded limit)
+    used = params / (params - 1)
+    assert f"max_params: {params} params > limit {params - 1} ({used:.1%} of budget, +{used - 1:.1%})" in text
     assert f"encoder (Linear): flops {linear_flops(1, 8, 4)} -> {linear_flops(1, 8, 6)}" in text
     props = {p.get("name"): p.get("value") for p in ET.parse(project.pytester.path / "j.xml").iter("property")}
     assert props["flop_budget_exceeded"].startswith(f"max_params: {params:,} params")

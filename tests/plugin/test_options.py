@@ -99,6 +99,19 @@ def test_the_accept_hint_repeats_the_options_that_decide_what_is_written(project
     project.run().stdout.fnmatch_lines(["accept these changes: pytest --flop-update-baseline (then commit other.yaml)"])
 
 
+def test_the_commands_hints_print_use_options_the_plugin_registers() -> None:
+    """Every message builds its commands from reporting/commands.py: renaming an option there or
+    in plugin/options.py without the other would make hints tell people to run a missing flag."""
+    from pytest_flopbudget.plugin.options import OPTIONS
+    from pytest_flopbudget.reporting import commands
+
+    flags = {option.flag for option in OPTIONS}
+    for option in (commands.UPDATE_OPTION, commands.PRUNE_OPTION, commands.STRICT_OPTION):
+        assert option in flags, f"{option} is not among the plugin's options {sorted(flags)}"
+    assert commands.update_command("--flop-device=meta").split() == ["pytest", commands.UPDATE_OPTION,
+                                                                     "--flop-device=meta"]
+
+
 def test_the_header_is_shown_only_where_the_plugin_is_used(project: Project) -> None:
     """Issue 19.10: like the cacheprovider's line, not in every run of every repository."""
     project.write("test_plain.py", "def test_plain():\n    assert True\n")

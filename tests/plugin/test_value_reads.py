@@ -40,12 +40,10 @@ def test_a_regression_outside_the_code_that_read_values_fails_across_devices(pro
     project.write("test_train.py", TRAINING_STEP.replace("{extra}", "h = h * 2"))
     result = project.run("--flop-device=meta")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*flops regressed:*",
-        "*the code read tensor values on the host: aten._local_scalar_dense* in AdamW.step()*seeded generator*",
-        "*FLOPS REGRESSED*",
-    ])
+    result.stdout.fnmatch_lines(["*flops regressed:*", "*FLOPS REGRESSED*"])
     assert "device mismatch" not in result.stdout.str()
+    # AdamW reads its own step counter, not the inputs: no hint to seed them
+    assert "seeded generator" not in result.stdout.str()
 
 
 BRANCHES = """

@@ -41,6 +41,11 @@ def dot_products(n_outputs: int, length: int, bias: bool = False) -> Cost:
     return (n_outputs * (2 * length - 1) + extra, n_outputs * length + extra)
 
 
+def sum_costs(*costs: Cost) -> Cost:
+    """Costs added up, flops with flops and macs with macs; nothing costs (0, 0)."""
+    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+
+
 def per_element(n: int) -> Cost:
     """One operation per element, counted alike in both numbers."""
     return (n, n)
@@ -59,6 +64,16 @@ def estimated(reason: str, when: Callable[..., bool] | None = None) -> Callable[
         return formula
 
     return mark
+
+
+def by_name(formula: Formula) -> Formula:
+    """Mark a formula that takes its op's arguments by the names of the op's schema, every one as a
+    keyword (shapes for tensors, as always): the registry binds each call to the schema of the
+    installed torch first. For private kernels, whose argument positions may move between torch
+    releases while the names the formula reads stay (tests/counting/test_torch_internals.py
+    checks that the schema still has them)."""
+    formula.by_name = True  # type: ignore[attr-defined]
+    return formula
 
 
 def is_estimated(formula: Formula, *args: object, **kwargs: object) -> str | None:

@@ -22,11 +22,7 @@ from __future__ import annotations
 
 from math import prod
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
-
-
-def _add(*costs: Cost) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+from pytest_flopbudget.counting.formulas import Cost, Shape, by_name, dot_products, numel, sum_costs
 
 
 def attention_core(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool) -> Cost:
@@ -35,7 +31,7 @@ def attention_core(q: Shape, k: Shape, v: Shape, *, masked: bool, dropout: bool)
     source, value_dim = k[-2], v[-1]
     n_scores = heads * length * source
     elementwise = n_scores * (2 + int(masked) + 2 * int(dropout))
-    return _add(
+    return sum_costs(
         dot_products(n_scores, embed),
         (elementwise, elementwise),
         dot_products(heads * length * value_dim, source),
@@ -50,7 +46,7 @@ def attention_core_backward(q: Shape, k: Shape, v: Shape, *, dropout: bool) -> C
     source, value_dim = k[-2], v[-1]
     n_scores = heads * length * source
     elementwise = n_scores * (2 + int(dropout))  # dropout's backward: one per element
-    return _add(
+    return sum_costs(
         dot_products(heads * source * value_dim, length),
         dot_products(n_scores, value_dim),
         dot_products(heads * length * embed, source),
@@ -103,7 +99,7 @@ def flex_attention(q: Shape, k: Shape, v: Shape, *args: object, score_mod_cost: 
     same rule as a causal mask, so the count does not depend on the kernel's block size."""
     n_scores = prod(q[:-1]) * k[-2]
     core = attention_core(q, k, v, masked=masked, dropout=False)
-    return _add(core, (n_scores * score_mod_cost[0], n_scores * score_mod_cost[1]))
+    return sum_costs(core, (n_scores * score_mod_cost[0], n_scores * score_mod_cost[1]))
 
 
 def flex_attention_backward(q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
@@ -147,7 +143,7 @@ def multi_head_attention(
     if average_weights:
         n = batch * heads * length * source
         costs.append((n, n))
-    return _add(*costs)
+    return sum_costs(*costs)
 
 
 def mha_forward_function(
@@ -215,7 +211,7 @@ def transformer_encoder_layer(
     n = tokens * embed_dim
     affine_1 = norm_weight_1 is not None or norm_bias_1 is not None
     affine_2 = norm_weight_2 is not None or norm_bias_2 is not None
-    return _add(
+    return sum_costs(
         multi_head_attention(
             tokens, tokens, batch, embed_dim, num_heads, embed_dim, embed_dim,
             in_bias=qkv_bias is not None, out_bias=proj_bias is not None,
@@ -268,50 +264,56 @@ def _heads_first(shape: Shape) -> Shape:
     return (*shape[:-3], shape[-2], shape[-3], shape[-1])
 
 
-def _dropout_at(args: tuple, position: int, kwargs: dict) -> bool:
-    value = kwargs.get("dropout_p", args[position] if len(args) > position else 0.0)
-    return bool(value)
+# Private kernels: bound by their schema's names (formulas.by_name), never by position, so an
+# argument torch inserts before dropout_p in a later release cannot be read as dropout_p
+# (tests/counting/test_torch_internals.py checks the schema still has the names read here).
 
 
-def flash_attention_forward(q: Shape, k: Shape, v: Shape, *args: object, out_shape: object = None,
-                            **kwargs: object) -> Cost:
-    """``_flash_attention_forward(q, k, v, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal,
-    ..., *, alibi_slopes)``. Variable-length batches (``cum_seq_q`` given) pack every sequence into
-    one (total, H, E) tensor, counted as one sequence of ``total`` tokens attending to ``total``
-    keys (an upper bound: the real per-sequence lengths are values)."""
-    masked = kwargs.get("alibi_slopes") is not None  # one bias add per score
-    return attention_core(_heads_first(q), _heads_first(k), _heads_first(v), masked=masked,
-                          dropout=_dropout_at(args, 4, kwargs))
+@by_name
+def flash_attention_forward(*, query: Shape, key: Shape, value: Shape, dropout_p: float,
+                            alibi_slopes: Shape | None = None, out_shape: object = None, **kwargs: object) -> Cost:
+    """``_flash_attention_forward(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p,
+    is_causal, ..., *, alibi_slopes)``. Variable-length batches (``cum_seq_q`` given) pack every
+    sequence into one (total, H, E) tensor, counted as one sequence of ``total`` tokens attending to
+    ``total`` keys (an upper bound: the real per-sequence lengths are values)."""
+    return attention_core(_heads_first(query), _heads_first(key), _heads_first(value),
+                          masked=alibi_slopes is not None, dropout=bool(dropout_p))  # alibi: one add per score
 
 
-def flash_attention_forward_into(out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
-                                 out_shape: object = None, **kwargs: object) -> Cost:
-    """``_flash_attention_forward_no_dropout_inplace(out, q, k, v, ...)``: the forward, written into ``out``."""
-    return flash_attention_forward(q, k, v, *args, out_shape=out_shape, **kwargs)
+@by_name
+def flash_attention_forward_into(*, out: Shape, query: Shape, key: Shape, value: Shape, dropout_p: float,
+                                 alibi_slopes: Shape | None = None, out_shape: object = None,
+                                 **kwargs: object) -> Cost:
+    """``_flash_attention_forward_no_dropout_inplace(out, query, key, value, ...)``: the forward,
+    written into ``out``."""
+    return flash_attention_forward(query=query, key=key, value=value, dropout_p=dropout_p, alibi_slopes=alibi_slopes)
 
 
-def efficient_attention_forward(q: Shape, k: Shape, v: Shape, bias: Shape | None = None, *args: object,
+@by_name
+def efficient_attention_forward(*, query: Shape, key: Shape, value: Shape, bias: Shape | None, dropout_p: float,
                                 out_shape: object = None, **kwargs: object) -> Cost:
-    """``_efficient_attention_forward(q, k, v, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-    max_seqlen_k, dropout_p, custom_mask_type, ...)``: a bias tensor is one add per score."""
-    return attention_core(_heads_first(q), _heads_first(k), _heads_first(v), masked=bias is not None,
-                          dropout=_dropout_at(args, 4, kwargs))
+    """``_efficient_attention_forward(query, key, value, bias, cu_seqlens_q, cu_seqlens_k,
+    max_seqlen_q, max_seqlen_k, dropout_p, custom_mask_type, ...)``: a bias tensor is one add per score."""
+    return attention_core(_heads_first(query), _heads_first(key), _heads_first(value), masked=bias is not None,
+                          dropout=bool(dropout_p))
 
 
-def flash_attention_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
+@by_name
+def flash_attention_backward(*, query: Shape, key: Shape, value: Shape, dropout_p: float,
                              out_shape: object = None, **kwargs: object) -> Cost:
-    """``_flash_attention_backward(grad_out, q, k, v, out, logsumexp, cum_seq_q, cum_seq_k, max_q,
-    max_k, dropout_p, ...)``: the gradients of attention_core_backward."""
-    return attention_core_backward(_heads_first(q), _heads_first(k), _heads_first(v),
-                                   dropout=_dropout_at(args, 6, kwargs))
+    """``_flash_attention_backward(grad_out, query, key, value, out, logsumexp, cum_seq_q, cum_seq_k,
+    max_q, max_k, dropout_p, ...)``: the gradients of attention_core_backward."""
+    return attention_core_backward(_heads_first(query), _heads_first(key), _heads_first(value),
+                                   dropout=bool(dropout_p))
 
 
-def efficient_attention_backward(grad_out: Shape, q: Shape, k: Shape, v: Shape, *args: object,
+@by_name
+def efficient_attention_backward(*, query: Shape, key: Shape, value: Shape, dropout_p: float,
                                  out_shape: object = None, **kwargs: object) -> Cost:
-    """``_efficient_attention_backward(grad_out, q, k, v, bias, out, cu_seqlens_q, cu_seqlens_k,
-    max_seqlen_q, max_seqlen_k, logsumexp, dropout_p, ...)``."""
-    return attention_core_backward(_heads_first(q), _heads_first(k), _heads_first(v),
-                                   dropout=_dropout_at(args, 7, kwargs))
+    """``_efficient_attention_backward(grad_out_, query, key, value, bias, out, cu_seqlens_q,
+    cu_seqlens_k, max_seqlen_q, max_seqlen_k, logsumexp, dropout_p, ...)``."""
+    return attention_core_backward(_heads_first(query), _heads_first(key), _heads_first(value),
+                                   dropout=bool(dropout_p))
 
 
 RULES.update({

@@ -14,14 +14,10 @@ from __future__ import annotations
 from math import prod
 from typing import Sequence
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, first_shape, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, first_shape, numel, sum_costs
 from pytest_flopbudget.counting.formulas.norm import normalise
 from pytest_flopbudget.counting.formulas.recurrent import GATE_WORK
 from pytest_flopbudget.counting.formulas.resampling import interpolate
-
-
-def _add(*costs: Cost) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
 
 
 def _same(n: int) -> Cost:
@@ -166,7 +162,7 @@ def matmul_backward(grad: Shape, a: Shape, b: Shape, mask: Sequence[bool] = (Tru
     for wanted, operand in zip(mask, (a, b)):
         if wanted and numel(operand):
             costs.append(dot_products(numel(operand), multiplies // numel(operand)))
-    return _add(*costs) if costs else (0, 0)
+    return sum_costs(*costs) if costs else (0, 0)
 
 
 def mkldnn_linear_backward_input(input_size: Sequence[int], grad_out: Shape, weight: Shape, *args: object,
@@ -179,7 +175,7 @@ def mkldnn_linear_backward_weights(grad_out: Shape, x: Shape, weight: Shape, bia
                                    *args: object, out_shape: object = None, **kwargs: object) -> Cost:
     """``mkldnn_linear_backward_weights(grad_output, input, weight, bias_defined)``: gradᵀ·x and the bias sum."""
     tokens = numel(grad_out[:-1])
-    return _add(dot_products(numel(weight), tokens), _same(numel(grad_out) if bias_defined else 0))
+    return sum_costs(dot_products(numel(weight), tokens), _same(numel(grad_out) if bias_defined else 0))
 
 
 RULES = {

@@ -19,7 +19,7 @@ from __future__ import annotations
 from math import ceil, log2
 from typing import Sequence
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, first_shape, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, first_shape, numel, sum_costs
 
 
 def transform_cost(length: int, real: bool) -> Cost:
@@ -44,10 +44,6 @@ def _norm(normalization: int, out: Shape) -> Cost:
     return (n, n)
 
 
-def _sum(costs: Sequence[Cost]) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
-
-
 def fft_r2c(x: Shape, dim: Sequence[int], normalization: int = 0, onesided: bool = True, *args: object,
             out_shape: object = None, **kwargs: object) -> Cost:
     """``_fft_r2c(self, dim, normalization, onesided)``."""
@@ -55,7 +51,7 @@ def fft_r2c(x: Shape, dim: Sequence[int], normalization: int = 0, onesided: bool
     dims = [d % len(x) for d in dim]
     costs = [along(x, dims[-1], real=True)]
     costs += [along(out, d, real=False) for d in dims[:-1]]
-    return _sum(costs + [_norm(normalization, out)])
+    return sum_costs(*costs, _norm(normalization, out))
 
 
 def fft_c2r(x: Shape, dim: Sequence[int], normalization: int = 0, last_dim_size: int = 0, *args: object,
@@ -65,7 +61,7 @@ def fft_c2r(x: Shape, dim: Sequence[int], normalization: int = 0, last_dim_size:
     dims = [d % len(x) for d in dim]
     costs = [along(x, d, real=False) for d in dims[:-1]]
     costs.append(along(out, dims[-1], real=True, length=last_dim_size or out[dims[-1]]))
-    return _sum(costs + [_norm(normalization, out)])
+    return sum_costs(*costs, _norm(normalization, out))
 
 
 def fft_c2c(x: Shape, dim: Sequence[int], normalization: int = 0, forward: bool = True, *args: object,
@@ -73,7 +69,7 @@ def fft_c2c(x: Shape, dim: Sequence[int], normalization: int = 0, forward: bool 
     """``_fft_c2c(self, dim, normalization, forward)``."""
     out = first_shape(out_shape)
     costs = [along(x, d % len(x), real=False) for d in dim]
-    return _sum(costs + [_norm(normalization, out)])
+    return sum_costs(*costs, _norm(normalization, out))
 
 
 RULES = {

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from math import ceil, prod
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, estimated, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, estimated, numel, sum_costs
 
 
 def _batched(shape: Shape, per_matrix: float) -> Cost:
@@ -40,10 +40,6 @@ def _batched(shape: Shape, per_matrix: float) -> Cost:
     flops = ceil(per_matrix)
     batch = prod(shape[:-2])
     return (batch * flops, batch * ceil(flops / 2))
-
-
-def _add(*costs: Cost) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
 
 
 def lu_flops(m: int, n: int) -> float:
@@ -146,7 +142,7 @@ def solve(a: Shape, b: Shape, *args: object, out_shape: object = None, **kwargs:
     """``_linalg_solve_ex(A, B, *, left)``: LU of A, then 2n² per right-hand side."""
     n = a[-1]
     left = bool(kwargs.get("left", True))
-    return _add(_batched(a, lu_flops(n, n)), _solve_batch(a, b, 2 * n * n * _rhs(a, b, left)))
+    return sum_costs(_batched(a, lu_flops(n, n)), _solve_batch(a, b, 2 * n * n * _rhs(a, b, left)))
 
 
 def solve_with_factor(factor: Shape, pivots: Shape, b: Shape, *args: object, out_shape: object = None,

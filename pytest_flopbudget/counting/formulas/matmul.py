@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from math import prod
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel, sum_costs
 
 
 def mm(a: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
@@ -157,7 +157,7 @@ def linear_backward(x: Shape, grad_out: Shape, weight: Shape, output_mask: objec
         costs.append(dot_products(numel(weight), tokens))
     if len(mask) > 2 and mask[2]:
         costs.append((numel(grad_out), numel(grad_out)))
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
+    return sum_costs(*costs)
 
 
 def semi_structured_mm(a: Shape, a_meta: Shape, b: Shape, *args: object, out_shape: Shape, **kwargs: object) -> Cost:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, first_shape, numel, per_element
+from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, first_shape, numel, per_element, sum_costs
 from pytest_flopbudget.counting.formulas import conv, norm
 
 # the registry counts integer tensors for this family (quint8 in, quint8 out is still work)
@@ -31,10 +31,6 @@ def _packed(value: Any, op: str) -> Mapping[str, Any]:
     return value
 
 
-def _add(a: Cost, b: Cost) -> Cost:
-    return (a[0] + b[0], a[1] + b[1])
-
-
 def linear(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """``quantized::linear`` and ``linear_dynamic``: the dot products of ``F.linear`` (+1 per output with a bias)."""
     weights = _packed(packed, "quantized linear")
@@ -43,7 +39,7 @@ def linear(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: obj
 
 def linear_activation(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """A linear with its activation fused (relu, leaky_relu, tanh): one more per output element."""
-    return _add(linear(x, packed, out_shape=out_shape), per_element(numel(out_shape)))
+    return sum_costs(linear(x, packed, out_shape=out_shape), per_element(numel(out_shape)))
 
 
 def convolution(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
@@ -55,17 +51,17 @@ def convolution(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs
 
 def convolution_activation(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """A convolution with ReLU fused: one more per output element."""
-    return _add(convolution(x, packed, out_shape=out_shape), per_element(numel(out_shape)))
+    return sum_costs(convolution(x, packed, out_shape=out_shape), per_element(numel(out_shape)))
 
 
 def convolution_add(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """``conv2d_add``: the convolution, then the residual add (one per output element)."""
-    return _add(convolution(x, packed, out_shape=out_shape), per_element(numel(out_shape)))
+    return sum_costs(convolution(x, packed, out_shape=out_shape), per_element(numel(out_shape)))
 
 
 def convolution_add_relu(x: Shape, packed: Any, *args: object, out_shape: Shape, **kwargs: object) -> Cost:
     """``conv2d_add_relu``: the convolution, the add and the ReLU (two per output element)."""
-    return _add(convolution(x, packed, out_shape=out_shape), per_element(2 * numel(out_shape)))
+    return sum_costs(convolution(x, packed, out_shape=out_shape), per_element(2 * numel(out_shape)))
 
 
 def elementwise(*args: object, out_shape: object, **kwargs: object) -> Cost:
@@ -96,7 +92,7 @@ def batch_norm(x: Shape, weight: Shape | None = None, bias: Shape | None = None,
 
 def batch_norm_relu(x: Shape, weight: Shape | None = None, bias: Shape | None = None, *args: object,
                     out_shape: object, **kwargs: object) -> Cost:
-    return _add(batch_norm(x, weight, bias, out_shape=out_shape), per_element(numel(x)))
+    return sum_costs(batch_norm(x, weight, bias, out_shape=out_shape), per_element(numel(x)))
 
 
 def layer_norm(x: Shape, normalized_shape: object, weight: Shape | None = None, bias: Shape | None = None,

@@ -29,14 +29,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, numel
+from pytest_flopbudget.counting.formulas import Cost, Shape, by_name, dot_products, numel, sum_costs
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 GATE_WORK = {"rnn": 2, "gru": 10, "lstm": 13}  # elementwise operations per hidden unit, per token
-
-
-def _add(*costs: Cost) -> Cost:
-    return (sum(c[0] for c in costs), sum(c[1] for c in costs))
 
 
 def cell_per_token(kind: str, input_size: int, hidden: int, recurrent_size: int, *, bias: bool,
@@ -52,7 +48,7 @@ def cell_per_token(kind: str, input_size: int, hidden: int, recurrent_size: int,
     ]
     if proj_size:
         costs.append(dot_products(proj_size, hidden))
-    return _add(*costs)
+    return sum_costs(*costs)
 
 
 def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_biases: bool,
@@ -75,22 +71,22 @@ def recurrent_layers(kind: str, tokens: int, params: Sequence[Shape], *, has_bia
     if train and dropout > 0 and num_layers > 1:
         n = 2 * (num_layers - 1) * tokens * directions * out_features  # two per element, as dropout
         costs.append((n, n))
-    return _add(*costs)
+    return sum_costs(*costs)
 
 
 def _network(kind: str):  # type: ignore[no-untyped-def]
-    def formula(x: Shape, *args: object, out_shape: object = None, **kwargs: object) -> Cost:
-        """``torch.<kind>(input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
-        batch_first)`` or the packed form ``(data, batch_sizes, hx, params, has_biases, ...)``."""
-        if isinstance(args[2], list):  # packed: args[2] is the weight list, not has_biases
-            params, has_biases, num_layers, dropout, train, bidirectional = args[2:8]
-            tokens = x[0]
-        else:
-            params, has_biases, num_layers, dropout, train, bidirectional = args[1:7]
-            tokens = numel(x[:-1])
+    @by_name
+    def formula(*, params: Sequence[Shape], has_biases: bool, num_layers: int, dropout: float, train: bool,
+                bidirectional: bool, input: Shape | None = None, data: Shape | None = None,
+                out_shape: object = None, **kwargs: object) -> Cost:
+        """``aten.<kind>.input(input, hx, params, has_biases, num_layers, dropout, train,
+        bidirectional, batch_first)`` or, for a packed sequence, ``aten.<kind>.data(data,
+        batch_sizes, hx, params, has_biases, ...)``, bound by these names: a packed sequence's
+        ``data`` holds one row per token, ``input`` is (..., features)."""
+        tokens = data[0] if data is not None else numel(input[:-1])  # type: ignore[index]
         return recurrent_layers(
-            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),  # type: ignore[arg-type,call-overload]
-            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),  # type: ignore[arg-type,call-overload]
+            kind, tokens, params, has_biases=bool(has_biases), num_layers=int(num_layers),
+            bidirectional=bool(bidirectional), dropout=float(dropout), train=bool(train),
         )
 
     formula.__name__ = f"{kind}_network"
@@ -138,7 +134,7 @@ def mkldnn_rnn_layer_backward(input: Shape, weight1: Shape, weight2: Shape, weig
     w_ih, w_hh = weight1, weight2
     hidden = w_ih[0] // GATES["lstm"]
     gates = GATES["lstm"] * hidden
-    products = _add(dot_products(gates, w_ih[1]), dot_products(gates, w_hh[1]))
+    products = sum_costs(dot_products(gates, w_ih[1]), dot_products(gates, w_hh[1]))
     work = GATE_WORK["lstm"] * hidden + (2 * gates if bool(has_biases) else 0)
     tokens = numel(input[:-1])
     return (tokens * (2 * products[0] + work), tokens * (2 * products[1] + work))

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from math import ceil
 
-from pytest_flopbudget.counting.formulas import Cost, Shape, dot_products, estimated, first_shape, numel, per_element
+from pytest_flopbudget.counting.formulas import (
+    Cost, Shape, dot_products, estimated, first_shape, numel, per_element, sum_costs,
+)
 
 _ADAPTIVE = (
     "sampling_ratio <= 0 samples ceil(roi/bin) points per bin, a value of each box; counted for boxes "
@@ -113,7 +115,7 @@ def deform_conv2d(x: Shape, weight: Shape, offset: Shape, mask: Shape | None, bi
     columns = _deform_columns(x, weight, out_shape)
     sampling = (columns * (8 if use_mask else 7), columns * (5 if use_mask else 4))
     product = dot_products(numel(out_shape), weight[1] * weight[2] * weight[3], bias=bias is not None)
-    return (sampling[0] + product[0], sampling[1] + product[1])
+    return sum_costs(sampling, product)
 
 
 def deform_conv2d_backward(grad: Shape, x: Shape, weight: Shape, offset: Shape, mask: Shape | None,
