@@ -16,7 +16,6 @@ pass ends (see module_tracker.py), whether the pass was started by measure() or 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 from typing import Any, Iterable, Iterator
 
@@ -112,15 +111,7 @@ class CountingSession:
                     memory: Memory | None = None) -> Measurement:
         """What the run counted, spread over the module tree of ``state``, with its memory (each
         module's row carries the bytes live at the peak that its code allocated)."""
-        measured = collect(state, self.counter, target, backward)
-        if memory is None:
-            return measured
-        # one row per module (hundreds): a ModuleCost made from its fields, not dataclasses.replace
-        # (which inspects the class's fields again for every row, twice as slow)
-        per_module = memory.modules
-        modules = {name: type(cost)(**{**cost.__dict__, "memory": per_module.get(name, 0)})
-                   for name, cost in measured.modules.items()}
-        return dataclasses.replace(measured, memory=memory, modules=modules)
+        return collect(state, self.counter, target, backward, memory)
 
 
 @contextlib.contextmanager
