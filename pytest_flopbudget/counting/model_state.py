@@ -15,7 +15,6 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from pytest_flopbudget.counting.names import ancestors
 
 
 @dataclass
@@ -38,13 +37,11 @@ class ModelState:
         # parameter -> the modules whose total includes it (a list until the parameter is seen again)
         credited: dict[int, list[str] | set[str]] = {}
         per_module = state.params_per_module
-        for prefix, module in root.named_modules(remove_duplicate=False):
+        for prefix, module, holders in _walk(root):
             first_visit = id(module) not in seen_modules
             if first_visit:
                 seen_modules.add(id(module))
                 state.modules.append((prefix, module))
-            if module._parameters:
-                holders = ancestors(prefix)
             for key, param in module._parameters.items():
                 if param is None:
                     continue
@@ -196,6 +193,30 @@ def _restore_contents(container: dict | list | set, old: object) -> None:
         if container != old:
             container.clear()
             container.update(old)
+
+
+_DEEPEST = 1000
+
+
+def _walk(root: nn.Module) -> Iterator[tuple[str, nn.Module, list[str]]]:
+    """``root.named_modules(remove_duplicate=False)`` in the same order, each module with its
+    ancestors' names (itself included): one loop over an explicit stack, where torch's nested
+    generators pass every module up through each level above it."""
+    pending: list[tuple[str, nn.Module, list[str]]] = [("", root, [""])]
+    while pending:
+        prefix, module, holders = pending.pop()
+        yield prefix, module, holders
+        children = module._modules
+        if children:
+            if len(holders) > _DEEPEST:  # torch's own walk would exhaust the stack; this one would not end
+                raise RecursionError(f"the module tree of {type(root).__name__} is deeper than {_DEEPEST} levels "
+                                     f"(at ...{prefix[-60:]!r}): does a module contain itself?")
+            below = []
+            for key, child in children.items():
+                if child is not None:
+                    name = f"{prefix}.{key}" if prefix else key
+                    below.append((name, child, [*holders, name]))
+            pending.extend(reversed(below))
 
 
 def _join(prefix: str, key: str) -> str:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pytest_flopbudget as fb
+from pytest_flopbudget.counting.model_state import ModelState
 from counting_helpers import engine_state
 
 
@@ -111,6 +112,26 @@ def test_tied_and_shared_weights_counted_once():
     assert m.params == 10 * 4 + (4 * 4 + 4)
     assert m.flops == 2 * linear_flops(3, 4, 4) + linear_flops(3, 4, 10, bias=False)
     assert m.modules["head"].params == 40 and m.modules["embed"].params == 40
+
+
+def test_a_shared_subtree_credits_its_parameters_under_each_parent_once_above_both():
+    block = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 2)))  # 20 + 10 parameters
+    model = nn.ModuleDict({"left": nn.Sequential(block), "right": nn.Sequential(nn.Identity(), block)})
+    model.right.add_module("gap", None)  # a None child is skipped, as torch's own walk skips it
+    state = ModelState.read(model)
+    assert [name for name, _ in state.modules] == [
+        name for name, _ in model.named_modules()]  # each module once, under its first name
+    per_module = state.params_per_module
+    assert per_module["left"] == per_module["right"] == per_module["right.1.1"] + 20 == 30
+    assert per_module[""] == 30  # once above both
+    assert list(state.params) == [name for name, _ in model.named_parameters()]
+
+
+def test_a_module_that_contains_itself_is_a_clear_recursion_error():
+    model = nn.Sequential(nn.Linear(2, 2))
+    model.add_module("again", model)
+    with pytest.raises(RecursionError, match="does a module contain itself"):
+        ModelState.read(model)
 
 
 def test_buffers_are_not_params_and_frozen_params_are_not_trainable():
@@ -270,7 +291,7 @@ def test_data_dependent_model_on_meta_says_to_use_cpu(op):
             return x * x.sum().item()
 
     assert fb.measure(DataDependent(), torch.randn(4)).uncounted == {}
-    with pytest.raises(fb.MeasurementError, match="counted on 'cpu' \(device='cpu'\)"):
+    with pytest.raises(fb.MeasurementError, match=r"counted on 'cpu' \(device='cpu'\)"):
         fb.measure(DataDependent(), torch.randn(4), device="meta")
 
 
