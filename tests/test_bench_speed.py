@@ -42,3 +42,20 @@ def test_memory_off_variant_counts_the_same_flops_and_sees_no_allocation():
     # (2x4) @ (4x3): 24 multiply-adds, plus the bias: 6
     assert unplugged.macs == measured.macs == 2 * 4 * 3 + 2 * 3
     assert unplugged.flops == measured.flops
+
+
+def test_speed_parts_layers_run_and_render_their_steps():
+    import speed_parts
+
+    model, x = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).eval(), torch.ones(2, 4)
+    before = [b.clone() for b in model.buffers()]
+    layers = speed_parts.variants(model, x)
+    assert list(layers)[0] == "floor" and list(layers)[5] == "measure()"
+    for run in layers.values():
+        run()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers()))
+    table = speed_parts.render({"title": "tiny", "forward_s": 0.001,
+                                "ratio": {"floor": 1.2, "tracker": 1.0, "session, memory off": 1.5, "read": 0.1}})
+    # a step is the difference to the row above; the standalone parts get none
+    assert "| tracker | 1.00x | -0.20x |" in table and "| session, memory off | 1.50x | +0.50x |" in table
+    assert "| read | 0.10x |  |" in table
