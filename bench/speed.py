@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import os
 import statistics
@@ -128,10 +129,12 @@ def run_cpu(name: str, repeats: int, warmup: int) -> dict[str, Any]:
     model = workload.build().eval()
     x = workload.make_input()
     fns = variants()
-    # each variant counts its own copy, made before any runs: thop leaves two buffers on every module
-    # it profiled (total_ops, total_params: 302 buffers instead of 156 on MobileNetV2), and every
-    # counter that reads or protects a model's buffers would otherwise pay for them
-    models = {variant: copy.deepcopy(model) for variant in fns}
+    # each variant counts a fresh copy of the model in every repeat, copied before the timed pair:
+    # peers leave things on the models they count (thop two buffers on every module, total_ops and
+    # total_params: 302 buffers instead of 156 on MobileNetV2; ptflops' aten backend a forward hook
+    # pair on each top-level child per call, never removed, each holding its counter alive), which would slow the
+    # next counter of the same model, or the same counter's next plain forward (its ratio's
+    # denominator), and keep ever more objects alive for the garbage collector to walk
     order = list(fns)
     ratios: dict[str, list[float]] = {v: [] for v in fns}
     seconds: dict[str, list[float]] = {v: [] for v in fns}
@@ -139,12 +142,14 @@ def run_cpu(name: str, repeats: int, warmup: int) -> dict[str, Any]:
     for i in range(warmup + repeats):
         rotated = order[i % len(order):] + order[:i % len(order)]
         for variant in rotated:
+            counted = copy.deepcopy(model)
+            gc.collect()  # the previous variant's garbage is not this one's to collect
             t = time.process_time()
             with torch.no_grad():
-                models[variant](x)
+                counted(x)
             forward = time.process_time() - t
             t = time.process_time()
-            fns[variant](models[variant], x)
+            fns[variant](counted, x)
             elapsed = time.process_time() - t
             if i >= warmup:
                 ratios[variant].append(elapsed / forward)
@@ -319,8 +324,9 @@ def render_meta(rows: list[dict[str, Any]]) -> str:
 
 _INTROS = {
     "cpu": ("CPU time of one count over a plain no-grad forward (one torch thread), medians of {n} "
-            "paired repeats, interquartile range in brackets; ours is `measure(model, x)` as users run "
-            "it, memory tracking on. \"memory's share\" is ours minus ours with the memory tracker "
+            "paired repeats, interquartile range in brackets; each variant counts a fresh copy of the "
+            "model in each repeat (peers leave hooks and buffers on what they count). Ours is "
+            "`measure(model, x)` as users run it, memory tracking on. \"memory's share\" is ours minus ours with the memory tracker "
             "unplugged from the dispatch mode (bench only; entry registration and the final replay still run)."),
     "meta": ("Seconds (CPU) of one count of a model built on meta before both, medians of {n} paired "
              "repeats; count / measure is the median of the per-repeat ratios (interquartile range in "
