@@ -170,6 +170,38 @@ def test_k_split_without_one_shard_names_the_tests_no_shard_ran(tmp_path: Path) 
     assert [r.key for r in merge([a, b, c], base).summary.rows] == list(everything)
 
 
+def test_the_one_report_left_of_a_k_split_merges_as_partial_and_says_so(tmp_path: Path) -> None:
+    base = committed(tmp_path, {"b.py::t": Entry(5, 3, 3, device="cpu")})
+    everything = ("a.py::t", "b.py::t")
+    a = write(tmp_path, "a.json", record(verdict("a.py::t", 5), collected=everything, selection={**WHOLE, "-k": "a"}))
+    # a serial `pytest -k a` looks the same: merged, but never silently
+    merged = merge([a], base, strict=True)
+    assert [r.key for r in merged.summary.rows] == ["a.py::t"] and merged.outcome.stale == ()
+    assert merged.outcome.notes[0] == (
+        "partial: 1 collected test(s) run by no shard (-k 'a'); their baseline entries are kept and not judged. "
+        "If another shard ran them, its report is missing: give every shard's report")
+    whole = write(tmp_path, "whole.json", record(verdict("a.py::t", 5), verdict("b.py::t", 5)))
+    assert not any(note.startswith("partial") for note in merge([whole], base).outcome.notes)
+
+
+def test_a_report_given_twice_is_refused_whether_the_same_file_or_a_copy(tmp_path: Path) -> None:
+    base = committed(tmp_path, {})
+    everything = ("a.py::t", "b.py::t")
+    run = record(verdict("a.py::t", 5), collected=everything, selection={**WHOLE, "-k": "a"})
+    a = write(tmp_path, "a.json", run)
+    copy = write(tmp_path, "copy.json", run)
+    # both copies apply the same -k, which alone would read as a filter every shard applies
+    with pytest.raises(MergeError, match="a.json and .*a.json are the same file: one shard's report is given twice"):
+        merge([a, tmp_path / "." / "a.json"], base)
+    with pytest.raises(MergeError, match=r"a.json and .*copy.json are the same run \(the same tests, options and device\)"):
+        merge([a, copy], base)
+    # two shards that ran nothing (an empty -k match) are not the same run
+    empty = [write(tmp_path, f"e{i}.json", record(collected=everything, selected=(), selection={**WHOLE, "-k": k}))
+             for i, k in enumerate(("x", "y"))]
+    b = write(tmp_path, "b.json", record(verdict("b.py::t", 5), collected=everything, selection={**WHOLE, "-k": "b"}))
+    assert merge([a, b, *empty], base).outcome.exit_status == EXIT_OK
+
+
 def test_path_split_without_one_shard_names_the_entries_outside_every_path(tmp_path: Path) -> None:
     base = committed(tmp_path, {f"tests/{p}/t.py::t": Entry(5, 3, 3, device="cpu") for p in "abc"})
     a, b, c = (write(tmp_path, f"{p}.json",

@@ -75,6 +75,7 @@ def merge(paths: Sequence[Path], baseline: Baseline, *, update: bool = False, st
         raise MergeError("give the JSON report of every shard")
     shards = [read(Path(p)) for p in paths]
     torch = _one_torch(shards)
+    _check_distinct(shards)
     partial = _check_complete(shards, baseline)
     verdicts = _union(shards)
     judged = tuple(_rejudge(v, baseline, update=update, strict=strict) for v in verdicts)
@@ -84,6 +85,11 @@ def merge(paths: Sequence[Path], baseline: Baseline, *, update: bool = False, st
                     update=update, strict=strict, exit_status=EXIT_TESTS_FAILED if failing else EXIT_OK,
                     torch_version=torch)
     outcome = finish(ending)
+    if partial is not None:
+        # said where the merge's reader looks: a lost shard of a -k split looks exactly like this
+        outcome = dataclasses.replace(outcome, notes=(
+            f"partial: {partial}; their baseline entries are kept and not judged. If another shard ran "
+            "them, its report is missing: give every shard's report", *outcome.notes))
     devices = sorted({s.record.device for s in shards})
     note = None
     if baseline.torch_version is not None and baseline.torch_version != torch:
@@ -104,6 +110,25 @@ def _one_torch(shards: Sequence[ShardReport]) -> str:
         raise MergeError(f"the shards ran different torch releases ({listed}); counts can differ between "
                          "releases: run every shard with the same torch")
     return versions.pop()
+
+
+def _check_distinct(shards: Sequence[ShardReport]) -> None:
+    """The same report given twice (the same file, or a copy: the same tests selected with the same
+    options on the same device) would make a split look whole: refused, naming both."""
+    seen: dict[object, ShardReport] = {}
+    for shard in shards:
+        record = shard.record
+        if record.shard is not None:  # numbered shards: _check_numbered names the index given twice
+            continue
+        for key in (("file", shard.path.resolve()),
+                    ("run", record.selected, record.device, json.dumps(record.selection, sort_keys=True))):
+            if key[0] == "run" and not record.selected:
+                continue
+            first = seen.setdefault(key, shard)
+            if first is not shard:
+                what = "the same file" if key[0] == "file" else "the same run (the same tests, options and device)"
+                raise MergeError(f"{first.path} and {shard.path} are {what}: one shard's report is given twice; "
+                                 "give each shard's report once")
 
 
 def _check_complete(shards: Sequence[ShardReport], baseline: Baseline) -> str | None:
