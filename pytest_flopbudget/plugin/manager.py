@@ -18,7 +18,7 @@ import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem
 from pytest_flopbudget.reporting.baseline import Baseline, torch_version
-from pytest_flopbudget.reporting.commands import UPDATE_OPTION
+from pytest_flopbudget.reporting.commands import STRICT_OPTION, UPDATE_OPTION
 from pytest_flopbudget.plugin.collected import CollectedTests, selected_part, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
@@ -307,10 +307,39 @@ class FlopBudgetPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
                                 config: pytest.Config) -> None:
+        if self.outcome is not None:
+            _count_in_final_line(terminalreporter, self.outcome)
         if self.summary is None or self.summary.empty:
             return
         width = config.get_terminal_writer().fullwidth
         write_terminal(terminalreporter, self.summary, config.get_verbosity(), width)
+
+
+def _count_in_final_line(terminalreporter: pytest.TerminalReporter, outcome: Outcome) -> None:
+    """What fails the run without failing a test, in pytest's last line: "4 passed, 1 stale
+    (--flop-strict)" instead of a green "4 passed" over exit status 1. pytest shows every key of
+    its stats there, counted, and colours the line yellow for a key it does not know."""
+    if outcome.stale_failed:
+        key = f"stale ({STRICT_OPTION})"
+        terminalreporter.stats.setdefault(key, []).extend(_Counted(name, "stale") for name in outcome.stale)
+    if outcome.write_failed:
+        terminalreporter.stats.setdefault("baseline not written", []).append(_Counted("", "not written"))
+
+
+@dataclasses.dataclass
+class _Counted:
+    """One entry of pytest's stats that is not a test report: counted in the last line; for other
+    plugins that walk every key of the stats (hypothesis reads each report's ``__dict__``), it has a
+    report's common attributes and belongs to no test phase."""
+
+    nodeid: str
+    outcome: str
+    when: str = "session"
+    longrepr: None = None
+    duration: float = 0.0
+    count_towards_summary: bool = True
+    sections: tuple = ()
+    user_properties: tuple = ()
 
 
 def _why_properties(verdict: TestVerdict) -> list[tuple[str, object]]:

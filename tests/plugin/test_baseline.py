@@ -137,6 +137,11 @@ def test_stale_entries_are_listed_and_pruned_on_full_runs_only(project: Project)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["stale baseline entries: test_a.py::test_gone, test_b.py::test_file_gone",
                                  "remove stale entries: pytest --flop-prune-baseline (failing: --flop-strict)"])
+    assert "2 passed, 2 stale (--flop-strict) in " in result.stdout.lines[-1]
+    # the same under xdist (the controller's line), and next to a plugin that reads every report (hypothesis)
+    result = project.run("--flop-strict", "-q", "-n", "2", "-p", "hypothesis")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "2 passed, 2 stale (--flop-strict) in " in result.stdout.lines[-1]
     result = project.run("--flop-prune-baseline")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["pruned 2 stale entries: test_a.py::test_gone, test_b.py::test_file_gone"])

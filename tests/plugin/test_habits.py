@@ -191,11 +191,14 @@ def test_quiet_runs_say_what_changed_the_baseline_or_the_exit_status(project: Pr
     result = project.run(quiet, "--flop-update-baseline", "--flop-baseline=other.yaml")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["baseline */other.yaml not written: *"])
+    # pytest's last line (printed down to -q) says why the run failed when every test passed
+    assert quiet == "-qq" or "2 passed, 1 baseline not written in " in result.stdout.lines[-1]
     (project.pytester.path / "test_b.py").unlink()
     project.write("test_a.py", "def test_other():\n    pass\n")
     result = project.run(quiet, "--flop-strict")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*stale*test_a.py::test_a*", "*--flop-prune-baseline*--flop-strict*"])
+    assert quiet == "-qq" or "1 passed, 1 stale (--flop-strict) in " in result.stdout.lines[-1]
 
 
 # --- 7. --sw is a partial run that writes what ran -------------------------------------------------
