@@ -84,12 +84,14 @@ class ModuleChange:
                 parts.append(f"{metric} {amount(metric, after)} (new work; none in the baseline)"
                              if metric != "memory" else f"memory at the peak {amount(metric, after)} (none before)")
                 continue
+            # the phase split belongs to the row's whole change, so it comes right after it
             text = (f"{'memory at the peak' if metric == 'memory' else metric} {amount(metric, before)} -> "
-                    f"{amount(metric, after)} ({percent(change(after, before))})")
+                    f"{amount(metric, after)} ({percent(change(after, before))})"
+                    + phase_growth(metric, self.old, self.new))
             own = self.own.get(metric) if self.own is not None else None
             if own is not None and own != delta:  # its children grew too: the row is inclusive
-                text += f" including its children; its own ops {own:+,}" if metric != "memory" else ""
-            parts.append(text + phase_growth(metric, self.old, self.new))
+                text += f", including its children; its own ops {own:+,}" if metric != "memory" else ""
+            parts.append(text)
         each = ", each" if self.repeat > 1 else ""  # the numbers are one layer's, not the group's sum
         return f"{self.label()}{each}: " + ", ".join(parts)
 

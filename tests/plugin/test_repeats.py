@@ -179,6 +179,6 @@ def test_growth_says_new_work_and_own_against_inclusive(project) -> None:
     assert "inf%" not in out
     # a grew by its child's bias (8) and its own multiply (8): its row is inclusive, and says its own part
     before = 8 * (2 * 8 - 1)
-    assert (f"grew: a (Block): flops {before:,} -> {before + 16:,} (+{1600 / before:.1f}%) including its children; "
+    assert (f"grew: a (Block): flops {before:,} -> {before + 16:,} (+{1600 / before:.1f}%), including its children; "
             "its own ops +8") in out
     assert f"grew: a.fc (Linear): flops {before:,} -> {before + 8:,}" in out

@@ -12,7 +12,7 @@ from pytest_flopbudget.counting.measurement import ModuleCost
 from pytest_flopbudget.reporting.baseline import Baseline, BaselineError, Entry, dump, entry_key, load, nodeid_of, save
 from pytest_flopbudget.plugin.marker import MarkerError, parse_budget, parse_quantity, parse_tolerance
 from pytest_flopbudget.plugin.options import device_type, path_type, tolerance_type
-from pytest_flopbudget.reporting.verdict import IMPROVED, NEW, OK, REGRESSED, Measured, TestVerdict, judge, judge_entry
+from pytest_flopbudget.reporting.verdict import IMPROVED, NEW, OK, REGRESSED, Measured, ModuleChange, TestVerdict, judge, judge_entry
 
 
 # -- marker ---------------------------------------------------------------------------------------
@@ -179,3 +179,11 @@ def test_budget_applies_to_the_sum_and_survives_transport() -> None:
     just = judge("t.py::test", parse_budget((), {"max_params": 31}), measured, {}, tolerance=Fraction(0),
                  strict=False, update=False)
     assert not just.failing and just.budget_used == 1.0
+
+
+def test_a_grown_row_puts_its_phase_split_next_to_its_whole_change_and_its_own_ops_after():
+    # a block whose flops went 100 -> 180: forward 40 -> 70, backward 60 -> 110; its own ops +20
+    change = ModuleChange("attn", "Block", {"flops": 100, "macs": 50, "params": 4, "backward_flops": 60},
+                          {"flops": 180, "macs": 50, "params": 4, "backward_flops": 110}, own={"flops": 20})
+    assert change.describe() == ("attn (Block): flops 100 -> 180 (+80.0%) [forward +30, backward +50], "
+                                 "including its children; its own ops +20")
