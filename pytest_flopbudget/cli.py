@@ -506,6 +506,8 @@ def merge_main(argv: Sequence[str]) -> int:
     args = build_merge_parser().parse_args(argv)
     try:
         baseline = load(Path(args.baseline).resolve())
+        if not args.update:
+            baseline.require_content()
         merged = merge([Path(p) for p in args.reports], baseline, update=args.update, strict=args.strict)
     except (BaselineError, MergeError) as error:
         print(f"flopbudget merge: error: {error}", file=sys.stderr)

@@ -248,6 +248,17 @@ def test_cli_merge_prints_the_table_appends_markdown_and_reports_errors(tmp_path
     assert "bad.json: not a shard's report" in capsys.readouterr().err
 
 
+def test_cli_merge_refuses_an_empty_baseline_file_unless_it_updates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flop_baseline.yaml").write_text("")
+    report = write(tmp_path, "whole.json", record(verdict("a.py::t", 5)))
+    assert main(["merge", str(report)]) == 2
+    assert "the baseline file is empty (no header, no entries)" in capsys.readouterr().err
+    assert main(["merge", str(report), "--update"]) == EXIT_OK
+    assert load(tmp_path / "flop_baseline.yaml").entries == {"a.py::t": Entry(5, 3, 3, device="cpu")}
+
+
 def test_merging_imports_no_torch(tmp_path: Path) -> None:
     """The final job of a sharded CI run needs the plugin and PyYAML, not torch."""
     import subprocess

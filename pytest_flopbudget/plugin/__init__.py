@@ -48,6 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except BaselineError as error:
         raise pytest.UsageError(f"{error} (the file is left as it is: fix that line, restore the file from version "
                                 "control, or move it away and run --flop-update-baseline to record a new one)") from None
+    if not settings.update:
+        try:
+            baseline.require_content()
+        except BaselineError as error:
+            raise pytest.UsageError(str(error)) from None
     from pytest_flopbudget.plugin.manager import FlopBudgetPlugin, XdistHooks
 
     plugin = FlopBudgetPlugin(config, settings, baseline)

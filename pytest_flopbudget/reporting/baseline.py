@@ -209,6 +209,18 @@ class Baseline:
     entries: Mapping[str, Entry]
     torch_version: str | None = None
     exists: bool = False
+    # a file with no YAML document (empty, blank or comments only): never written by this plugin,
+    # which always writes its header and ``entries``; a truncated baseline looks like this
+    empty_file: bool = False
+
+    def require_content(self) -> None:
+        """Refuse to judge against an empty file: every test would pass as new and no regression
+        could fail, silently. An update may write into it (there is nothing in it to lose)."""
+        if self.empty_file:
+            raise BaselineError(f"{self.path}: the baseline file is empty (no header, no entries), so every test "
+                                "would pass as new: restore it from version control if it was truncated, or "
+                                "write a new one with an update run (pytest --flop-update-baseline, or "
+                                "flopbudget merge --update)")
 
     def merged(self, measured: Mapping[str, Entry], remove: Iterable[str] = ()) -> dict[str, Entry]:
         """Upsert what was measured, keep every other entry, drop ``remove`` (stale keys when pruning)."""
@@ -252,7 +264,7 @@ def load(path: Path) -> Baseline:
     finally:
         loader.dispose()
     if data is None:  # an empty file
-        return Baseline(path, {}, None, exists=True)
+        return Baseline(path, {}, None, exists=True, empty_file=True)
     _check_duplicates(root, path, set())
     return _validate(data, root, path)
 

@@ -198,6 +198,24 @@ def test_corrupt_baseline_is_an_error_and_never_overwritten(project: Project, te
     assert project.baseline.read_text() == text
 
 
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"], ids=["zero-bytes", "blank", "comments"])
+def test_an_empty_baseline_file_is_refused_for_judging_and_filled_by_an_update(project: Project, text: str) -> None:
+    """A truncated baseline read as one with no entries would pass every test as new: no regression
+    could fail the run, and nothing would say why."""
+    project.write("test_a.py", project.linear_test("test_a", 8, 4))
+    project.baseline.write_text(text)
+    for args in ([], ["--flop-strict"], ["-n", "2"]):
+        result = project.run(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, args
+        result.stderr.fnmatch_lines([f"*{project.baseline}: the baseline file is empty (no header, no entries), so "
+                                     "every test would pass as new: restore it from version control*"])
+        assert project.baseline.read_text() == text
+    project.run("--flop-update-baseline").assert_outcomes(passed=1)
+    linear = 4 * (2 * 8 - 1) + 4  # one row through Linear(8, 4): the seed's FC rule with bias
+    assert project.load()["entries"]["test_a.py::test_a"]["flops"] == linear
+    project.run().assert_outcomes(passed=1)
+
+
 def test_hostile_yaml_does_not_run(project: Project) -> None:
     flag = project.pytester.path / "pwned"
     text = f"format: 1\nentries: !!python/object/apply:os.system ['touch {flag}']\n"
