@@ -22,7 +22,7 @@ from pytest_flopbudget.reporting.commands import STRICT_OPTION, UPDATE_OPTION
 from pytest_flopbudget.plugin.collected import CollectedTests, selected_part, selection_of, shard_of, test_id
 from pytest_flopbudget.plugin.failures import FlopBudgetFailure, budget_repr, short_forward_failure
 from pytest_flopbudget.plugin.fixtures import junit_properties
-from pytest_flopbudget.plugin.marker import MARKER, MarkerError, parse_budget
+from pytest_flopbudget.plugin.marker import MARKER, MarkerError, misspelt_marker, parse_budget
 from pytest_flopbudget.plugin.options import Settings, flop_options_given, format_fraction
 from pytest_flopbudget.reporting.outcome import Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.report import write_file, write_terminal
@@ -126,6 +126,11 @@ class FlopBudgetPlugin:
         marker = item.get_closest_marker(MARKER)
         if marker is None:
             item.stash[BUDGET_KEY] = None
+            misspelt = misspelt_marker(item)
+            if misspelt is not None:
+                pytest.fail(f"{item.nodeid}: @pytest.mark.{misspelt} is no marker: did you mean "
+                            f"@pytest.mark.{MARKER}? (pytest only warns about an unknown marker without "
+                            "--strict-markers, and the test would run with no budget)", pytrace=False)
             return
         try:
             budget = item.stash[BUDGET_KEY] = parse_budget(marker.args, marker.kwargs)

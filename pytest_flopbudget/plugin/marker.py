@@ -354,3 +354,14 @@ def parse_device(value: Any) -> str:
         return parse_device_name(str(value))
     except ValueError as error:
         raise MarkerError("device", value, str(error)) from None
+
+
+def misspelt_marker(item: Any) -> str | None:
+    """The name of a marker on ``item`` that looks like a misspelt ``flop_budget`` (flop_budgt,
+    flopbudget, flop_budgets) and is not registered: it would leave the test without a budget."""
+    registered = {line.split(":")[0].split("(")[0].strip() for line in item.config.getini("markers")}
+    for mark in item.iter_markers():
+        name = mark.name
+        if name != MARKER and name not in registered and difflib.get_close_matches(name, [MARKER], n=1, cutoff=0.8):
+            return name
+    return None

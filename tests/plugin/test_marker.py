@@ -70,6 +70,25 @@ def test_marker_is_registered(project: Project) -> None:
     project.run("--strict-markers").assert_outcomes(passed=1)
 
 
+def test_a_misspelt_marker_is_an_error_not_a_test_without_budget(project: Project) -> None:
+    project.write(
+        "test_typos.py",
+        project.linear_test("test_typo", 8, 4).replace("def test_typo", "@pytest.mark.flop_budgt(max_gflops=1)\ndef test_typo"),
+        "pytestmark = [pytest.mark.flopbudget]\n\n",  # a module-level typo reaches every test of the module
+        "@pytest.mark.slow\ndef test_other_marker():\n    pass\n",
+    )
+    project.pytester.makeini("[pytest]\nmarkers =\n    flop_budgets: a project's own marker, registered\n")
+    result = project.run("-rE")
+    result.assert_outcomes(errors=2)  # test_other_marker carries flopbudget from the module
+    result.stdout.fnmatch_lines([
+        "*test_typos.py::test_typo: @pytest.mark.flop_budgt is no marker: did you mean @pytest.mark.flop_budget?*",
+    ])
+    # a registered marker, however close its name, is the project's own
+    project.write("test_typos.py", project.linear_test("test_mine", 8, 4).replace(
+        "def test_mine", "@pytest.mark.flop_budgets\ndef test_mine"))
+    project.run().assert_outcomes(passed=1)
+
+
 def test_module_and_class_markers_closest_wins(project: Project) -> None:
     project.write(
         "test_levels.py",
