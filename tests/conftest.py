@@ -7,3 +7,21 @@ baseline is read or written (to keep pytest's start-up cheap), so the suite impo
 """
 
 import yaml  # noqa: F401
+
+
+def pytest_report_header(config):
+    """One line where tests/zoo collects nothing for want of torchvision or timm: in the session
+    header, which an xdist run prints too (its controller collects nothing, so a collection-time
+    line would never show)."""
+    from pathlib import Path
+
+    zoo = Path(__file__).parent / "zoo"
+    selected = [Path(str(config.rootpath), arg.split("::")[0]).resolve() for arg in config.args]
+    if not any(path == zoo or path in zoo.parents or zoo in path.parents for path in selected):
+        return None
+    from optional_libraries import zoo_unusable
+
+    reasons = zoo_unusable()
+    if not reasons:
+        return None
+    return "tests/zoo not collected (it runs in CI's newest environment): " + "; ".join(reasons)

@@ -291,3 +291,19 @@ def test_quickstart_says_what_torch_costs_and_which_tests_run():
     assert not re.search(r"\d+ tests|about \d+ minutes", quickstart)
     assert "`python -m pytest -n auto -m slow`" in quickstart and "tests/zoo" in quickstart
     assert "python -m pytest -n auto" in quickstart
+
+
+def test_the_test_command_says_in_one_line_when_the_zoo_collects_nothing():
+    """The Quickstart's promise, kept under xdist too (its controller collects nothing, so the line
+    is in the session header): the zoo collects nothing without torchvision and timm, and says so."""
+    from optional_libraries import zoo_unusable
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--co", "-p", "no:cacheprovider", "tests/zoo"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("tests/zoo not collected")]
+    reasons = zoo_unusable()
+    if reasons:
+        assert lines == ["tests/zoo not collected (it runs in CI's newest environment): " + "; ".join(reasons)]
+        assert result.returncode == pytest.ExitCode.NO_TESTS_COLLECTED
+    else:  # CI's newest environment: the zoo runs, and nothing says otherwise
+        assert lines == [] and result.returncode == pytest.ExitCode.OK

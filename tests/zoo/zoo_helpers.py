@@ -7,7 +7,6 @@ without spending time on weight initialisation, and the checks every zoo model p
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 from types import ModuleType
 from typing import Any, Iterator
@@ -20,17 +19,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import pytest_flopbudget as fb  # noqa: E402
-
-
-def optional(name: str) -> tuple[ModuleType | None, str]:
-    """The library, or None and why not. torchvision built for another torch raises RuntimeError
-    (``operator torchvision::nms does not exist``) rather than ImportError, and timm imports
-    torchvision, so any exception means "not usable here"."""
-    try:
-        return importlib.import_module(name), ""
-    except Exception as error:  # noqa: BLE001 - see docstring
-        first_line = (str(error).splitlines() or [""])[0]
-        return None, f"{name} is not usable with torch {torch.__version__}: {type(error).__name__}: {first_line}"
+from optional_libraries import optional  # noqa: E402
 
 
 def require(name: str) -> ModuleType:
