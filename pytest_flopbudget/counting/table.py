@@ -81,7 +81,12 @@ def _passes(backward: bool, stepped: bool) -> str:
 
 
 def _giga(count: int, decimals: int) -> str:
-    return f"{count / GIGA:.{decimals}f}"
+    """``count`` in G units at the column's precision; work too small to show there reads
+    '<0.00001' rather than a zero it is not (a 640-FLOP head beside a 0.2-GFLOP body)."""
+    text = f"{count / GIGA:.{decimals}f}"
+    if count > 0 and not text.strip("0."):
+        return f"<{10.0 ** -decimals:.{decimals}f}"
+    return text
 
 
 def memory_line(memory: Memory) -> str:

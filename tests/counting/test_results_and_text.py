@@ -82,6 +82,26 @@ def test_small_counts_keep_three_significant_digits_in_tables_and_messages():
     assert giga(33_000 / 1e9) == "0.0000330" and giga(296_000 / 1e9) == "0.000296" and giga(64 / 1e9) == "0.0000000640"
 
 
+def test_a_module_too_small_for_the_tables_precision_reads_below_it_not_zero():
+    class BodyAndHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Conv2d(3, 256, 3, padding=1)
+            self.head = nn.Linear(32, 10)
+
+        def forward(self, x):
+            return self.head(self.body(x).mean((2, 3))[:, :32])
+
+    m = fb.measure(BodyAndHead(), torch.randn(1, 3, 64, 64))
+    head = 10 * (2 * 32 - 1) + 10  # the seed's FC rule with bias: 640 FLOPs, 5e-7 of the 0.0577 G body
+    assert m.modules["head"].flops == head
+    row = next(line for line in m.table().splitlines() if line.strip().startswith("head"))
+    # the column shows four significant digits of the largest count, five decimals here
+    assert row.split()[2:4] == ["<0.00001", "<0.00001"]
+    assert next(line for line in m.table().splitlines() if line.strip().startswith("body")).split()[2] == (
+        f"{m.modules['body'].flops / 1e9:.5f}")
+
+
 def test_module_names():
     assert [module_depth(n) for n in ("", "a", "a.b.0")] == [0, 1, 3]
     assert ancestors("a.b") == ["", "a", "a.b"] and ancestors("") == [""]
