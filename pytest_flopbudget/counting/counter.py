@@ -147,10 +147,14 @@ class OpCounter:
         self.fakify: Any = None
         # the memory tracker fed every call's arguments and output (None: memory not tracked)
         self.memory: Any = None
-        self._aten = _AtenCounter(self)
-        self._composite = _CompositeCounter(self) if registry.function_rules else None
+        self._aten: _AtenCounter | None = None
+        self._composite: _CompositeCounter | None = None
 
     def __enter__(self) -> OpCounter:
+        # the modes point back at this counter: made on entry and dropped on exit, so that a finished
+        # count is freed when its last user lets go, not at the garbage collector's next pass
+        self._aten = _AtenCounter(self)
+        self._composite = _CompositeCounter(self) if self.registry.function_rules else None
         self._flex = EagerFlexAttention().__enter__()
         reach_older_torch(_AtenCounter)
         if self._composite is not None:
@@ -159,6 +163,7 @@ class OpCounter:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        assert self._aten is not None
         try:
             self._aten.__exit__(*exc)
         finally:
@@ -167,6 +172,7 @@ class OpCounter:
                     self._composite.__exit__(*exc)
             finally:
                 self._flex.__exit__(*exc)
+                self._aten = self._composite = None
 
     def add(self, op_name: str, flops: int, macs: int) -> None:
         flops, macs = int(flops), int(macs)

@@ -319,6 +319,7 @@ class MemoryTracker:
         self._closed = True
         at_peak, at_end = self._replay()
         self._refs.clear()
+        self._on_free = None  # the bound method held this tracker in a cycle (freed at once instead)
 
         categories = dict.fromkeys(MEMORY_CATEGORIES, 0)
         modules: dict[str, int] = {"": 0}
