@@ -7,17 +7,15 @@ well formed, so ``flopbudget --help`` and usage errors answer at once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import importlib
 import json
-import logging
 import os
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from pytest_flopbudget.counting.devices import DEVICES
 from pytest_flopbudget.counting.errors import wants_integer_inputs
@@ -336,7 +334,7 @@ def _run(request: Request) -> Any:
     build = _factory(request.target, obj, float_dtype)
     if request.device == "cpu":
         _check_cpu_memory(request.target, build, float_dtype)
-    with _quiet_fake_tensor_log(request.debug), _Progress(f"counting {request.target} on {request.device}"):
+    with _Progress(f"counting {request.target} on {request.device}"):
         try:
             optimizer = _optimizer(request.optimizer) if request.optimizer else None
             inputs = _inputs(request.shapes, dtypes)
@@ -357,20 +355,6 @@ def _run(request: Request) -> Any:
             raise CliError(
                 f"the model's forward failed on inputs {shapes}: {type(error).__name__}: {_one_line(error)}{hint}"
             ) from error
-
-
-@contextlib.contextmanager
-def _quiet_fake_tensor_log(debug: bool) -> Iterator[None]:
-    """FakeTensorMode logs the full traceback of a failing op before raising it; the one-line error
-    says the same, and --debug shows the traceback."""
-    logger = logging.getLogger("torch._subclasses.fake_tensor")
-    level = logger.level
-    if not debug:
-        logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def estimate_weight_bytes(build: Callable[[], Any], float_dtype: Any = None) -> int | None:

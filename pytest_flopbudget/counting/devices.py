@@ -7,7 +7,9 @@ that need it, so the plugin validates a device name at start-up without it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Union
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Union
 
 if TYPE_CHECKING:
     import torch
@@ -86,3 +88,18 @@ def fake_mode() -> Any:
     # values stay unknown: .item() and data-dependent shapes raise, as without a shape environment
     shape_env = ShapeEnv(allow_scalar_outputs=False, allow_dynamic_output_shape_ops=False)
     return FakeTensorMode(allow_non_fake_inputs=True, shape_env=shape_env)
+
+
+@contextlib.contextmanager
+def quiet_fake_tensor_log() -> Iterator[None]:
+    """FakeTensorMode logs the whole traceback of an op that fails on fake tensors (a shape
+    mismatch) before raising the error, which the caller gets with what was being measured: in a
+    pytest run that was 40 lines of captured log beside a two-line failure. Its level is put back
+    afterwards, so the caller's own logging of it is as it was."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

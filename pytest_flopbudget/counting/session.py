@@ -25,7 +25,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from pytest_flopbudget.counting.collect import collect
 from pytest_flopbudget.counting.counter import OpCounter
 from pytest_flopbudget.counting.devices import fake_mode as fake_mode_for_meta
-from pytest_flopbudget.counting.devices import is_meta
+from pytest_flopbudget.counting.devices import is_meta, quiet_fake_tensor_log
 from pytest_flopbudget.counting.errors import FormulaError, MeasurementError, first_line, mixes_devices, needs_values
 from pytest_flopbudget.counting.measurement import Measurement, Memory
 from pytest_flopbudget.counting.memory import MemoryTracker
@@ -42,6 +42,7 @@ def device_scope(target: torch.device | None, *, default_device: bool = False) -
     with contextlib.ExitStack() as stack:
         fake_mode = None
         if is_meta(target):
+            stack.enter_context(quiet_fake_tensor_log())
             fake_mode = stack.enter_context(fake_mode_for_meta())
         if default_device and target is not None:
             wanted = torch.device("cpu" if fake_mode is not None else target)

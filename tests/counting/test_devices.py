@@ -160,3 +160,23 @@ def test_factories_with_value_dependent_initialisers_build_on_meta():
     expected = 2 * 4 * (2 * 4 - 1) + 2 * 4 + 2 * 4  # linear, its bias, the add
     assert fb.measure(Truncated, lambda: torch.randn(2, 4), device="meta").flops == expected
     assert fb.measure(Truncated, lambda: torch.randn(2, 4), device="cpu").flops == expected
+
+
+def test_a_shape_error_on_meta_is_raised_without_torchs_logged_traceback(caplog):
+    """FakeTensorMode logs the failing op's whole traceback before raising: 40 lines of captured
+    log beside the two-line failure in a pytest run. The caller's level for that logger is kept."""
+    import logging
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    logger.setLevel(logging.WARNING)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            with pytest.raises(RuntimeError, match=r"\[3, 5\] X \[4, 4\]"):  # torch's own words, kept
+                fb.measure(nn.Linear(4, 4), torch.randn(3, 5), device="meta")
+            with pytest.raises(RuntimeError, match=r"\[3, 5\] X \[4, 4\]"):
+                with fb.count(device="meta"):
+                    nn.Linear(4, 4)(torch.randn(3, 5))
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("torch._subclasses")] == []
+        assert logger.level == logging.WARNING
+    finally:
+        logger.setLevel(logging.NOTSET)
