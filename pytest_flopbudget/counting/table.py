@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from pytest_flopbudget.counting.names import input_dependent, module_depth
-from pytest_flopbudget.counting.text import GIGA, human_bytes, human_count, layout
+from pytest_flopbudget.counting.text import GIGA, human_bytes, human_count, layout, passes
 
 if TYPE_CHECKING:
     from pytest_flopbudget.counting.measurement import Measurement, Memory, ModuleCost
@@ -77,7 +77,7 @@ def phase_line(phases: ModuleCost, decimals: int = 3) -> str:
 
 
 def _passes(backward: bool, stepped: bool) -> str:
-    return ", forward+backward+optimizer step" if stepped else ", forward+backward" if backward else ""
+    return f", {passes(backward, stepped)}" if backward or stepped else ""
 
 
 def _giga(count: int, decimals: int) -> str:

@@ -99,3 +99,8 @@ def layout(rows: Sequence[Sequence[str]], *, left: Collection[int], widths: Sequ
                        for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
     rule = "-" * max(len(line) for line in lines)
     return [lines[0], rule, *lines[1:]]
+
+
+def passes(backward: bool, stepped: bool) -> str:
+    """What a run counted: 'forward', 'forward+backward' or 'forward+backward+optimizer step'."""
+    return "forward+backward+optimizer step" if stepped else "forward+backward" if backward else "forward"

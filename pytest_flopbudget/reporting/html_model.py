@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from pytest_flopbudget.counting.measurement import Measurement, ModuleCost
 from pytest_flopbudget.counting.names import module_depth, module_order
-from pytest_flopbudget.counting.text import giga, human_count, percent
+from pytest_flopbudget.counting.text import giga, human_count, passes, percent
 
 # the metrics a chart can be sized by; "memory" is the bytes a module's code held at the peak,
 # "backward" the FLOPs autograd's backward did for a module's forward
@@ -171,7 +171,7 @@ def view_of_measurement(title: str, measurement: Measurement, about: tuple[str, 
              bytes_text(peak), "-", "-", "")
     test = TestView(title, cells, (), failing=False, open=True, flops=measurement.flops, macs=measurement.macs,
                     params=measurement.params, peak_memory=peak, tree=TreeView(tree_of_measurement(measurement)))
-    counted = f"device {measurement.device}" + (", forward and backward" if measurement.backward else "")
+    counted = f"device {measurement.device}, {passes(measurement.backward, bool(measurement.phases.optimizer_flops))}"
     return ReportView(title, (test,), (*about, counted))
 
 

@@ -290,7 +290,7 @@
     info.textContent = "";
     info.setAttribute("data-name", node.name);
     info.appendChild(el("div", "", this.label(node) + (node.row[1] ? " (" + node.row[1] + ")" : "") +
-      (node.children.length ? ", " + node.children.length + " modules below" : "")));
+      (node.children.length ? ", " + node.children.length + (node.children.length === 1 ? " module below" : " modules below") : "")));
     var table = info.appendChild(el("table"));
     var head = table.appendChild(el("tr"));
     ["metric", "inclusive", "own", "baseline", "change", ""].forEach(function (t) { head.appendChild(el("th", "", t)); });

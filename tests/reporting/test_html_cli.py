@@ -37,7 +37,7 @@ def test_html_writes_the_models_whole_tree(tiny_module, capsys):
     data = page_json(path.read_text(encoding="utf-8"))
     (test,) = data["tests"]
     assert (test["key"], test["open"], test["verdicts"]) == ("tiny_html_model:tiny", True, [])
-    assert data["about"] == ["inputs: 5x8 float32", "device meta"]
+    assert data["about"] == ["inputs: 5x8 float32", "device meta, forward"]
     # every depth, whatever --depth the table used; 5 rows: Linear(8,4) 20 dot products of 8 + bias,
     # ReLU 20, Linear(4,2) 10 dot products of 4 + bias; no baseline
     tree = test["tree"]
@@ -71,7 +71,9 @@ def test_html_to_a_directory_is_a_usage_error(tiny_module, capfd):
 def test_html_of_a_backward_run_carries_each_modules_backward_flops(tiny_module):
     path = tiny_module / "tiny.html"
     assert cli.main(["tiny_html_model:tiny", "-s", "5,8", "--backward", "--html", str(path)]) == 0
-    (test,) = page_json(path.read_text(encoding="utf-8"))["tests"]
+    data = page_json(path.read_text(encoding="utf-8"))
+    (test,) = data["tests"]
+    assert data["about"][-1] == "device meta, forward+backward"
 
     def dots(n_outputs: int, length: int) -> int:
         return n_outputs * (2 * length - 1)
@@ -82,3 +84,10 @@ def test_html_of_a_backward_run_carries_each_modules_backward_flops(tiny_module)
     first = dots(4 * 8, 5) + 5 * 4  # grad W, grad b
     backward = {row[0]: row[6] for row in test["tree"]["modules"]}
     assert backward == {"": first + relu + last, "0": first, "1": relu, "2": last, "2.0": last}
+
+
+def test_html_of_an_optimizer_step_says_so_as_the_table_does(tiny_module, capsys):
+    path = tiny_module / "step.html"
+    assert cli.main(["tiny_html_model:tiny", "-s", "5,8", "--optimizer", "sgd", "--html", str(path)]) == 0
+    assert "on meta, forward+backward+optimizer step" in capsys.readouterr().out
+    assert page_json(path.read_text(encoding="utf-8"))["about"][-1] == "device meta, forward+backward+optimizer step"
