@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pytest_flopbudget.counting.names import module_depth
+from pytest_flopbudget.counting.names import input_dependent, module_depth
 from pytest_flopbudget.counting.text import GIGA
 
 # the exact integers every measurement, baseline entry and module row carries
@@ -154,8 +154,10 @@ class Measurement:
     @property
     def value_dependent(self) -> bool:
         """Whether the run read tensor values on the host (``.item()``, ``bool(t)``, ``nonzero``...),
-        so that its path, and its count, may differ with other values or on another device."""
-        return bool(self.value_reads)
+        so that its path, and its count, may differ with other values or on another device. Reads
+        of an optimizer's or scheduler's own step counter (``AdamW.step()``) do not count: they are
+        the same on every device and for every input (``value_reads`` still lists them)."""
+        return bool(input_dependent(self.value_reads))
 
     def value_reads_text(self, limit: int = 3) -> str:
         """Where values were read, for messages: 'aten.all x2 in encoder (Encoder), ...'."""

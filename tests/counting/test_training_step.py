@@ -92,3 +92,17 @@ def test_a_model_without_trainable_parameters_is_refused() -> None:
     model = _mlp().requires_grad_(False)
     with pytest.raises(fb.MeasurementError, match="no trainable parameters"):
         fb.measure(model, torch.randn(5, 8), optimizer=ADAMW["loop"])
+
+
+def test_an_optimizers_own_step_counter_read_does_not_make_a_run_value_dependent():
+    model, x = nn.Linear(4, 2), torch.ones(3, 4)
+    step = fb.measure(model, x, optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3))
+    # AdamW reads its step counter on the host (loop implementation on cpu): recorded where it read
+    assert "AdamW.step()" in step.value_reads
+    assert not step.value_dependent  # the same on every device and for every input
+
+    class Branchy(nn.Module):
+        def forward(self, v):
+            return v * 2 if v.sum() > 0 else v
+
+    assert fb.measure(Branchy(), x).value_dependent  # a read of the inputs still is
