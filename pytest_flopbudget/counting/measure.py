@@ -124,7 +124,7 @@ def _run_in_place(module: nn.Module, state: ModelState, args: tuple, kwargs: dic
         output = module(*args, **kwargs)
         if backward:
             counting.phase("backward")
-            _run_backward(output, trainable, module)
+            counting.name(_run_backward(output, trainable, module), "gradients")
 
 
 def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwargs: dict, counting: CountingSession,
@@ -137,7 +137,7 @@ def _run_on_substitutes(module: nn.Module, state: ModelState, args: tuple, kwarg
         output = torch.func.functional_call(module, substitutes, args, kwargs, strict=False)
         if backward:
             counting.phase("backward")
-            _run_backward(output, trainable, module)
+            counting.name(_run_backward(output, trainable, module), "gradients")
 
 
 def _default_device(target: torch.device | None) -> contextlib.AbstractContextManager[Any]:
@@ -360,12 +360,12 @@ def _fake(tensor: torch.Tensor, fake_mode: Any) -> torch.Tensor:
     return fake.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else fake
 
 
-def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) -> None:
+def _run_backward(output: Any, params: list[torch.Tensor], module: nn.Module) -> tuple[Any, ...]:
     """Backward of the sum of every floating-point output tensor, as a training step would run it;
-    gradients are returned, not accumulated into ``.grad``."""
+    the gradients are returned (to be named, then dropped), not accumulated into ``.grad``."""
     roots, grads = _backward_roots(output, module)
     targets = params or [t for t in roots]
-    torch.autograd.grad(roots, targets, grads, allow_unused=True)
+    return torch.autograd.grad(roots, targets, grads, allow_unused=True)
 
 
 def _backward_roots(output: Any, module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -74,6 +74,8 @@ class MemoryTracker:
         self._phase: list[str] = []
         self._entry: list[str | None] = []  # the entry category, None for what the run allocated
         self._saved: set[int] = set()  # records autograd saved for backward
+        # record index -> category named while the storage lived (gradients freed before the end)
+        self._named: dict[int, str] = {}
         self._refs: dict[int, _StorageRef] = {}  # id(storage) -> its reference, while it lives
         # events in order: a record's index when allocated, ~index when freed
         self._log: list[int] = []
@@ -138,6 +140,19 @@ class MemoryTracker:
                 for storage in _storages(tensor):
                     if id(storage) not in self._refs:
                         self._existing(storage, category)
+
+    def name(self, tensors: Iterable[Any], category: str) -> None:
+        """Say what live tensors are, for the categories at the peak, while they live: gradients
+        that ``autograd.grad`` returned and nobody kept, or that ``zero_grad()`` frees before the
+        run ends, would otherwise read as temporaries. The first name given to a storage holds."""
+        if category not in MEMORY_CATEGORIES:
+            raise ValueError(f"unknown memory category {category!r}; expected one of {', '.join(MEMORY_CATEGORIES)}")
+        for tensor in tensors:
+            if isinstance(tensor, _Tensor):
+                for storage in _storages(tensor):
+                    ref = self._refs.get(id(storage))
+                    if ref is not None:
+                        self._named.setdefault(ref.index, category)
 
     def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         """After one aten call: new storages among its arguments existed before the run; new ones
@@ -300,7 +315,7 @@ class MemoryTracker:
         """The run's Memory. ``parameters``/``buffers``/``gradients``/``optimizer_state`` name what
         their storages are, for the categories at the peak (a ``.grad`` made during the run is a
         gradient, not a temporary) and ``param_bytes``. Call it once, when the run is over."""
-        kinds: dict[int, str] = {}  # record index -> category named here (first name wins)
+        kinds: dict[int, str] = dict(self._named)  # record index -> category (first name wins)
         param_bytes: dict[str, int] = {}
         param_storages: set[int] = set()
         for category, tensors in (("parameters", parameters), ("buffers", buffers),

@@ -85,7 +85,7 @@ class CountingSession:
             stack.enter_context(self.memory)
             stack.enter_context(self.tracker)
             stack.enter_context(self.counter)
-            stack.enter_context(_optimizer_steps(self.counter))
+            stack.enter_context(_optimizer_steps(self.counter, self.memory))
             if self._grad is not None:
                 stack.enter_context(torch.enable_grad() if self._grad else torch.no_grad())
             self._stack = stack.pop_all()
@@ -97,6 +97,10 @@ class CountingSession:
     def register_entry(self, tensors: Iterable[Any], category: str) -> None:
         """Tensors that exist before the run: live at entry (parameters, buffers, inputs, optimizer_state)."""
         self.memory.register_entry(tensors, category)
+
+    def name(self, tensors: Iterable[Any], category: str) -> None:
+        """What live tensors are (gradients ``autograd.grad`` returned), for the categories at the peak."""
+        self.memory.name(tensors, category)
 
     def phase(self, name: str) -> None:
         """Where the run is now, for the phase at the memory peak: forward, backward, optimizer, block."""
@@ -116,13 +120,16 @@ class CountingSession:
 
 
 @contextlib.contextmanager
-def _optimizer_steps(counter: OpCounter) -> Iterator[None]:
+def _optimizer_steps(counter: OpCounter, memory: MemoryTracker) -> Iterator[None]:
     """Tell the counter while any optimizer's step() runs, so that its work is the optimizer's
     phase, in measure(optimizer=) and in a count() block alike (torch's global step hooks; removed
-    on exit)."""
+    on exit). The gradients a step reads are named then, while they live: a ``zero_grad()`` later
+    in the run frees them before it ends."""
 
     def started(optimizer: Any, args: Any, kwargs: Any) -> None:
         counter.stepping += 1
+        memory.name((p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None),
+                    "gradients")
 
     def ended(optimizer: Any, args: Any, kwargs: Any) -> None:
         counter.stepping = max(0, counter.stepping - 1)

@@ -425,3 +425,35 @@ def test_entering_holds_the_garbage_collector_and_gives_it_back():
     with MemoryTracker(lambda: ()):
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_gradients_at_the_peak_are_gradients_even_when_freed_before_the_end(device):
+    """The categories at the peak name a gradient while it lives: autograd.grad's results (which
+    measure(backward=True) returns to nobody) and .grad tensors a zero_grad() frees before a count()
+    block ends read as temporaries otherwise."""
+    import pytest_flopbudget as fb
+
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 64))
+    x = torch.randn(32, 64)
+    weights = (64 * 256 + 256 + 256 * 64 + 64) * 4  # float32 bytes
+    measured = fb.measure(model, x, backward=True, device=device).memory
+    # the peak is at the end of the backward, every weight's gradient computed and still held
+    assert measured.phase == "backward"
+    assert measured.categories["gradients"] == measured.categories["parameters"] == weights
+    assert measured.retained == 0  # returned to nobody: named, then freed
+    if device == "meta":
+        return
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    blocks = []
+    for zero in (False, True):
+        with fb.count() as counted:
+            model(x).sum().backward()
+            optimizer.step()
+            if zero:
+                optimizer.zero_grad(set_to_none=True)
+        blocks.append(counted.memory)
+        optimizer.zero_grad(set_to_none=True)
+    kept, zeroed = blocks
+    assert kept.peak == zeroed.peak and kept.categories == zeroed.categories
+    assert zeroed.categories["gradients"] == weights
