@@ -137,6 +137,24 @@ def test_a_missing_or_repeated_numbered_shard_is_refused(tmp_path: Path) -> None
         merge([one, split, three], base)
 
 
+def test_numbered_shards_that_split_differently_are_refused_naming_the_tests_no_shard_ran(tmp_path: Path) -> None:
+    """Every shard present is not enough: runners reading different .test_durations split the same
+    suite differently, and a test can fall to no shard."""
+    base = committed(tmp_path, {})
+    everything = ("a.py::t", "b.py::t", "c.py::t", "d.py::t")
+    one = record(verdict("a.py::t", 5), verdict("b.py::t", 5), shard=("pytest-split", 1, 2), collected=everything)
+    two = record(verdict("d.py::t", 5), shard=("pytest-split", 2, 2), collected=everything)  # c.py::t fell between
+    reports = [write(tmp_path, "1.json", one), write(tmp_path, "2.json", two)]
+    with pytest.raises(MergeError, match=r"1 collected test\(s\) were run by no shard: c.py::t; the shards split the "
+                                         r"suite differently.*\.test_durations"):
+        merge(reports, base, strict=True)
+    whole = record(verdict("c.py::t", 5), verdict("d.py::t", 5), shard=("pytest-split", 2, 2), collected=everything)
+    assert merge([reports[0], write(tmp_path, "2.json", whole)], base).outcome.exit_status == EXIT_OK
+    # a shard that also filters (-m) covers part of the suite on purpose: partial, not refused
+    filtered = dataclasses.replace(two, selects="-m selects part of the suite")
+    assert merge([reports[0], write(tmp_path, "2.json", filtered)], base).outcome.notes[0].startswith("partial:")
+
+
 def test_shards_on_different_torch_releases_are_refused_naming_each(tmp_path: Path) -> None:
     base = committed(tmp_path, {})
     old = write(tmp_path, "1.json", record(verdict("a.py::t", 5), shard=("pytest-split", 1, 2), torch="2.6.0"))

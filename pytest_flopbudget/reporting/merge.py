@@ -143,6 +143,8 @@ def _check_complete(shards: Sequence[ShardReport], baseline: Baseline) -> str | 
         _check_numbered(shards)
         # -m, -k, --lf, a file or a node id next to the shard plugin: the union is that part of the suite
         reasons += sorted({f"{s.name}: {s.record.selects}" for s in shards if s.record.selects})
+        if not reasons:
+            _check_split_covers(shards)
     else:
         reasons += _check_selections(shards)
     _check_covered(shards, baseline)
@@ -169,6 +171,20 @@ def _check_numbered(shards: Sequence[ShardReport]) -> None:
             f"missing the report of shard {', '.join(f'{option} {i}' for i in missing)} of {count} ({kind}); "
             f"merged without it, its tests would be neither judged nor updated: give every shard's report "
             f"(present: {', '.join(str(s.path) for s in sorted(shards, key=lambda s: s.path))})"
+        )
+
+
+def _check_split_covers(shards: Sequence[ShardReport]) -> None:
+    """Every shard present, none filtering: every collected test ran in some shard. Runners that
+    split differently (pytest-split reading another .test_durations on one of them) can each be
+    present and still leave tests to none."""
+    collected = set().union(*(s.record.collected for s in shards))
+    unrun = sorted(collected - set().union(*(s.record.selected for s in shards)))
+    if unrun:
+        raise MergeError(
+            f"{len(unrun)} collected test(s) were run by no shard: {_some(unrun)}; the shards split the suite "
+            "differently: every runner must collect the same tests and, with pytest-split, read the same "
+            ".test_durations (commit it, or give none to any)"
         )
 
 
