@@ -147,7 +147,8 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS, *,
 
     A grown module is named when its own work changed (its growth is not the sum of its children's,
     e.g. a new op in its forward) or when no child below it is known (a leaf at the baseline depth);
-    otherwise the children that grew are named instead. Identical changes in consecutive layers
+    otherwise the children that grew are named instead. A module the baseline does not have is
+    named once, whole (a new layer, not each of its parts). Identical changes in consecutive layers
     (``layers.0.mlp`` ... ``layers.5.mlp``) are one line: ``layers.[0-5].mlp (MLP) x6``. With
     ``memory`` (a memory peak regressed), modules holding more bytes at the peak are named too.
     """
@@ -169,6 +170,13 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS, *,
     for name in names:
         delta = deltas[name]
         if not any(d > 0 for d in delta.values()):
+            continue
+        if name not in old.modules:
+            # a new module is named once, with all its work; what runs inside it is part of it
+            if name.rpartition(".")[0] not in old.modules and name.rpartition(".")[0] in names:
+                continue
+            named.append(name)
+            weight[name] = delta
             continue
         below = children.get(name, [])
         own = {m: delta[m] - sum(deltas[c][m] for c in below) for m in metrics}

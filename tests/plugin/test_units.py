@@ -169,6 +169,22 @@ def test_grown_modules_largest_first() -> None:
     assert [g.name for g in verdict.grown] == ["b", "a", "d"]
 
 
+def test_a_new_layer_is_named_once_whole_not_each_of_its_parts() -> None:
+    def rows(layers: int) -> dict[str, ModuleCost]:
+        # each layer: a Linear (60 flops) and its own residual add (40 flops); the encoder adds nothing
+        modules = {"enc": ModuleCost("Encoder", 100 * layers, 50 * layers, 3 * layers)}
+        for i in range(layers):
+            modules[f"enc.{i}"] = ModuleCost("Layer", 100, 50, 3)
+            modules[f"enc.{i}.fc"] = ModuleCost("Linear", 60, 30, 3)
+        return modules
+
+    base = Entry(200, 100, 6, modules=rows(2))
+    new = Entry(300, 150, 9, modules=rows(3))
+    verdict = judge_entry("k", None, new, base, Fraction(0), strict=False, update=False)
+    assert [(g.name, g.type) for g in verdict.grown] == [("enc.2", "Layer")]
+    assert verdict.grown[0].describe().startswith("enc.2 (Layer): flops 100 (new work; none in the baseline)")
+
+
 def test_budget_applies_to_the_sum_and_survives_transport() -> None:
     budget = parse_budget((), {"max_params": 30})
     measured = [Measured("a", entry(1, 1, 15)), Measured("b", entry(1, 1, 16))]
