@@ -462,6 +462,8 @@ def build_merge_parser() -> argparse.ArgumentParser:
                         help="also fail tests without an entry, improvements beyond the tolerance and stale entries")
     parser.add_argument("--markdown", metavar="PATH",
                         help="append the Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument("--html", metavar="PATH",
+                        help="write the merged run's HTML report (every test's module tree) to PATH")
     parser.add_argument("-q", "--quiet", action="store_true", help="print the count line only")
     return parser
 
@@ -485,9 +487,12 @@ def merge_main(argv: Sequence[str]) -> int:
 
     from pytest_flopbudget.reporting.baseline import BaselineError, load
     from pytest_flopbudget.reporting.merge import MergeError, merge
-    from pytest_flopbudget.reporting.report import markdown, write_terminal
+    from pytest_flopbudget.reporting.report import markdown, write_file, write_terminal
 
     args = build_merge_parser().parse_args(argv)
+    if args.html and Path(args.html).suffix.lower() not in (".html", ".htm"):
+        print(f"flopbudget merge: error: --html {args.html}: give a path ending in .html", file=sys.stderr)
+        return EXIT_USAGE
     try:
         baseline = load(Path(args.baseline).resolve())
         if not args.update:
@@ -502,4 +507,10 @@ def merge_main(argv: Sequence[str]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:
             handle.write(markdown(merged.summary))
+    if args.html:
+        try:
+            write_file(Path(args.html), merged.summary, merged.verdicts)
+        except OSError as error:
+            print(f"flopbudget merge: error: cannot write {args.html}: {error}", file=sys.stderr)
+            return EXIT_USAGE
     return merged.outcome.exit_status

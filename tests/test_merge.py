@@ -277,6 +277,22 @@ def test_cli_merge_refuses_an_empty_baseline_file_unless_it_updates(tmp_path: Pa
     assert load(tmp_path / "flop_baseline.yaml").entries == {"a.py::t": Entry(5, 3, 3, device="cpu")}
 
 
+def test_cli_merge_writes_the_html_page_and_says_how_a_sharded_run_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    committed(tmp_path, {"a.py::t": Entry(5, 3, 3, device="cpu")})
+    one = write(tmp_path, "1.json", record(verdict("a.py::t", 9), shard=("pytest-split", 1, 2)))
+    two = write(tmp_path, "2.json", record(verdict("b.py::t", 5), shard=("pytest-split", 2, 2)))
+    assert main(["merge", "1.json", "2.json", "--html", "out/merged.html"]) == EXIT_TESTS_FAILED
+    out = capsys.readouterr().out
+    # the merge's own update command, which writes what a serial update run writes
+    assert "accept these changes: flopbudget merge 1.json 2.json --update (then commit flop_baseline.yaml)" in out
+    page = (tmp_path / "out" / "merged.html").read_text(encoding="utf-8")
+    assert "a.py::t" in page and "b.py::t" in page and "flopbudget: 1 regressed, 1 new" in page
+    assert main(["merge", "1.json", "2.json", "--html", "merged.txt"]) == 2
+    assert "give a path ending in .html" in capsys.readouterr().err
+
+
 def test_merging_imports_no_torch(tmp_path: Path) -> None:
     """The final job of a sharded CI run needs the plugin and PyYAML, not torch."""
     import subprocess

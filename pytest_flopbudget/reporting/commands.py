@@ -8,6 +8,8 @@ the baseline module, the lowest of the reporting package, reads it too.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 UPDATE_OPTION = "--flop-update-baseline"
 PRUNE_OPTION = "--flop-prune-baseline"
 STRICT_OPTION = "--flop-strict"
@@ -20,6 +22,17 @@ def update_command(*options: str) -> str:
 
 
 UPDATE_HINT = update_command()
+
+
+def merge_update_command(reports: Sequence[object], baseline: str | None = None) -> str:
+    """``flopbudget merge REPORTS... --update``: how a sharded run accepts what its merge judged
+    (it writes the baseline a serial update run writes); ``--baseline`` where it is not the default."""
+    import shlex
+
+    parts = ["flopbudget", "merge", *(shlex.quote(str(report)) for report in reports)]
+    if baseline is not None:
+        parts += ["--baseline", shlex.quote(baseline)]
+    return " ".join([*parts, "--update"])
 PRUNE_COMMAND = f"pytest {PRUNE_OPTION}"
 
 

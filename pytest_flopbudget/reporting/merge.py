@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pytest_flopbudget.reporting.baseline import Baseline, nodeid_of
-from pytest_flopbudget.reporting.commands import UPDATE_HINT
+from pytest_flopbudget.reporting.commands import merge_update_command
 from pytest_flopbudget.reporting.outcome import EXIT_OK, EXIT_TESTS_FAILED, Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.run import RunRecord
 from pytest_flopbudget.reporting.summary import SessionSummary
@@ -95,10 +95,11 @@ def merge(paths: Sequence[Path], baseline: Baseline, *, update: bool = False, st
     if baseline.torch_version is not None and baseline.torch_version != torch:
         note = (f"baseline written by torch {baseline.torch_version}; the shards used torch {torch} "
                 "(counts can change between torch releases; `flopbudget merge --update` rewrites it)")
-    commands = [v.update_command for v in judged]
+    default = Path("flop_baseline.yaml").resolve()
+    command = merge_update_command(paths, None if Path(baseline.path).resolve() == default else str(baseline.path))
     summary = SessionSummary.of(
         judged, outcome, baseline_path=baseline.path, device=", ".join(devices), tolerance=shards[0].tolerance,
-        update=update, prune=False, torch_note=note, update_command=commands[0] if commands else UPDATE_HINT,
+        update=update, prune=False, torch_note=note, update_command=command,
     )
     return Merged(outcome, summary, judged)
 
