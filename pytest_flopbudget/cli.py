@@ -442,6 +442,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def build_merge_parser() -> argparse.ArgumentParser:
+    from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE
     from pytest_flopbudget.reporting.commands import UPDATE_HINT
 
     parser = _Parser(
@@ -455,8 +456,8 @@ def build_merge_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("reports", nargs="+", metavar="REPORT.json", help="every shard's JSON report")
-    parser.add_argument("--baseline", default="flop_baseline.yaml", metavar="PATH",
-                        help="the committed baseline (default flop_baseline.yaml)")
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, metavar="PATH",
+                        help=f"the committed baseline (default {DEFAULT_BASELINE})")
     parser.add_argument("--update", action="store_true", help="write the shards' measurements into the baseline")
     parser.add_argument("--strict", action="store_true",
                         help="also fail tests without an entry, improvements beyond the tolerance and stale entries")

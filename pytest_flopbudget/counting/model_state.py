@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 
-
 @dataclass
 class ModelState:
     """The tree of ``root``: each module once (first name), each tensor once (first name)."""
@@ -214,7 +213,7 @@ def _walk(root: nn.Module) -> Iterator[tuple[str, nn.Module, list[str]]]:
             below = []
             for key, child in children.items():
                 if child is not None:
-                    name = f"{prefix}.{key}" if prefix else key
+                    name = _join(prefix, key)
                     below.append((name, child, [*holders, name]))
             pending.extend(reversed(below))
 

@@ -17,10 +17,8 @@ from typing import Any, Callable
 import pytest
 
 from pytest_flopbudget.counting.devices import cuda_problem, parse_device_name
-from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE_DEPTH
+from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE, DEFAULT_BASELINE_DEPTH
 from pytest_flopbudget.reporting.commands import UPDATE_HINT, update_command
-
-DEFAULT_BASELINE = "flop_baseline.yaml"
 
 
 def device_type(value: str) -> str:

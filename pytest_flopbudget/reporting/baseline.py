@@ -66,6 +66,8 @@ _FORMAT_2_FIELDS = ("uncounted", "estimated", "peak_memory", "activation_memory"
 # deep enough for the leaf layers of transformers' decoders (model.layers.0.self_attn.q_proj is 5)
 # and encoder-decoders (encoder.block.0.layer.0.SelfAttention.q is 6)
 DEFAULT_BASELINE_DEPTH = 6
+# the baseline file, in the rootdir (the plugin) or the current directory (flopbudget merge)
+DEFAULT_BASELINE = "flop_baseline.yaml"
 # a labelled measurement's key is "<node id>#<label>"
 LABEL_SEPARATOR = "#"
 _HEADER = (

@@ -22,6 +22,12 @@ def update_command(*options: str) -> str:
 
 
 UPDATE_HINT = update_command()
+PRUNE_COMMAND = f"pytest {PRUNE_OPTION}"
+
+
+def prune_hint(failing: bool) -> str:
+    """What to do about stale entries; says when they fail the run."""
+    return f"remove stale entries: {PRUNE_COMMAND}" + (f" (failing: {STRICT_OPTION})" if failing else "")
 
 
 def merge_update_command(reports: Sequence[object], baseline: str | None = None) -> str:
@@ -33,9 +39,3 @@ def merge_update_command(reports: Sequence[object], baseline: str | None = None)
     if baseline is not None:
         parts += ["--baseline", shlex.quote(baseline)]
     return " ".join([*parts, "--update"])
-PRUNE_COMMAND = f"pytest {PRUNE_OPTION}"
-
-
-def prune_hint(failing: bool) -> str:
-    """What to do about stale entries; says when they fail the run."""
-    return f"remove stale entries: {PRUNE_COMMAND}" + (f" (failing: {STRICT_OPTION})" if failing else "")

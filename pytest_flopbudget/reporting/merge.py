@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pytest_flopbudget.reporting.baseline import Baseline, nodeid_of
+from pytest_flopbudget.reporting.baseline import DEFAULT_BASELINE, Baseline, nodeid_of
 from pytest_flopbudget.reporting.commands import merge_update_command
 from pytest_flopbudget.reporting.outcome import EXIT_OK, EXIT_TESTS_FAILED, Ending, Outcome, finish, measured_entries
 from pytest_flopbudget.reporting.run import RunRecord
@@ -95,7 +95,7 @@ def merge(paths: Sequence[Path], baseline: Baseline, *, update: bool = False, st
     if baseline.torch_version is not None and baseline.torch_version != torch:
         note = (f"baseline written by torch {baseline.torch_version}; the shards used torch {torch} "
                 "(counts can change between torch releases; `flopbudget merge --update` rewrites it)")
-    default = Path("flop_baseline.yaml").resolve()
+    default = Path(DEFAULT_BASELINE).resolve()
     command = merge_update_command(paths, None if Path(baseline.path).resolve() == default else str(baseline.path))
     summary = SessionSummary.of(
         judged, outcome, baseline_path=baseline.path, device=", ".join(devices), tolerance=shards[0].tolerance,
@@ -179,8 +179,7 @@ def _check_split_covers(shards: Sequence[ShardReport]) -> None:
     """Every shard present, none filtering: every collected test ran in some shard. Runners that
     split differently (pytest-split reading another .test_durations on one of them) can each be
     present and still leave tests to none."""
-    collected = set().union(*(s.record.collected for s in shards))
-    unrun = sorted(collected - set().union(*(s.record.selected for s in shards)))
+    unrun = _unrun(shards)
     if unrun:
         raise MergeError(
             f"{len(unrun)} collected test(s) were run by no shard: {_some(unrun)}; the shards split the suite "
@@ -189,11 +188,15 @@ def _check_split_covers(shards: Sequence[ShardReport]) -> None:
         )
 
 
+def _unrun(shards: Sequence[ShardReport]) -> list[str]:
+    """The tests some shard collected and no shard selected, sorted."""
+    collected = set().union(*(s.record.collected for s in shards))
+    return sorted(collected - set().union(*(s.record.selected for s in shards)))
+
+
 def _check_selections(shards: Sequence[ShardReport]) -> list[str]:
     """Shards split by -k, --deselect or paths: every test some shard collected ran in some shard."""
-    collected = set().union(*(s.record.collected for s in shards))
-    selected = set().union(*(s.record.selected for s in shards))
-    unrun = sorted(collected - selected)
+    unrun = _unrun(shards)
     if not unrun:
         return []
     common = [f"{option} {value!r}" for option in ("-m", "-k")

@@ -173,7 +173,8 @@ def grown_modules(old: Entry, new: Entry, order: Sequence[str] = METRICS, *,
             continue
         if name not in old.modules:
             # a new module is named once, with all its work; what runs inside it is part of it
-            if name.rpartition(".")[0] not in old.modules and name.rpartition(".")[0] in names:
+            parent = name.rpartition(".")[0]
+            if parent in names and parent not in old.modules:
                 continue
             named.append(name)
             weight[name] = delta
